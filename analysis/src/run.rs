@@ -1,0 +1,217 @@
+//! `run.json`: what was traced, how, and what was lost. Written by `alloctrace record` at start,
+//! at every segment roll and at the end; read by the reports.
+//!
+//! ```no_run
+//! let run = analysis::run::RunInfo::read(std::path::Path::new("trace")).unwrap();
+//! println!("{} events lost", run.lost_total);
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::RUN_JSON;
+
+/// How the recording ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Still recording, or the tracer was killed before it could finish.
+    #[default]
+    Running,
+    /// The target exited; everything was flushed.
+    Complete,
+    /// Stopped by Ctrl-C or SIGTERM; everything captured up to then was flushed.
+    Interrupted,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// CLOCK_MONOTONIC at the start (the clock of `ts_ns`).
+    pub monotonic_start_ns: u64,
+    /// CLOCK_REALTIME read right after `monotonic_start_ns`.
+    pub realtime_start_ns: u64,
+    /// CLOCK_MONOTONIC when recording stopped; 0 while running.
+    pub monotonic_end_ns: u64,
+}
+
+/// How the traced process ended (spawn mode, or when it exited while attached).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// One attached probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// Id carried by the events (the BPF cookie).
+    pub id: u32,
+    /// The `func` value of its rows.
+    pub func: String,
+    /// `native`, `go` or `python`.
+    pub runtime: String,
+    /// How it is attached: `uprobe`, `uprobe+uretprobe`, `tracepoint`.
+    pub kind: String,
+    /// The ELF symbol (or tracepoint name), and the other symbols at the same address.
+    pub symbol: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// File the probe is in; empty for tracepoints.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub module: String,
+    /// Symbol value (virtual address in the ELF file).
+    #[serde(default)]
+    pub address: u64,
+    /// Offset of the probed instruction from the symbol.
+    #[serde(default)]
+    pub probe_offset: u64,
+    /// File offset the uprobe is attached at.
+    #[serde(default)]
+    pub file_offset: u64,
+    /// Why the probe sits where it does (instruction and whether the kernel emulates it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub placement: String,
+    /// Times the probe fired (summed over CPUs).
+    #[serde(default)]
+    pub hits: u64,
+}
+
+/// A file mapped by the target when recording started (or later, for dlopen).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Module {
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    pub file_offset: u64,
+    pub perms: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub build_id: String,
+}
+
+/// Everything `run.json` holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub schema_version: u32,
+    pub tool: Tool,
+    /// `spawn` or `attach`.
+    pub mode: String,
+    /// The command line in spawn mode.
+    #[serde(default)]
+    pub command: Vec<String>,
+    pub pids: Vec<u32>,
+    pub exe: String,
+    pub kernel: String,
+    pub arch: String,
+    #[serde(default)]
+    pub hostname: String,
+    pub clock: Clock,
+    pub status: Status,
+    #[serde(default)]
+    pub exit: Option<Exit>,
+    pub probes: Vec<Probe>,
+    /// Every eBPF counter, summed over CPUs (see `docs/schema.md` for their meaning).
+    pub counters: BTreeMap<String, u64>,
+    /// Ring-buffer overflows per CPU.
+    pub lost_per_cpu: Vec<u64>,
+    /// All rows known to be missing: ring overflow plus the other loss counters.
+    pub lost_total: u64,
+    pub events_written: u64,
+    /// Segment files, relative to the trace directory, in order.
+    pub segments: Vec<String>,
+    /// The target's break at the start (`start_brk` in /proc/PID/stat): the brk heap begins here.
+    #[serde(default)]
+    pub start_brk: u64,
+    #[serde(default)]
+    pub modules: Vec<Module>,
+    /// Facts about language runtimes found in the target (Go version, Python build, ...).
+    #[serde(default)]
+    pub runtimes: BTreeMap<String, serde_json::Value>,
+    /// The workload's own counters, when it printed them (see the targets' JSON line).
+    #[serde(default)]
+    pub workload: Option<serde_json::Value>,
+    /// Things the user should know about this trace (fallback probe placements, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Reading `run.json` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunInfoError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a valid alloctrace run.json", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl RunInfo {
+    /// Reads `run.json` from a trace directory.
+    pub fn read(trace_dir: &Path) -> Result<RunInfo, RunInfoError> {
+        let path = trace_dir.join(RUN_JSON);
+        let text = fs::read_to_string(&path).map_err(|source| RunInfoError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| RunInfoError::Parse { path, source })
+    }
+
+    /// Writes `run.json` atomically (temporary file, then rename), so a reader never sees a
+    /// half-written file even if the tracer is killed.
+    pub fn write(&self, trace_dir: &Path) -> io::Result<()> {
+        let path = trace_dir.join(RUN_JSON);
+        let tmp = trace_dir.join(format!("{RUN_JSON}.tmp"));
+        let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        fs::write(&tmp, text + "\n")?;
+        fs::rename(&tmp, &path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check that run.json survives a write → read round trip.
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunInfo {
+            schema_version: 1,
+            mode: "spawn".into(),
+            pids: vec![42],
+            status: Status::Interrupted,
+            lost_per_cpu: vec![0, 3],
+            lost_total: 3,
+            ..RunInfo::default()
+        };
+        run.counters.insert("lost_ring_full".into(), 3);
+        run.write(dir.path()).unwrap();
+        assert_eq!(RunInfo::read(dir.path()).unwrap(), run);
+    }
+
+    /// Check that a damaged run.json is an error, not a panic.
+    #[test]
+    fn damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(RUN_JSON), "{\"schema_version\": ").unwrap();
+        let err = RunInfo::read(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a valid alloctrace run.json"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The trace's Parquet schema: the one definition every writer and reader uses.
+//!
+//! A trace directory holds `run.json` (see [`crate::run`]) and `events/part-NNNNNN.parquet`
+//! segments, each a complete Parquet file with the [`events_schema`] columns. The column names
+//! are a public contract (notebooks and SQL depend on them): add columns, never rename or remove
+//! one. Readers ignore columns they do not know. `docs/schema.md` documents every column;
+//! `schema_snapshot()` is compared with `analysis/schema.snapshot.txt` by a test so the two cannot
+//! drift silently.
+//!
+//! ```no_run
+//! let schema = analysis::schema::events_schema();
+//! assert_eq!(schema.field(0).name(), analysis::schema::col::TS_NS);
+//! ```
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// Bumped when a change could make an older reader misread a trace.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Parquet key-value metadata keys written into every segment's footer.
+pub mod meta {
+    pub const SCHEMA_VERSION: &str = "alloctrace.schema_version";
+    pub const TOOL_VERSION: &str = "alloctrace.tool_version";
+    pub const PID: &str = "alloctrace.pid";
+    pub const EXE: &str = "alloctrace.exe";
+    pub const ARCH: &str = "alloctrace.arch";
+    /// CLOCK_MONOTONIC and CLOCK_REALTIME read back to back at the start: `ts_ns` +
+    /// (realtime − monotonic) is wall-clock time.
+    pub const MONOTONIC_START_NS: &str = "alloctrace.monotonic_start_ns";
+    pub const REALTIME_START_NS: &str = "alloctrace.realtime_start_ns";
+}
+
+/// Column names of the events table.
+pub mod col {
+    pub const TS_NS: &str = "ts_ns";
+    pub const PID: &str = "pid";
+    pub const TID: &str = "tid";
+    pub const EVENT: &str = "event";
+    pub const FUNC: &str = "func";
+    pub const ADDR: &str = "addr";
+    pub const SIZE: &str = "size";
+    pub const OLD_ADDR: &str = "old_addr";
+    pub const ALIGN: &str = "align";
+    pub const RUNTIME: &str = "runtime";
+    pub const DOMAIN: &str = "domain";
+    pub const STACK_ID: &str = "stack_id";
+    pub const OLD_SIZE: &str = "old_size";
+    pub const PROT: &str = "prot";
+    pub const MAP_FLAGS: &str = "map_flags";
+    pub const FD: &str = "fd";
+    pub const ERRNO: &str = "errno";
+    pub const GC_CYCLE: &str = "gc_cycle";
+    pub const GC_GENERATION: &str = "gc_generation";
+    pub const HEAP_LIVE: &str = "heap_live";
+    pub const HEAP_GOAL: &str = "heap_goal";
+    pub const COLLECTED: &str = "collected";
+    pub const UNCOLLECTABLE: &str = "uncollectable";
+    pub const REASON: &str = "reason";
+    pub const GO_TYPE: &str = "go_type";
+}
+
+/// Values of the `event` column.
+pub mod event {
+    pub const ALLOC: &str = "alloc";
+    pub const FREE: &str = "free";
+    pub const REALLOC: &str = "realloc";
+    pub const MMAP: &str = "mmap";
+    pub const MUNMAP: &str = "munmap";
+    pub const MREMAP: &str = "mremap";
+    pub const BRK: &str = "brk";
+    pub const MPROTECT: &str = "mprotect";
+    pub const MADVISE: &str = "madvise";
+    pub const GC_START: &str = "gc_start";
+    pub const GC_END: &str = "gc_end";
+    pub const STW_START: &str = "stw_start";
+    pub const STW_END: &str = "stw_end";
+}
+
+/// Values of the `runtime` column.
+pub mod runtime {
+    pub const NATIVE: &str = "native";
+    pub const GO: &str = "go";
+    pub const PYTHON: &str = "python";
+}
+
+/// The Arrow type of the string columns: dictionary-encoded, as their values repeat.
+pub fn dict_utf8() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8))
+}
+
+static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let u64_col = |name: &str, nullable| Field::new(name, DataType::UInt64, nullable);
+    Arc::new(Schema::new(vec![
+        u64_col(col::TS_NS, false),
+        Field::new(col::PID, DataType::UInt32, false),
+        Field::new(col::TID, DataType::UInt32, false),
+        Field::new(col::EVENT, dict_utf8(), false),
+        Field::new(col::FUNC, dict_utf8(), false),
+        u64_col(col::ADDR, false),
+        u64_col(col::SIZE, false),
+        u64_col(col::OLD_ADDR, true),
+        u64_col(col::ALIGN, true),
+        Field::new(col::RUNTIME, dict_utf8(), false),
+        Field::new(col::DOMAIN, dict_utf8(), true),
+        Field::new(col::STACK_ID, DataType::UInt32, true),
+        u64_col(col::OLD_SIZE, true),
+        Field::new(col::PROT, DataType::UInt32, true),
+        Field::new(col::MAP_FLAGS, DataType::UInt32, true),
+        Field::new(col::FD, DataType::Int32, true),
+        Field::new(col::ERRNO, DataType::UInt32, true),
+        u64_col(col::GC_CYCLE, true),
+        Field::new(col::GC_GENERATION, DataType::UInt32, true),
+        u64_col(col::HEAP_LIVE, true),
+        u64_col(col::HEAP_GOAL, true),
+        u64_col(col::COLLECTED, true),
+        u64_col(col::UNCOLLECTABLE, true),
+        Field::new(col::REASON, dict_utf8(), true),
+        Field::new(col::GO_TYPE, dict_utf8(), true),
+    ]))
+});
+
+/// The schema of `events/*.parquet`.
+pub fn events_schema() -> SchemaRef {
+    EVENTS_SCHEMA.clone()
+}
+
+/// One line per column, `name: type[, nullable]`; committed as `schema.snapshot.txt`.
+pub fn schema_snapshot() -> String {
+    let mut out = format!("# events schema, version {SCHEMA_VERSION}. DO NOT EDIT: generated by analysis::schema::schema_snapshot\n");
+    for field in events_schema().fields() {
+        let nullable = if field.is_nullable() { ", nullable" } else { "" };
+        out.push_str(&format!("{}: {}{}\n", field.name(), field.data_type(), nullable));
+    }
+    out
+}
+
+/// Name of the events folder inside a trace directory.
+pub const EVENTS_DIR: &str = "events";
+/// Name of the run metadata file inside a trace directory.
+pub const RUN_JSON: &str = "run.json";
+
+/// File name of segment `index`.
+pub fn segment_file_name(index: u32) -> String {
+    format!("part-{index:06}.parquet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check that the committed snapshot matches the schema, so docs and notebooks never drift
+    /// from the code. Regenerate with `ALLOCTRACE_BLESS=1 cargo test -p alloctrace-analysis`.
+    #[test]
+    fn snapshot_matches() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.snapshot.txt");
+        let actual = schema_snapshot();
+        if std::env::var_os("ALLOCTRACE_BLESS").is_some() {
+            std::fs::write(path, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(expected, actual, "schema changed: update docs/schema.md and bless the snapshot");
+    }
+
+    /// Check that the data-contract columns exist with their contract types.
+    #[test]
+    fn contract_columns() {
+        let schema = events_schema();
+        for (name, ty) in [
+            (col::TS_NS, DataType::UInt64),
+            (col::PID, DataType::UInt32),
+            (col::TID, DataType::UInt32),
+            (col::ADDR, DataType::UInt64),
+            (col::SIZE, DataType::UInt64),
+            (col::OLD_ADDR, DataType::UInt64),
+        ] {
+            assert_eq!(schema.field_with_name(name).unwrap().data_type(), &ty, "{name}");
+        }
+        assert!(schema.field_with_name(col::OLD_ADDR).unwrap().is_nullable());
+        assert_eq!(schema.field_with_name(col::EVENT).unwrap().data_type(), &dict_utf8());
+        assert_eq!(schema.field_with_name(col::FUNC).unwrap().data_type(), &dict_utf8());
+    }
+}

@@ -1,0 +1,69 @@
+//! Per-CPU counters of everything the eBPF programs decide not to (or cannot) emit.
+//!
+//! Every early exit of a program bumps one of these, so nothing is dropped silently. User space
+//! sums them per CPU into `run.json` and warns about any that signal loss.
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// The ring buffer was full: the event is lost.
+    RingFull = 0,
+    /// An allocator call made inside another one (operator new → malloc, reallocarray →
+    /// realloc, operator delete → free): folded into the outer call's row, by design.
+    Nested = 1,
+    /// `free(NULL)` and `delete nullptr`: no-ops, not written.
+    FreeNull = 2,
+    /// An outer allocator call never returned through its probe (exception or longjmp through
+    /// it); its state was dropped when the stack unwound past it. That call's row is lost.
+    Unwound = 3,
+    /// A return probe fired with no matching entry (the call began before the probe was
+    /// attached, or its state was evicted). The row is lost.
+    ReturnWithoutEntry = 4,
+    /// The per-thread state map was full. The row is lost.
+    ThreadMapFull = 5,
+    /// A syscall exit with no recorded entry (syscall began before attach). The row is lost.
+    SyscallWithoutEntry = 6,
+    /// Allocator calls nested deeper than the state tracks; the inner ones are folded.
+    DepthOverflow = 7,
+}
+
+impl Counter {
+    pub const COUNT: u32 = 8;
+
+    pub const ALL: [Counter; Counter::COUNT as usize] = [
+        Counter::RingFull,
+        Counter::Nested,
+        Counter::FreeNull,
+        Counter::Unwound,
+        Counter::ReturnWithoutEntry,
+        Counter::ThreadMapFull,
+        Counter::SyscallWithoutEntry,
+        Counter::DepthOverflow,
+    ];
+
+    /// Key in `run.json`'s `counters` object.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::RingFull => "lost_ring_full",
+            Counter::Nested => "nested_folded",
+            Counter::FreeNull => "free_null_skipped",
+            Counter::Unwound => "lost_unwound",
+            Counter::ReturnWithoutEntry => "lost_return_without_entry",
+            Counter::ThreadMapFull => "lost_thread_map_full",
+            Counter::SyscallWithoutEntry => "lost_syscall_without_entry",
+            Counter::DepthOverflow => "nested_depth_overflow",
+        }
+    }
+
+    /// Whether a non-zero value means rows are missing from the trace.
+    pub const fn is_loss(self) -> bool {
+        matches!(
+            self,
+            Counter::RingFull
+                | Counter::Unwound
+                | Counter::ReturnWithoutEntry
+                | Counter::ThreadMapFull
+                | Counter::SyscallWithoutEntry
+        )
+    }
+}

@@ -1,0 +1,90 @@
+//! The header every ring-buffer record starts with.
+
+/// What a record describes. The discriminant is written by the eBPF programs and becomes the
+/// `event` column of the trace (see [`EventKind::name`]).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Alloc = 1,
+    Free = 2,
+    Realloc = 3,
+    Mmap = 4,
+    Munmap = 5,
+    Mremap = 6,
+    Brk = 7,
+    Mprotect = 8,
+    Madvise = 9,
+}
+
+impl EventKind {
+    /// All kinds, in discriminant order.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Alloc,
+        EventKind::Free,
+        EventKind::Realloc,
+        EventKind::Mmap,
+        EventKind::Munmap,
+        EventKind::Mremap,
+        EventKind::Brk,
+        EventKind::Mprotect,
+        EventKind::Madvise,
+    ];
+
+    pub const fn from_u32(v: u32) -> Option<EventKind> {
+        Some(match v {
+            1 => EventKind::Alloc,
+            2 => EventKind::Free,
+            3 => EventKind::Realloc,
+            4 => EventKind::Mmap,
+            5 => EventKind::Munmap,
+            6 => EventKind::Mremap,
+            7 => EventKind::Brk,
+            8 => EventKind::Mprotect,
+            9 => EventKind::Madvise,
+            _ => return None,
+        })
+    }
+
+    /// The value of the trace's `event` column for this kind.
+    pub const fn name(self) -> &'static str {
+        match self {
+            EventKind::Alloc => "alloc",
+            EventKind::Free => "free",
+            EventKind::Realloc => "realloc",
+            EventKind::Mmap => "mmap",
+            EventKind::Munmap => "munmap",
+            EventKind::Mremap => "mremap",
+            EventKind::Brk => "brk",
+            EventKind::Mprotect => "mprotect",
+            EventKind::Madvise => "madvise",
+        }
+    }
+}
+
+/// No stack was captured for this event.
+pub const NO_STACK: i32 = -1;
+
+/// Common prefix of every ring-buffer record; `kind` says which struct follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, one clock for the whole trace.
+    pub ts_ns: u64,
+    /// An [`EventKind`] discriminant.
+    pub kind: u32,
+    /// Index of the probe that produced the record (see [`crate::probe`]); names the `func`.
+    pub probe: u32,
+    pub pid: u32,
+    pub tid: u32,
+    /// Id in the stack-trace map, or [`NO_STACK`].
+    pub stack_id: i32,
+    /// Bit set of `FLAG_*` values.
+    pub flags: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 32);
+const _: () = assert!(core::mem::offset_of!(EventHeader, kind) == 8);
+const _: () = assert!(core::mem::offset_of!(EventHeader, flags) == 28);
+
+/// `flags` bit: the allocation call returned NULL.
+pub const FLAG_FAILED: u32 = 1;

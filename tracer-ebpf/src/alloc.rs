@@ -1,0 +1,278 @@
+//! Uprobes on allocator functions (glibc malloc family, C++ operator new/delete).
+//!
+//! Allocation functions get an entry probe (arguments) and a return probe (the address) on the
+//! same instruction, so both share one breakpoint. Nested allocator calls on a thread
+//! (operator new → malloc, reallocarray → realloc) are folded into the outermost one: only the
+//! outermost call's return writes a row. Frees need only an entry probe.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_get_attach_cookie},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use tracer_common::{
+    alloc::AllocEvent,
+    counter::Counter,
+    event::{EventKind, FLAG_FAILED},
+    thread::{RESULT_IN_RAX, RESULT_THROUGH_POINTER, ThreadState},
+};
+
+use crate::{
+    emit::{bump, emit, header, hit},
+    maps::THREADS,
+};
+
+/// Calls nested deeper than this on one thread are folded without tracking.
+const MAX_DEPTH: u32 = 16;
+
+/// What an entry probe learned about the call from its arguments.
+struct Call {
+    kind: EventKind,
+    size: u64,
+    align: u64,
+    old_ptr: u64,
+    out_ptr: u64,
+    result: u32,
+}
+
+impl Call {
+    fn alloc(size: u64, align: u64) -> Call {
+        Call {
+            kind: EventKind::Alloc,
+            size,
+            align,
+            old_ptr: 0,
+            out_ptr: 0,
+            result: RESULT_IN_RAX,
+        }
+    }
+}
+
+fn cookie<C: EbpfContext>(ctx: &C) -> u32 {
+    // SAFETY: the helper only reads the link's cookie; `ctx` is the program's context.
+    unsafe { bpf_get_attach_cookie(ctx.as_ptr()) as u32 }
+}
+
+fn stack_pointer(ctx: &ProbeContext) -> u64 {
+    // SAFETY: `regs` points at the probed task's saved registers, valid for this program run.
+    unsafe { (*ctx.regs).rsp }
+}
+
+fn arg(ctx: &ProbeContext, n: usize) -> u64 {
+    ctx.arg::<u64>(n).unwrap_or(0)
+}
+
+/// The thread's state, created on first use.
+fn thread_state(pid_tgid: u64) -> Option<*mut ThreadState> {
+    if let Some(state) = THREADS.get_ptr_mut(pid_tgid) {
+        return Some(state);
+    }
+    if THREADS.insert(pid_tgid, ThreadState::default(), 0).is_err() {
+        bump(Counter::ThreadMapFull);
+        return None;
+    }
+    THREADS.get_ptr_mut(pid_tgid)
+}
+
+fn enter(ctx: &ProbeContext, call: Call) -> u32 {
+    let probe = cookie(ctx);
+    hit(probe);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(state) = thread_state(pid_tgid) else {
+        return 0;
+    };
+    // SAFETY: map value pointer from a successful lookup; only this thread uses this entry.
+    let state = unsafe { &mut *state };
+    let sp = stack_pointer(ctx);
+    if state.depth > 0 && sp > state.outer_sp {
+        // The stack is above the outer call's frame: that call left without returning.
+        bump(Counter::Unwound);
+        state.depth = 0;
+    }
+    if state.depth == 0 {
+        state.probe = probe;
+        state.outer_sp = sp;
+        state.kind = call.kind as u32;
+        state.size = call.size;
+        state.align = call.align;
+        state.old_ptr = call.old_ptr;
+        state.out_ptr = call.out_ptr;
+        state.result = call.result;
+    } else {
+        bump(Counter::Nested);
+    }
+    if state.depth < MAX_DEPTH {
+        state.depth += 1;
+    } else {
+        bump(Counter::DepthOverflow);
+    }
+    0
+}
+
+/// Shared return probe of every allocation function: writes the row of the outermost call.
+#[uretprobe]
+pub fn alloc_return(ctx: RetProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(state) = THREADS.get_ptr_mut(pid_tgid) else {
+        bump(Counter::ReturnWithoutEntry);
+        return 0;
+    };
+    // SAFETY: as in `enter`.
+    let state = unsafe { &mut *state };
+    if state.depth == 0 {
+        bump(Counter::ReturnWithoutEntry);
+        return 0;
+    }
+    state.depth -= 1;
+    if state.depth > 0 {
+        return 0;
+    }
+    let ret: u64 = ctx.ret();
+    let addr = if state.result == RESULT_THROUGH_POINTER {
+        // posix_memalign returns 0 on success and stores the block through `memptr`.
+        if ret == 0 {
+            // SAFETY: reads user memory through the helper, which handles faults.
+            unsafe { bpf_probe_read_user(state.out_ptr as *const u64) }.unwrap_or(0)
+        } else {
+            0
+        }
+    } else {
+        ret
+    };
+    let kind = state.kind;
+    let arg = if kind == EventKind::Realloc as u32 {
+        state.old_ptr
+    } else {
+        state.align
+    };
+    let flags = if addr == 0 { FLAG_FAILED } else { 0 };
+    emit(AllocEvent {
+        header: header(kind, state.probe, pid_tgid, flags),
+        addr,
+        size: state.size,
+        arg,
+    });
+    0
+}
+
+/// `malloc(size)`, `valloc(size)`, `pvalloc(size)`, `operator new(size, ...)`.
+#[uprobe]
+pub fn size_arg0(ctx: ProbeContext) -> u32 {
+    enter(&ctx, Call::alloc(arg(&ctx, 0), 0))
+}
+
+/// `calloc(nmemb, size)`.
+#[uprobe]
+pub fn calloc(ctx: ProbeContext) -> u32 {
+    let size = arg(&ctx, 0).wrapping_mul(arg(&ctx, 1));
+    enter(&ctx, Call::alloc(size, 0))
+}
+
+/// `realloc(ptr, size)`.
+#[uprobe]
+pub fn realloc(ctx: ProbeContext) -> u32 {
+    let call = Call {
+        kind: EventKind::Realloc,
+        old_ptr: arg(&ctx, 0),
+        ..Call::alloc(arg(&ctx, 1), 0)
+    };
+    enter(&ctx, call)
+}
+
+/// `reallocarray(ptr, nmemb, size)`.
+#[uprobe]
+pub fn reallocarray(ctx: ProbeContext) -> u32 {
+    let call = Call {
+        kind: EventKind::Realloc,
+        old_ptr: arg(&ctx, 0),
+        ..Call::alloc(arg(&ctx, 1).wrapping_mul(arg(&ctx, 2)), 0)
+    };
+    enter(&ctx, call)
+}
+
+/// `aligned_alloc(alignment, size)`, `memalign(alignment, size)`.
+#[uprobe]
+pub fn align_arg0_size_arg1(ctx: ProbeContext) -> u32 {
+    enter(&ctx, Call::alloc(arg(&ctx, 1), arg(&ctx, 0)))
+}
+
+/// `operator new(size, std::align_val_t, ...)`.
+#[uprobe]
+pub fn size_arg0_align_arg1(ctx: ProbeContext) -> u32 {
+    enter(&ctx, Call::alloc(arg(&ctx, 0), arg(&ctx, 1)))
+}
+
+/// `posix_memalign(void **memptr, alignment, size)`.
+#[uprobe]
+pub fn posix_memalign(ctx: ProbeContext) -> u32 {
+    let call = Call {
+        out_ptr: arg(&ctx, 0),
+        result: RESULT_THROUGH_POINTER,
+        ..Call::alloc(arg(&ctx, 2), arg(&ctx, 1))
+    };
+    enter(&ctx, call)
+}
+
+/// `free(ptr)`, `cfree(ptr)`.
+#[uprobe]
+pub fn free(ctx: ProbeContext) -> u32 {
+    release(&ctx, false)
+}
+
+/// Every `operator delete` variant: the pointer is the first argument.
+#[uprobe]
+pub fn delete(ctx: ProbeContext) -> u32 {
+    release(&ctx, true)
+}
+
+fn release(ctx: &ProbeContext, is_delete: bool) -> u32 {
+    let probe = cookie(ctx);
+    hit(probe);
+    let ptr = arg(ctx, 0);
+    if ptr == 0 {
+        bump(Counter::FreeNull);
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let sp = stack_pointer(ctx);
+    let state = if is_delete {
+        thread_state(pid_tgid)
+    } else {
+        THREADS.get_ptr_mut(pid_tgid)
+    };
+    if let Some(state) = state {
+        // SAFETY: as in `enter`.
+        let state = unsafe { &mut *state };
+        if state.depth > 0 {
+            if sp > state.outer_sp {
+                bump(Counter::Unwound);
+                state.depth = 0;
+            } else {
+                // A free made by an allocator function in progress (realloc(p, 0) frees p):
+                // the outer call's row accounts for it.
+                bump(Counter::Nested);
+                return 0;
+            }
+        }
+        if state.delete_ptr == ptr && sp <= state.delete_sp {
+            // The free (or inner delete) that an operator delete in progress makes.
+            if !is_delete {
+                state.delete_ptr = 0;
+            }
+            bump(Counter::Nested);
+            return 0;
+        }
+        if is_delete {
+            state.delete_ptr = ptr;
+            state.delete_sp = sp;
+        }
+    }
+    emit(AllocEvent {
+        header: header(EventKind::Free as u32, probe, pid_tgid, 0),
+        addr: ptr,
+        size: 0,
+        arg: 0,
+    });
+    0
+}

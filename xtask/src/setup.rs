@@ -1,0 +1,123 @@
+//! `cargo xtask setup`: installs what a fresh machine lacks, idempotently and without prompts.
+//!
+//! Every step first checks whether its result is already there, so a second run does nothing
+//! and CI can call it on every start.
+
+use std::{fs, path::Path, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::util::{self, output, tools_dir};
+
+#[derive(clap::Args, Default)]
+pub struct Args {
+    /// Only the toolchain needed to build alloctrace (skip Debian packages, Go and Python).
+    #[arg(long)]
+    pub build_only: bool,
+}
+
+/// Debian packages the tests, benchmarks and suite use.
+const APT_PACKAGES: &[&str] = &[
+    "bpftrace",       // benchmark baseline (issue: bpftrace counting uprobes)
+    "valgrind",       // independent oracle in tests
+    "g++",            // C and C++ test programs and targets
+    "golang-1.19-go", // Go 1.19 targets and tests
+    "chromium",       // headless check of the HTML reports
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    ensure_rust_src()?;
+    ensure_bpf_linker()?;
+    if !args.build_only {
+        ensure_apt_packages(APT_PACKAGES)?;
+    }
+    Ok(())
+}
+
+fn ensure_rust_src() -> anyhow::Result<()> {
+    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
+        .context("the nightly toolchain is missing (rustup toolchain list)")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    eprintln!("setup: adding rust-src to the nightly toolchain");
+    util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// bpf-linker links against LLVM; the nightly toolchain ships its own libLLVM, which is the one
+/// rustc's BPF bitcode must be linked with. Copy it under its SONAME into the tools folder and
+/// build bpf-linker against that copy.
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    let tools = tools_dir();
+    let bin = tools.join("bpf-linker/bin/bpf-linker");
+    if output(&bin, &["--version"]).is_some_and(|v| v.contains(BPF_LINKER_VERSION)) {
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly LLVM (about 90 s)");
+    let sysroot = output("rustup", &["run", "nightly", "rustc", "--print", "sysroot"])
+        .context("cannot find the nightly toolchain's sysroot")?;
+    let sysroot_lib = Path::new(sysroot.trim()).join("lib");
+    let llvm_lib = fs::read_dir(&sysroot_lib)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", sysroot_lib.display()))?;
+    let major = llvm_lib
+        .trim_start_matches("libLLVM.so.")
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let prefix = tools.join("llvm");
+    let lib_dir = prefix.join("lib");
+    fs::create_dir_all(&lib_dir)?;
+    fs::copy(sysroot_lib.join(&llvm_lib), lib_dir.join(&llvm_lib))?;
+    let link = lib_dir.join("libLLVM.so");
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&llvm_lib, &link)?;
+    util::run(Command::new("cargo")
+        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"])
+        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+        .arg("--root")
+        .arg(tools.join("bpf-linker"))
+        .env("LLVM_PREFIX", &prefix))?;
+    if output(&bin, &["--version"]).is_none() {
+        bail!("bpf-linker was built but does not run: {}", bin.display());
+    }
+    Ok(())
+}
+
+fn is_installed(package: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", package]).is_some_and(|s| s.contains("install ok installed"))
+}
+
+pub fn ensure_apt_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !util::is_root() {
+        bail!("missing Debian packages {missing:?}: run `cargo xtask setup` as root (sudo -E)");
+    }
+    eprintln!("setup: installing Debian packages {missing:?}");
+    let install = |cmd: &mut Command| {
+        cmd.args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if install(&mut Command::new("apt-get")) {
+        return Ok(());
+    }
+    // Package lists may be missing or stale on a fresh machine.
+    util::run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if !install(&mut Command::new("apt-get")) {
+        bail!("apt-get install {missing:?} failed");
+    }
+    Ok(())
+}
