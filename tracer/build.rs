@@ -20,14 +20,27 @@ use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no manifest dir")?);
-    let workspace = manifest_dir.parent().context("tracer/ has no parent")?.to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .context("tracer/ has no parent")?
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
     let object = out_dir.join("tracer-ebpf.o");
 
-    for path in ["tracer-ebpf/src", "tracer-ebpf/Cargo.toml", "tracer-common/src", "Cargo.lock"] {
+    for path in [
+        "tracer-ebpf/src",
+        "tracer-ebpf/Cargo.toml",
+        "tracer-common/src",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
-    for var in ["ALLOCTRACE_BUILD_EBPF", "ALLOCTRACE_TOOLS", "PATH", "CARGO_TARGET_DIR"] {
+    for var in [
+        "ALLOCTRACE_BUILD_EBPF",
+        "ALLOCTRACE_TOOLS",
+        "PATH",
+        "CARGO_TARGET_DIR",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
@@ -59,11 +72,16 @@ fn find_bpf_linker() -> Option<PathBuf> {
     let tools = env::var_os("ALLOCTRACE_TOOLS")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/alloctrace")));
-    let mut candidates: Vec<PathBuf> = tools.into_iter().map(|t| t.join("bpf-linker/bin")).collect();
+    let mut candidates: Vec<PathBuf> = tools
+        .into_iter()
+        .map(|t| t.join("bpf-linker/bin"))
+        .collect();
     if let Some(path) = env::var_os("PATH") {
         candidates.extend(env::split_paths(&path));
     }
-    candidates.into_iter().find(|dir| dir.join("bpf-linker").is_file())
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("bpf-linker").is_file())
 }
 
 fn build_ebpf(workspace: &Path, target_dir: &Path, linker_dir: &Path) -> anyhow::Result<()> {
@@ -74,9 +92,22 @@ fn build_ebpf(workspace: &Path, target_dir: &Path, linker_dir: &Path) -> anyhow:
     }
     // aya-ebpf reads `bpf_target_arch`; BTF (-Clink-arg=--btf, with debuginfo) lets the loader
     // relocate against the running kernel.
-    let rustflags = ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f");
+    let rustflags = [
+        "--cfg=bpf_target_arch=\"x86_64\"",
+        "-Cdebuginfo=2",
+        "-Clink-arg=--btf",
+    ]
+    .join("\x1f");
     let status = Command::new("rustup")
-        .args(["run", "nightly", "cargo", "build", "--package", "tracer-ebpf", "--release"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "--package",
+            "tracer-ebpf",
+            "--release",
+        ])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(target_dir)
@@ -91,7 +122,9 @@ fn build_ebpf(workspace: &Path, target_dir: &Path, linker_dir: &Path) -> anyhow:
         .status()
         .context("running `rustup run nightly cargo build` for tracer-ebpf")?;
     if !status.success() {
-        bail!("building tracer-ebpf failed ({status}); run `cargo xtask setup` if the toolchain is missing");
+        bail!(
+            "building tracer-ebpf failed ({status}); run `cargo xtask setup` if the toolchain is missing"
+        );
     }
     Ok(())
 }

@@ -168,7 +168,8 @@ impl Dict {
         if let Some(&k) = self.index.get(value) {
             return Ok(k);
         }
-        let k = u16::try_from(self.values.len()).map_err(|_| WriteError::DictionaryFull { column })?;
+        let k =
+            u16::try_from(self.values.len()).map_err(|_| WriteError::DictionaryFull { column })?;
         self.index.insert(value.to_owned(), k);
         self.values.push(value.to_owned());
         Ok(k)
@@ -177,7 +178,9 @@ impl Dict {
     fn array(&self, keys: Vec<Option<u16>>) -> Result<ArrayRef, ArrowError> {
         let values: ArrayRef = Arc::new(StringArray::from_iter_values(&self.values));
         let keys = UInt16Array::from(keys);
-        Ok(Arc::new(DictionaryArray::<UInt16Type>::try_new(keys, values)?))
+        Ok(Arc::new(DictionaryArray::<UInt16Type>::try_new(
+            keys, values,
+        )?))
     }
 }
 
@@ -239,14 +242,20 @@ impl Columns {
         self.ts_ns.push(row.ts_ns);
         self.pid.push(row.pid);
         self.tid.push(row.tid);
-        self.event.push(Some(dicts.event.key(row.event, col::EVENT)?));
+        self.event
+            .push(Some(dicts.event.key(row.event, col::EVENT)?));
         self.func.push(Some(dicts.func.key(row.func, col::FUNC)?));
         self.addr.push(row.addr);
         self.size.push(row.size);
         self.old_addr.push(row.old_addr);
         self.align.push(row.align);
-        self.runtime.push(Some(dicts.runtime.key(row.runtime, col::RUNTIME)?));
-        self.domain.push(row.domain.map(|d| dicts.domain.key(d, col::DOMAIN)).transpose()?);
+        self.runtime
+            .push(Some(dicts.runtime.key(row.runtime, col::RUNTIME)?));
+        self.domain.push(
+            row.domain
+                .map(|d| dicts.domain.key(d, col::DOMAIN))
+                .transpose()?,
+        );
         self.stack_id.push(row.stack_id);
         self.old_size.push(row.old_size);
         self.prot.push(row.prot);
@@ -259,8 +268,16 @@ impl Columns {
         self.heap_goal.push(row.heap_goal);
         self.collected.push(row.collected);
         self.uncollectable.push(row.uncollectable);
-        self.reason.push(row.reason.map(|r| dicts.reason.key(r, col::REASON)).transpose()?);
-        self.go_type.push(row.go_type.map(|t| dicts.go_type.key(t, col::GO_TYPE)).transpose()?);
+        self.reason.push(
+            row.reason
+                .map(|r| dicts.reason.key(r, col::REASON))
+                .transpose()?,
+        );
+        self.go_type.push(
+            row.go_type
+                .map(|t| dicts.go_type.key(t, col::GO_TYPE))
+                .transpose()?,
+        );
         Ok(())
     }
 
@@ -323,10 +340,20 @@ pub struct TraceWriter {
 impl TraceWriter {
     /// Prepares `trace_dir/events/`. `metadata` goes into every segment's footer (see
     /// [`schema::meta`]); the schema version is added here.
-    pub fn create(trace_dir: &Path, options: WriterOptions, mut metadata: Vec<KeyValue>) -> Result<TraceWriter, WriteError> {
+    pub fn create(
+        trace_dir: &Path,
+        options: WriterOptions,
+        mut metadata: Vec<KeyValue>,
+    ) -> Result<TraceWriter, WriteError> {
         let events_dir = trace_dir.join(schema::EVENTS_DIR);
-        fs::create_dir_all(&events_dir).map_err(|source| WriteError::Create { path: events_dir.clone(), source })?;
-        metadata.push(KeyValue::new(schema::meta::SCHEMA_VERSION.to_owned(), schema::SCHEMA_VERSION.to_string()));
+        fs::create_dir_all(&events_dir).map_err(|source| WriteError::Create {
+            path: events_dir.clone(),
+            source,
+        })?;
+        metadata.push(KeyValue::new(
+            schema::meta::SCHEMA_VERSION.to_owned(),
+            schema::SCHEMA_VERSION.to_string(),
+        ));
         Ok(TraceWriter {
             events_dir,
             options,
@@ -384,16 +411,25 @@ impl TraceWriter {
         let final_name = schema::segment_file_name(self.next_index);
         self.next_index += 1;
         let tmp_path = self.events_dir.join(format!("{final_name}.tmp"));
-        let file = File::create(&tmp_path).map_err(|source| WriteError::Create { path: tmp_path.clone(), source })?;
+        let file = File::create(&tmp_path).map_err(|source| WriteError::Create {
+            path: tmp_path.clone(),
+            source,
+        })?;
         let writer = ArrowWriter::try_new(file, schema::events_schema(), Some(self.properties()))?;
-        self.open = Some(OpenSegment { writer, tmp_path, final_name, opened: Instant::now() });
+        self.open = Some(OpenSegment {
+            writer,
+            tmp_path,
+            final_name,
+            opened: Instant::now(),
+        });
         Ok(())
     }
 
     /// Whether the open segment has reached its size or age limit.
     pub fn segment_due(&self) -> bool {
         self.open.as_ref().is_some_and(|open| {
-            open.writer.bytes_written() + open.writer.in_progress_size() >= self.options.segment_max_bytes
+            open.writer.bytes_written() + open.writer.in_progress_size()
+                >= self.options.segment_max_bytes
                 || open.opened.elapsed() >= self.options.segment_max_duration
         })
     }
@@ -407,10 +443,17 @@ impl TraceWriter {
         };
         let final_path = self.events_dir.join(&open.final_name);
         let file = open.writer.into_inner()?;
-        file.sync_all().map_err(|source| WriteError::Close { path: open.tmp_path.clone(), source })?;
+        file.sync_all().map_err(|source| WriteError::Close {
+            path: open.tmp_path.clone(),
+            source,
+        })?;
         self.bytes_closed += file.metadata().map(|m| m.len()).unwrap_or(0);
-        fs::rename(&open.tmp_path, &final_path).map_err(|source| WriteError::Close { path: final_path.clone(), source })?;
-        self.segments.push(format!("{}/{}", schema::EVENTS_DIR, open.final_name));
+        fs::rename(&open.tmp_path, &final_path).map_err(|source| WriteError::Close {
+            path: final_path.clone(),
+            source,
+        })?;
+        self.segments
+            .push(format!("{}/{}", schema::EVENTS_DIR, open.final_name));
         self.dicts = Dicts::default();
         Ok(())
     }
@@ -454,7 +497,12 @@ mod tests {
             .iter()
             .flat_map(|s| {
                 let file = File::open(dir.join(s)).unwrap();
-                ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(Result::unwrap).collect::<Vec<_>>()
+                ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -464,27 +512,76 @@ mod tests {
     #[test]
     fn round_trip_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let options = WriterOptions { batch_rows: 3, ..WriterOptions::default() };
+        let options = WriterOptions {
+            batch_rows: 3,
+            ..WriterOptions::default()
+        };
         let mut w = TraceWriter::create(dir.path(), options, vec![]).unwrap();
         for i in 0..10u64 {
             let event = if i % 2 == 0 { "alloc" } else { "free" };
-            w.push(&Row { ts_ns: i, pid: 7, tid: 8, event, func: "malloc", addr: 0x1000 + i, size: i * 16, old_addr: (i == 3).then_some(5), ..Row::default() }).unwrap();
+            w.push(&Row {
+                ts_ns: i,
+                pid: 7,
+                tid: 8,
+                event,
+                func: "malloc",
+                addr: 0x1000 + i,
+                size: i * 16,
+                old_addr: (i == 3).then_some(5),
+                ..Row::default()
+            })
+            .unwrap();
             if i == 6 {
                 w.roll().unwrap();
             }
         }
         let segments = w.finish().unwrap();
-        assert_eq!(segments, vec!["events/part-000000.parquet", "events/part-000001.parquet"]);
+        assert_eq!(
+            segments,
+            vec!["events/part-000000.parquet", "events/part-000001.parquet"]
+        );
         let batches = read_all(dir.path(), &segments);
-        assert!(batches.iter().all(|b| b.schema() == schema::events_schema()));
-        let ts: Vec<u64> = batches.iter().flat_map(|b| b.column(0).as_primitive::<arrow::datatypes::UInt64Type>().values().to_vec()).collect();
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.schema() == schema::events_schema())
+        );
+        let ts: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::UInt64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
         assert_eq!(ts, (0..10).collect::<Vec<_>>());
-        let old: Vec<Option<u64>> = batches.iter().flat_map(|b| b.column(7).as_primitive::<arrow::datatypes::UInt64Type>().iter().collect::<Vec<_>>()).collect();
+        let old: Vec<Option<u64>> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(7)
+                    .as_primitive::<arrow::datatypes::UInt64Type>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         assert_eq!(old.iter().filter(|v| v.is_some()).count(), 1);
         let events = batches[1].column(3).as_dictionary::<UInt16Type>();
         let values = events.values().as_string::<i32>();
         assert_eq!(values.value(events.keys().value(0) as usize), "free");
-        assert!(fs::read_dir(dir.path().join("events")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
-        assert_eq!(batches.iter().map(|b| b.column(10).null_count()).sum::<usize>(), 10);
+        assert!(
+            fs::read_dir(dir.path().join("events")).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+        );
+        assert_eq!(
+            batches
+                .iter()
+                .map(|b| b.column(10).null_count())
+                .sum::<usize>(),
+            10
+        );
     }
 }

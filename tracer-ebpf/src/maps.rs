@@ -22,8 +22,7 @@ pub static THREADS: LruHashMap<u64, ThreadState> = LruHashMap::with_max_entries(
 
 /// Address-space syscall in progress per thread.
 #[map]
-pub static SYSCALLS: LruHashMap<u64, PendingSyscall> =
-    LruHashMap::with_max_entries(MAX_THREADS, 0);
+pub static SYSCALLS: LruHashMap<u64, PendingSyscall> = LruHashMap::with_max_entries(MAX_THREADS, 0);
 
 /// Indexed by `Counter`.
 #[map]

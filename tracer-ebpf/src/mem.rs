@@ -3,9 +3,7 @@
 //! carries the syscall number.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use tracer_common::{
     counter::Counter,
@@ -74,7 +72,11 @@ pub fn sys_enter(ctx: TracePointContext) -> u32 {
     let a = |i: usize| read_u64(&ctx, OFF_ARGS + 8 * i);
     let pending = PendingSyscall {
         kind: kind as u32,
-        prot: if matches!(kind, EventKind::Mmap | EventKind::Mprotect) { a(2) as u32 } else { 0 },
+        prot: if matches!(kind, EventKind::Mmap | EventKind::Mprotect) {
+            a(2) as u32
+        } else {
+            0
+        },
         a0: a(0),
         a1: a(1),
         a2: a(2),
@@ -84,7 +86,11 @@ pub fn sys_enter(ctx: TracePointContext) -> u32 {
             EventKind::Madvise => a(2) as u32,
             _ => 0,
         },
-        fd: if kind == EventKind::Mmap { a(4) as i32 } else { -1 },
+        fd: if kind == EventKind::Mmap {
+            a(4) as i32
+        } else {
+            -1
+        },
     };
     if SYSCALLS.insert(pid_tgid, pending, 0).is_err() {
         bump(Counter::ThreadMapFull);

@@ -37,13 +37,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 fn ensure_rust_src() -> anyhow::Result<()> {
-    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-        .context("the nightly toolchain is missing (rustup toolchain list)")?;
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .context("the nightly toolchain is missing (rustup toolchain list)")?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
     eprintln!("setup: adding rust-src to the nightly toolchain");
-    util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    util::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
 }
 
 /// bpf-linker links against LLVM; the nightly toolchain ships its own libLLVM, which is the one
@@ -55,7 +64,9 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     if output(&bin, &["--version"]).is_some_and(|v| v.contains(BPF_LINKER_VERSION)) {
         return Ok(());
     }
-    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly LLVM (about 90 s)");
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly LLVM (about 90 s)"
+    );
     let sysroot = output("rustup", &["run", "nightly", "rustc", "--print", "sysroot"])
         .context("cannot find the nightly toolchain's sysroot")?;
     let sysroot_lib = Path::new(sysroot.trim()).join("lib");
@@ -77,12 +88,22 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     let link = lib_dir.join("libLLVM.so");
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(&llvm_lib, &link)?;
-    util::run(Command::new("cargo")
-        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"])
-        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
-        .arg("--root")
-        .arg(tools.join("bpf-linker"))
-        .env("LLVM_PREFIX", &prefix))?;
+    util::run(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .arg("--root")
+            .arg(tools.join("bpf-linker"))
+            .env("LLVM_PREFIX", &prefix),
+    )?;
     if output(&bin, &["--version"]).is_none() {
         bail!("bpf-linker was built but does not run: {}", bin.display());
     }
@@ -90,11 +111,16 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 }
 
 fn is_installed(package: &str) -> bool {
-    output("dpkg-query", &["-W", "-f=${Status}", package]).is_some_and(|s| s.contains("install ok installed"))
+    output("dpkg-query", &["-W", "-f=${Status}", package])
+        .is_some_and(|s| s.contains("install ok installed"))
 }
 
 pub fn ensure_apt_packages(packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -115,7 +141,11 @@ pub fn ensure_apt_packages(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     // Package lists may be missing or stale on a fresh machine.
-    util::run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    util::run(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     if !install(&mut Command::new("apt-get")) {
         bail!("apt-get install {missing:?} failed");
     }

@@ -16,15 +16,26 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     setup::run(&setup::Args::default())?;
     if !util::is_root() {
-        bail!("the eBPF tests load programs and trace processes: run as root (sudo -E cargo xtask test)");
+        bail!(
+            "the eBPF tests load programs and trace processes: run as root (sudo -E cargo xtask test)"
+        );
     }
     let ws = util::workspace();
     // One cargo invocation: unit tests of every crate, then the privileged integration tests.
     // `--test-threads=1` because the eBPF tests each trace a process and measure it.
-    util::run(Command::new(env!("CARGO"))
-        .args(["test", "--workspace", "--exclude", "tracer-ebpf", "--no-fail-fast", "--"])
-        .arg("--test-threads=1")
-        .args(&args.filter)
-        .env("ALLOCTRACE_BUILD_EBPF", "1")
-        .current_dir(ws))
+    util::run(
+        Command::new(env!("CARGO"))
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "tracer-ebpf",
+                "--no-fail-fast",
+                "--",
+            ])
+            .arg("--test-threads=1")
+            .args(&args.filter)
+            .env("ALLOCTRACE_BUILD_EBPF", "1")
+            .current_dir(ws),
+    )
 }

@@ -21,13 +21,17 @@ pub fn tools_dir() -> PathBuf {
     if let Some(dir) = env::var_os("ALLOCTRACE_TOOLS") {
         return PathBuf::from(dir);
     }
-    let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/alloctrace")
 }
 
 /// Runs a command with inherited stdio; fails with the command line if it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -36,8 +40,14 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 /// Runs a command and returns its stdout, or None if it could not run or failed.
 pub fn output(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(program)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn is_root() -> bool {
@@ -54,6 +64,8 @@ pub fn build_release() -> anyhow::Result<()> {
 
 /// Path of the release `alloctrace` binary.
 pub fn alloctrace_bin() -> PathBuf {
-    let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
     target.join("release/alloctrace")
 }

@@ -1,0 +1,552 @@
+//! Reading a trace directory: `run.json`, the list of finished segments, their footers and a
+//! stream of typed event batches. Every failure is an [`AnalysisError`] naming the file.
+//!
+//! Only one segment is open at a time and batches are a few thousand rows, so memory does not
+//! depend on the trace length.
+//!
+//! ```no_run
+//! let trace = analysis::load::Trace::open("trace".as_ref()).unwrap();
+//! let mut reader = trace.reader();
+//! while let Some(batch) = reader.next_batch().unwrap() {
+//!     println!("{} rows", batch.rows);
+//! }
+//! ```
+
+use std::{
+    fs::{self, File},
+    io,
+    panic::{self, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arrow::{
+    array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, UInt16Array, UInt32Array, UInt64Array},
+    compute::{can_cast_types, cast},
+    datatypes::{DataType, UInt16Type},
+};
+use parquet::arrow::{
+    ProjectionMask,
+    arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, statistics::StatisticsConverter},
+};
+
+use crate::{
+    error::AnalysisError,
+    run::{RunInfo, RunInfoError},
+    schema::{self, col},
+    util::Interner,
+};
+
+/// Rows per decoded batch: small enough for the per-batch buffers to stay in cache.
+const BATCH_ROWS: usize = 8192;
+
+/// The `event` column, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Alloc,
+    Free,
+    Realloc,
+    Mmap,
+    Munmap,
+    Mremap,
+    Brk,
+    Mprotect,
+    Madvise,
+    GcStart,
+    GcEnd,
+    StwStart,
+    StwEnd,
+    /// A value this version does not know (a newer tracer); counted and skipped.
+    Other,
+}
+
+impl EventKind {
+    fn parse(value: &str) -> EventKind {
+        use crate::schema::event as e;
+        match value {
+            e::ALLOC => EventKind::Alloc,
+            e::FREE => EventKind::Free,
+            e::REALLOC => EventKind::Realloc,
+            e::MMAP => EventKind::Mmap,
+            e::MUNMAP => EventKind::Munmap,
+            e::MREMAP => EventKind::Mremap,
+            e::BRK => EventKind::Brk,
+            e::MPROTECT => EventKind::Mprotect,
+            e::MADVISE => EventKind::Madvise,
+            e::GC_START => EventKind::GcStart,
+            e::GC_END => EventKind::GcEnd,
+            e::STW_START => EventKind::StwStart,
+            e::STW_END => EventKind::StwEnd,
+            _ => EventKind::Other,
+        }
+    }
+}
+
+/// The `runtime` column, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    Native,
+    Go,
+    Python,
+}
+
+impl Runtime {
+    fn parse(value: &str) -> Runtime {
+        match value {
+            schema::runtime::GO => Runtime::Go,
+            schema::runtime::PYTHON => Runtime::Python,
+            _ => Runtime::Native,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Native => schema::runtime::NATIVE,
+            Runtime::Go => schema::runtime::GO,
+            Runtime::Python => schema::runtime::PYTHON,
+        }
+    }
+}
+
+/// The `domain` column (Python allocator domains), decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    None,
+    Obj,
+    Mem,
+    Raw,
+    Arena,
+}
+
+impl Domain {
+    fn parse(value: &str) -> Domain {
+        match value {
+            "obj" => Domain::Obj,
+            "mem" => Domain::Mem,
+            "raw" => Domain::Raw,
+            "arena" => Domain::Arena,
+            _ => Domain::None,
+        }
+    }
+}
+
+/// The columns the reports read, with their required type. Columns absent from this list are
+/// ignored (schema evolution adds columns).
+const REQUIRED: [&str; 9] = [col::TS_NS, col::PID, col::TID, col::EVENT, col::FUNC, col::ADDR, col::SIZE, col::OLD_ADDR, col::RUNTIME];
+const OPTIONAL: [&str; 15] = [
+    col::ALIGN,
+    col::DOMAIN,
+    col::STACK_ID,
+    col::OLD_SIZE,
+    col::PROT,
+    col::MAP_FLAGS,
+    col::FD,
+    col::ERRNO,
+    col::GC_CYCLE,
+    col::GC_GENERATION,
+    col::HEAP_LIVE,
+    col::HEAP_GOAL,
+    col::COLLECTED,
+    col::UNCOLLECTABLE,
+    col::REASON,
+];
+
+fn expected_type(column: &str) -> DataType {
+    schema::events_schema()
+        .field_with_name(column)
+        .map(|f| f.data_type().clone())
+        .unwrap_or(DataType::Null)
+}
+
+/// One finished segment whose footer was read and checked.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub path: PathBuf,
+    pub rows: u64,
+    metadata: ArrowReaderMetadata,
+    /// Root indices of the known columns present in this file.
+    projection: Vec<usize>,
+}
+
+/// An opened trace directory.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub dir: PathBuf,
+    pub run: RunInfo,
+    pub segments: Vec<Segment>,
+}
+
+impl Trace {
+    /// Reads `run.json`, lists `events/part-*.parquet` (unfinished `.tmp` segments are skipped)
+    /// and checks each segment's footer and columns.
+    pub fn open(dir: &Path) -> Result<Trace, AnalysisError> {
+        if !dir.is_dir() {
+            return Err(AnalysisError::NotADirectory { path: dir.to_owned() });
+        }
+        let run = read_run(dir)?;
+        let events_dir = dir.join(schema::EVENTS_DIR);
+        let mut paths = Vec::new();
+        match fs::read_dir(&events_dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(|source| AnalysisError::Io { path: events_dir.clone(), source })?;
+                    let name = entry.file_name();
+                    let name = name.to_string_lossy();
+                    if name.starts_with("part-") && name.ends_with(".parquet") {
+                        paths.push(entry.path());
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(AnalysisError::Io { path: events_dir, source }),
+        }
+        if paths.is_empty() {
+            return Err(AnalysisError::NoSegments { dir: dir.to_owned() });
+        }
+        paths.sort();
+        let segments = paths.into_iter().map(open_segment).collect::<Result<Vec<_>, _>>()?;
+        Ok(Trace { dir: dir.to_owned(), run, segments })
+    }
+
+    /// Rows in all segments, from their footers.
+    pub fn rows(&self) -> u64 {
+        self.segments.iter().map(|s| s.rows).sum()
+    }
+
+    /// The smallest and largest `ts_ns`, from row-group statistics when every row group has
+    /// them, else from a pass over the `ts_ns` column alone. `None` for a trace without rows.
+    pub fn time_range(&self) -> Result<Option<(u64, u64)>, AnalysisError> {
+        let mut range: Option<(u64, u64)> = None;
+        let mut merge = |lo: u64, hi: u64| {
+            range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        };
+        for segment in &self.segments {
+            if segment.rows == 0 {
+                continue;
+            }
+            match statistics_range(segment) {
+                Some((lo, hi)) => merge(lo, hi),
+                None => {
+                    if let Some((lo, hi)) = scan_ts_range(segment)? {
+                        merge(lo, hi);
+                    }
+                }
+            }
+        }
+        Ok(range)
+    }
+
+    /// A reader over every event, segment after segment, in file (causal) order.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { trace: self, next_segment: 0, current: None, names: Names::default() }
+    }
+}
+
+fn read_run(dir: &Path) -> Result<RunInfo, AnalysisError> {
+    RunInfo::read(dir).map_err(|e| match e {
+        RunInfoError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound => AnalysisError::MissingRunJson { dir: dir.to_owned(), source },
+        RunInfoError::Read { path, source } => AnalysisError::Io { path, source },
+        RunInfoError::Parse { path, source } => AnalysisError::InvalidRunJson { path, source },
+    })
+}
+
+/// Runs `f`, turning a panic inside the Parquet/Arrow decoders into an error: they are fed
+/// untrusted bytes and a damaged file must give an error, not abort the report.
+fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, AnalysisError>) -> Result<T, AnalysisError> {
+    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("panic");
+        Err(AnalysisError::DecoderPanic { path: path.to_owned(), message: message.lines().next().unwrap_or_default().to_owned() })
+    })
+}
+
+fn open_segment(path: PathBuf) -> Result<Segment, AnalysisError> {
+    let file = File::open(&path).map_err(|source| AnalysisError::Io { path: path.clone(), source })?;
+    let metadata = guard(&path, || {
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|source| AnalysisError::Parquet { path: path.clone(), source })
+    })?;
+    let schema = metadata.schema().clone();
+    let mut projection = Vec::new();
+    for (column, required) in REQUIRED.iter().map(|c| (*c, true)).chain(OPTIONAL.iter().map(|c| (*c, false))) {
+        match schema.index_of(column) {
+            Ok(index) => {
+                let found = schema.field(index).data_type();
+                let expected = expected_type(column);
+                if found != &expected && !can_cast_types(found, &expected) {
+                    return Err(AnalysisError::ColumnType { path, column, expected: expected.to_string(), found: found.to_string() });
+                }
+                projection.push(index);
+            }
+            Err(_) if required => return Err(AnalysisError::MissingColumn { path, column }),
+            Err(_) => {}
+        }
+    }
+    // Nested columns would make root and leaf indices differ; the events table is flat.
+    if metadata.parquet_schema().num_columns() != schema.fields().len() {
+        return Err(AnalysisError::ColumnType { path, column: col::TS_NS, expected: "a flat table".into(), found: "nested columns".into() });
+    }
+    let rows = metadata.metadata().file_metadata().num_rows().max(0) as u64;
+    Ok(Segment { path, rows, metadata, projection })
+}
+
+fn statistics_range(segment: &Segment) -> Option<(u64, u64)> {
+    let metadata = &segment.metadata;
+    let converter = StatisticsConverter::try_new(col::TS_NS, metadata.schema(), metadata.parquet_schema()).ok()?;
+    let groups = metadata.metadata().row_groups();
+    let mins = converter.row_group_mins(groups.iter()).ok()?;
+    let maxes = converter.row_group_maxes(groups.iter()).ok()?;
+    let mins = mins.as_primitive_opt::<arrow::datatypes::UInt64Type>()?;
+    let maxes = maxes.as_primitive_opt::<arrow::datatypes::UInt64Type>()?;
+    if mins.null_count() > 0 || maxes.null_count() > 0 || mins.is_empty() {
+        return None;
+    }
+    let lo = mins.values().iter().copied().min()?;
+    let hi = maxes.values().iter().copied().max()?;
+    (lo <= hi).then_some((lo, hi))
+}
+
+fn scan_ts_range(segment: &Segment) -> Result<Option<(u64, u64)>, AnalysisError> {
+    let ts_index = segment.metadata.schema().index_of(col::TS_NS).map_err(|_| AnalysisError::MissingColumn { path: segment.path.clone(), column: col::TS_NS })?;
+    let mut reader = segment_reader(segment, &[ts_index])?;
+    let mut range: Option<(u64, u64)> = None;
+    while let Some(batch) = next_record_batch(&segment.path, &mut reader)? {
+        let ts = typed_column(&segment.path, &batch, 0, col::TS_NS)?;
+        let ts = ts.as_primitive::<arrow::datatypes::UInt64Type>();
+        if let (Some(lo), Some(hi)) = (arrow::compute::min(ts), arrow::compute::max(ts)) {
+            range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+    }
+    Ok(range)
+}
+
+fn segment_reader(segment: &Segment, projection: &[usize]) -> Result<ParquetRecordBatchReader, AnalysisError> {
+    let path = &segment.path;
+    let file = File::open(path).map_err(|source| AnalysisError::Io { path: path.clone(), source })?;
+    guard(path, || {
+        let mask = ProjectionMask::roots(segment.metadata.parquet_schema(), projection.iter().copied());
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, segment.metadata.clone())
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|source| AnalysisError::Parquet { path: path.clone(), source })
+    })
+}
+
+fn next_record_batch(path: &Path, reader: &mut ParquetRecordBatchReader) -> Result<Option<RecordBatch>, AnalysisError> {
+    guard(path, || match reader.next() {
+        None => Ok(None),
+        Some(Ok(batch)) => Ok(Some(batch)),
+        Some(Err(source)) => Err(AnalysisError::Parquet { path: path.to_owned(), source: source.into() }),
+    })
+}
+
+/// Column `index` of `batch`, cast to the schema's type when a foreign writer used another one.
+fn typed_column(path: &Path, batch: &RecordBatch, index: usize, column: &'static str) -> Result<ArrayRef, AnalysisError> {
+    let array = batch.column(index);
+    let expected = expected_type(column);
+    if array.data_type() == &expected {
+        return Ok(array.clone());
+    }
+    guard(path, || cast(array, &expected).map_err(|source| AnalysisError::Column { path: path.to_owned(), column, source }))
+}
+
+/// Strings interned across segments (each segment has its own dictionaries).
+#[derive(Debug, Default)]
+pub struct Names {
+    pub funcs: Interner,
+    pub reasons: Interner,
+}
+
+/// Streams [`EventBatch`]es over all segments.
+pub struct Reader<'t> {
+    trace: &'t Trace,
+    next_segment: usize,
+    current: Option<(usize, ParquetRecordBatchReader)>,
+    names: Names,
+}
+
+impl Reader<'_> {
+    /// The next batch, or `None` after the last segment.
+    pub fn next_batch(&mut self) -> Result<Option<EventBatch>, AnalysisError> {
+        loop {
+            if self.current.is_none() {
+                let Some(segment) = self.trace.segments.get(self.next_segment) else {
+                    return Ok(None);
+                };
+                self.current = Some((self.next_segment, segment_reader(segment, &segment.projection)?));
+                self.next_segment += 1;
+            }
+            let Some((index, reader)) = self.current.as_mut() else {
+                continue;
+            };
+            let segment = &self.trace.segments[*index];
+            match next_record_batch(&segment.path, reader)? {
+                Some(batch) if batch.num_rows() == 0 => {}
+                Some(batch) => return EventBatch::new(&segment.path, &batch, &mut self.names).map(Some),
+                None => self.current = None,
+            }
+        }
+    }
+
+    /// Function and reason names seen so far (ids in [`EventBatch::func`] index these).
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn into_names(self) -> Names {
+        self.names
+    }
+}
+
+/// A dictionary column: per-row keys plus the decoded value of every key.
+#[derive(Debug)]
+struct Dict<T> {
+    keys: UInt16Array,
+    values: Vec<T>,
+}
+
+impl<T: Copy> Dict<T> {
+    fn new(path: &Path, array: ArrayRef, column: &'static str, mut decode: impl FnMut(&str) -> T) -> Result<Dict<T>, AnalysisError> {
+        let Some(dict) = array.as_dictionary_opt::<UInt16Type>() else {
+            return Err(AnalysisError::ColumnType { path: path.to_owned(), column, expected: schema::dict_utf8().to_string(), found: array.data_type().to_string() });
+        };
+        let Some(strings) = dict.values().as_string_opt::<i32>() else {
+            return Err(AnalysisError::ColumnType { path: path.to_owned(), column, expected: schema::dict_utf8().to_string(), found: dict.values().data_type().to_string() });
+        };
+        let values = (0..strings.len()).map(|i| decode(if strings.is_valid(i) { strings.value(i) } else { "" })).collect();
+        Ok(Dict { keys: dict.keys().clone(), values })
+    }
+
+    #[inline]
+    fn get(&self, row: usize) -> Option<T> {
+        if self.keys.is_null(row) {
+            return None;
+        }
+        self.values.get(usize::from(self.keys.values()[row])).copied()
+    }
+}
+
+/// One decoded batch of events, with typed access to every column the reports use. Optional
+/// columns missing from the file read as null.
+#[derive(Debug)]
+pub struct EventBatch {
+    pub rows: usize,
+    pub ts: UInt64Array,
+    pub pid: UInt32Array,
+    pub tid: UInt32Array,
+    pub addr: UInt64Array,
+    pub size: UInt64Array,
+    pub old_addr: UInt64Array,
+    event: Dict<EventKind>,
+    func: Dict<u16>,
+    runtime: Dict<Runtime>,
+    domain: Option<Dict<Domain>>,
+    reason: Option<Dict<u16>>,
+    pub align: Option<UInt64Array>,
+    pub stack_id: Option<UInt32Array>,
+    pub old_size: Option<UInt64Array>,
+    pub prot: Option<UInt32Array>,
+    pub map_flags: Option<UInt32Array>,
+    pub fd: Option<Int32Array>,
+    pub errno: Option<UInt32Array>,
+    pub gc_cycle: Option<UInt64Array>,
+    pub gc_generation: Option<UInt32Array>,
+    pub heap_live: Option<UInt64Array>,
+    pub heap_goal: Option<UInt64Array>,
+    pub collected: Option<UInt64Array>,
+    pub uncollectable: Option<UInt64Array>,
+}
+
+/// Value of nullable column `array` at `row`; `None` when null or absent.
+#[inline]
+pub fn opt<T: arrow::datatypes::ArrowPrimitiveType>(array: &Option<arrow::array::PrimitiveArray<T>>, row: usize) -> Option<T::Native> {
+    array.as_ref().and_then(|a| a.is_valid(row).then(|| a.value(row)))
+}
+
+impl EventBatch {
+    fn new(path: &Path, batch: &RecordBatch, names: &mut Names) -> Result<EventBatch, AnalysisError> {
+        let schema = batch.schema();
+        let column = |name: &'static str| -> Result<Option<ArrayRef>, AnalysisError> {
+            match schema.index_of(name) {
+                Ok(index) => typed_column(path, batch, index, name).map(Some),
+                Err(_) => Ok(None),
+            }
+        };
+        let required = |name: &'static str| -> Result<ArrayRef, AnalysisError> {
+            column(name)?.ok_or_else(|| AnalysisError::MissingColumn { path: path.to_owned(), column: name })
+        };
+        fn u64s(a: ArrayRef) -> UInt64Array {
+            a.as_primitive::<arrow::datatypes::UInt64Type>().clone()
+        }
+        fn u32s(a: ArrayRef) -> UInt32Array {
+            a.as_primitive::<arrow::datatypes::UInt32Type>().clone()
+        }
+        let funcs = &mut names.funcs;
+        let reasons = &mut names.reasons;
+        Ok(EventBatch {
+            rows: batch.num_rows(),
+            ts: u64s(required(col::TS_NS)?),
+            pid: u32s(required(col::PID)?),
+            tid: u32s(required(col::TID)?),
+            addr: u64s(required(col::ADDR)?),
+            size: u64s(required(col::SIZE)?),
+            old_addr: u64s(required(col::OLD_ADDR)?),
+            event: Dict::new(path, required(col::EVENT)?, col::EVENT, EventKind::parse)?,
+            func: Dict::new(path, required(col::FUNC)?, col::FUNC, |s| funcs.id(s))?,
+            runtime: Dict::new(path, required(col::RUNTIME)?, col::RUNTIME, Runtime::parse)?,
+            domain: column(col::DOMAIN)?.map(|a| Dict::new(path, a, col::DOMAIN, Domain::parse)).transpose()?,
+            reason: column(col::REASON)?.map(|a| Dict::new(path, a, col::REASON, |s| reasons.id(s))).transpose()?,
+            align: column(col::ALIGN)?.map(u64s),
+            stack_id: column(col::STACK_ID)?.map(u32s),
+            old_size: column(col::OLD_SIZE)?.map(u64s),
+            prot: column(col::PROT)?.map(u32s),
+            map_flags: column(col::MAP_FLAGS)?.map(u32s),
+            fd: column(col::FD)?.map(|a| a.as_primitive::<arrow::datatypes::Int32Type>().clone()),
+            errno: column(col::ERRNO)?.map(u32s),
+            gc_cycle: column(col::GC_CYCLE)?.map(u64s),
+            gc_generation: column(col::GC_GENERATION)?.map(u32s),
+            heap_live: column(col::HEAP_LIVE)?.map(u64s),
+            heap_goal: column(col::HEAP_GOAL)?.map(u64s),
+            collected: column(col::COLLECTED)?.map(u64s),
+            uncollectable: column(col::UNCOLLECTABLE)?.map(u64s),
+        })
+    }
+
+    #[inline]
+    pub fn event(&self, row: usize) -> EventKind {
+        self.event.get(row).unwrap_or(EventKind::Other)
+    }
+
+    /// Interned function name id (see [`Reader::names`]).
+    #[inline]
+    pub fn func(&self, row: usize) -> u16 {
+        self.func.get(row).unwrap_or(0)
+    }
+
+    #[inline]
+    pub fn runtime(&self, row: usize) -> Runtime {
+        self.runtime.get(row).unwrap_or(Runtime::Native)
+    }
+
+    #[inline]
+    pub fn domain(&self, row: usize) -> Domain {
+        self.domain.as_ref().and_then(|d| d.get(row)).unwrap_or(Domain::None)
+    }
+
+    /// Interned stop-the-world reason id.
+    #[inline]
+    pub fn reason(&self, row: usize) -> Option<u16> {
+        self.reason.as_ref().and_then(|d| d.get(row))
+    }
+}
+
+impl Segment {
+    /// The Arrow schema stored in the segment.
+    pub fn schema(&self) -> Arc<arrow::datatypes::Schema> {
+        self.metadata.schema().clone()
+    }
+}

@@ -1,0 +1,82 @@
+//! Command-line syntax. Parsing only: the handlers in `cmd/` validate and act.
+
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "alloctrace",
+    version,
+    about = "Trace every allocation of an unmodified program with eBPF, into Parquet",
+    after_help = "Exit status: `record` in spawn mode exits with the traced command's status (128+N if a \
+                  signal N ended it); otherwise 0 on success, 1 on error, 2 on a usage error."
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: probe placement and progress, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors and warnings on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Record a trace: run COMMAND (or attach to --pid) and write every allocator call and
+    /// address-space syscall to a trace directory (run.json + events/*.parquet).
+    Record(RecordArgs),
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  sudo alloctrace record -o trace/ -- ./prog arg1 arg2\n  sudo alloctrace record -o trace/ -p 1234\n\n\
+                  Run as root (sudo): loading eBPF programs needs CAP_BPF and CAP_PERFMON. Under sudo the \
+                  command runs as the invoking user, and the trace directory is given to that user.\n\
+                  Ctrl-C (or SIGTERM) stops recording and closes the trace cleanly; in spawn mode the \
+                  signal is then passed on to the command, and a second Ctrl-C exits at once."
+)]
+pub struct RecordArgs {
+    /// Trace directory to create (default: ./alloctrace.<command>.<UTC time>). Must be empty or
+    /// absent unless --force.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Replace a trace already in the output directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Attach to this running process (all its threads) until Ctrl-C or its exit, instead of
+    /// running a command.
+    #[arg(short, long, value_name = "PID", conflicts_with = "command", value_parser = parse_pid)]
+    pub pid: Option<u32>,
+    /// Ring-buffer size in MiB (rounded up to a power of two). Events that find it full are
+    /// counted as lost and reported; raise it if any are.
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=2048))]
+    pub ring_mb: u32,
+    /// Close the current Parquet segment after this many MiB; a killed tracer loses at most
+    /// the open segment.
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub segment_mb: u64,
+    /// ... or after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub segment_secs: u64,
+    /// Do not record mmap/munmap/mremap/brk/mprotect/madvise (only allocator calls).
+    #[arg(long)]
+    pub no_syscalls: bool,
+    /// The command to run, with its arguments (after `--`).
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "pid"
+    )]
+    pub command: Vec<OsString>,
+}
+
+fn parse_pid(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!("`{s}` is not a process id")),
+        Ok(pid) => Ok(pid),
+    }
+}

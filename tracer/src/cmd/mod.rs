@@ -1,0 +1,3 @@
+//! One handler per subcommand.
+
+pub mod record;

@@ -1,0 +1,361 @@
+//! Loading the embedded eBPF object and attaching its programs.
+//!
+//! `tracer/build.rs` builds `tracer-ebpf` and this module embeds the result. Probe ids are
+//! handed out by the caller and travel as BPF cookies, so one program serves every function
+//! with the same argument layout.
+
+use std::{io, num::NonZeroU32, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        ProgramError, TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use tracer_common::{counter::Counter, maps, probe::SYSCALL_PROBES};
+
+use crate::probes::{Handler, ProbeSpec, RETURN_PROGRAM};
+
+/// The object built by `build.rs`; empty when the build had no bpf-linker.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
+
+const UPROBE_PROGRAMS: &[&str] = &[
+    "size_arg0",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "align_arg0_size_arg1",
+    "size_arg0_align_arg1",
+    "posix_memalign",
+    "free",
+    "delete",
+    RETURN_PROGRAM,
+];
+const TRACEPOINT_PROGRAMS: &[&str] = &["sys_enter", "sys_exit"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this alloctrace was built without its eBPF programs (bpf-linker was missing): run `cargo xtask setup`, then rebuild"
+    )]
+    NotBuilt,
+    #[error(
+        "permission denied loading eBPF programs: run alloctrace as root (sudo), or grant it CAP_BPF and CAP_PERFMON"
+    )]
+    Permission,
+    #[error("loading the eBPF object")]
+    Object(#[source] aya::EbpfError),
+    #[error("loading eBPF program `{name}`")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the eBPF object has no {what} `{name}`")]
+    Missing {
+        what: &'static str,
+        name: &'static str,
+    },
+    #[error("cannot mount tracefs at /sys/kernel/tracing (needed for the syscall tracepoints)")]
+    Tracefs(#[source] nix::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "cannot place a uprobe on {func} at {}+{offset:#x}: the kernel refused it (EINVAL). Another tool \
+         (bcc memleak, for example) probably holds a uprobe on the same instruction with a different \
+         ref_ctr_offset; stop it and try again",
+        module.display()
+    )]
+    Conflict {
+        func: String,
+        module: PathBuf,
+        offset: u64,
+    },
+    #[error("process {pid} exited while probes were being attached")]
+    ProcessGone { pid: u32 },
+    #[error("attaching {what}")]
+    Other {
+        what: String,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// Options fixed at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Ring-buffer size in bytes; rounded up to a power of two.
+    pub ring_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            ring_bytes: maps::DEFAULT_RING_BYTES,
+        }
+    }
+}
+
+/// The loaded programs and maps.
+pub struct Programs {
+    ebpf: Ebpf,
+    ring_bytes: u32,
+    uprobe_links: Vec<(&'static str, aya::programs::uprobe::UProbeLinkId)>,
+    tracepoint_links: Vec<(&'static str, aya::programs::trace_point::TracePointLinkId)>,
+}
+
+fn io_error(err: &ProgramError) -> Option<&io::Error> {
+    match err {
+        ProgramError::SyscallError(e) => Some(&e.io_error),
+        _ => None,
+    }
+}
+
+fn is_permission(err: &ProgramError) -> bool {
+    io_error(err).is_some_and(|e| matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)))
+}
+
+impl Programs {
+    pub fn load(options: LoadOptions) -> Result<Programs, LoadError> {
+        if OBJECT.is_empty() {
+            return Err(LoadError::NotBuilt);
+        }
+        let ring_bytes = options.ring_bytes.max(4096).next_power_of_two();
+        // Wake the reader once a quarter of the ring is waiting; below that it drains on its
+        // timer (see `emit.rs`).
+        let wakeup_bytes = u64::from(ring_bytes / 4);
+        let mut ebpf =
+            EbpfLoader::new()
+                .override_global(maps::WAKEUP_BYTES, &wakeup_bytes, true)
+                .map_max_entries(maps::EVENTS, ring_bytes)
+                .load(OBJECT)
+                .map_err(|e| match &e {
+                    aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+                        io_error, ..
+                    }) if io_error.raw_os_error() == Some(libc::EPERM) => LoadError::Permission,
+                    _ => LoadError::Object(e),
+                })?;
+        for &name in UPROBE_PROGRAMS {
+            let prog: &mut UProbe = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| load_error(name, source))?;
+        }
+        for &name in TRACEPOINT_PROGRAMS {
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| load_error(name, source))?;
+        }
+        Ok(Programs {
+            ebpf,
+            ring_bytes,
+            uprobe_links: Vec::new(),
+            tracepoint_links: Vec::new(),
+        })
+    }
+
+    pub fn ring_bytes(&self) -> u32 {
+        self.ring_bytes
+    }
+
+    /// Takes the event ring out (once).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map(maps::EVENTS).ok_or(LoadError::Missing {
+            what: "map",
+            name: maps::EVENTS,
+        })?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Object(e.into()))
+    }
+
+    /// Takes a map out of the object, so it outlives the programs (counters are read after the
+    /// probes are detached).
+    pub fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
+        self.ebpf.take_map(name)
+    }
+
+    /// Adds a process to those whose syscalls are recorded.
+    pub fn add_target(&mut self, pid: u32) -> Result<(), LoadError> {
+        let map = self.ebpf.map_mut(maps::TARGETS).ok_or(LoadError::Missing {
+            what: "map",
+            name: maps::TARGETS,
+        })?;
+        let mut targets: HashMap<_, u32, u32> =
+            HashMap::try_from(map).map_err(|e| LoadError::Object(e.into()))?;
+        targets
+            .insert(pid, 1, 0)
+            .map_err(|e| LoadError::Object(e.into()))
+    }
+
+    /// Attaches the address-space syscall tracepoints (system-wide, filtered by target pid in
+    /// the program).
+    pub fn attach_syscalls(&mut self) -> Result<(), LoadError> {
+        ensure_tracefs()?;
+        for (stage, name) in [("enter", "sys_enter"), ("exit", "sys_exit")] {
+            let prog: &mut TracePoint = program(&mut self.ebpf, name)?;
+            for (_, syscall) in SYSCALL_PROBES {
+                let link = prog
+                    .attach("syscalls", &format!("sys_{stage}_{syscall}"))
+                    .map_err(|source| load_error(name, source))?;
+                self.tracepoint_links.push((name, link));
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches `spec` (entry probe, and return probe on the same instruction when the function
+    /// returns an address) for process `pid`, tagged with probe id `id`.
+    pub fn attach(&mut self, spec: &ProbeSpec, id: u32, pid: u32) -> Result<(), AttachError> {
+        let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        let links = &mut self.uprobe_links;
+        let mut attach_one = |name: &'static str| -> Result<(), AttachError> {
+            let prog: &mut UProbe =
+                program(&mut self.ebpf, name).map_err(|_| AttachError::Other {
+                    what: name.to_owned(),
+                    source: ProgramError::NotLoaded,
+                })?;
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(spec.file_offset),
+                cookie: Some(u64::from(id)),
+            };
+            prog.attach(point, &spec.module, scope)
+                .map(|link| links.push((name, link)))
+                .map_err(|source| {
+                    let errno = io_error(&source).and_then(io::Error::raw_os_error);
+                    match errno {
+                        Some(libc::EINVAL) => AttachError::Conflict {
+                            func: spec.func.clone(),
+                            module: spec.module.clone(),
+                            offset: spec.file_offset,
+                        },
+                        Some(libc::ESRCH) => AttachError::ProcessGone { pid },
+                        _ => AttachError::Other {
+                            what: format!("{} in {}", spec.func, spec.module.display()),
+                            source,
+                        },
+                    }
+                })
+        };
+        // Return probe first: a call already in flight then shows up as a return without entry
+        // (counted) instead of leaving a half-open call behind.
+        if spec.handler.has_return() {
+            attach_one(RETURN_PROGRAM)?;
+        }
+        attach_one(spec.handler.program())
+    }
+
+    /// Detaches every probe and unloads the programs.
+    ///
+    /// Each uprobe detach waits for an RCU grace period (~90 ms here), and a program with dozens
+    /// of probes would take seconds to exit. Concurrent waiters share grace periods, so the
+    /// links are dropped from parallel threads.
+    pub fn detach_all(mut self) {
+        let mut uprobes = Vec::new();
+        for (name, id) in self.uprobe_links.drain(..) {
+            if let Ok(prog) = program::<UProbe>(&mut self.ebpf, name)
+                && let Ok(link) = prog.take_link(id)
+            {
+                uprobes.push(link);
+            }
+        }
+        let mut tracepoints = Vec::new();
+        for (name, id) in self.tracepoint_links.drain(..) {
+            if let Ok(prog) = program::<TracePoint>(&mut self.ebpf, name)
+                && let Ok(link) = prog.take_link(id)
+            {
+                tracepoints.push(link);
+            }
+        }
+        let t = std::time::Instant::now();
+        let n = uprobes.len() + tracepoints.len();
+        std::thread::scope(|scope| {
+            for link in uprobes {
+                scope.spawn(move || drop(link));
+            }
+            for link in tracepoints {
+                scope.spawn(move || drop(link));
+            }
+        });
+        log::debug!("{n} links dropped in {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        drop(self.ebpf);
+        log::debug!("programs unloaded in {:?}", t.elapsed());
+    }
+
+    fn per_cpu(&self, name: &'static str, index: u32) -> Vec<u64> {
+        let Some(map) = self.ebpf.map(name) else {
+            return Vec::new();
+        };
+        let Ok(array) = PerCpuArray::<_, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        array
+            .get(&index, 0)
+            .map(|values| values.to_vec())
+            .unwrap_or_default()
+    }
+
+    /// A counter's value per CPU.
+    pub fn counter(&self, counter: Counter) -> Vec<u64> {
+        self.per_cpu(maps::COUNTERS, counter as u32)
+    }
+
+    /// Hits of probe `id`, summed over CPUs.
+    pub fn hits(&self, id: u32) -> u64 {
+        self.per_cpu(maps::HITS, id).iter().sum()
+    }
+}
+
+fn load_error(name: &'static str, source: ProgramError) -> LoadError {
+    if is_permission(&source) {
+        LoadError::Permission
+    } else {
+        LoadError::Program { name, source }
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(LoadError::Missing {
+            what: "program",
+            name,
+        })
+}
+
+/// Tracepoint ids are read from tracefs, which is not mounted by default on this kind of
+/// machine.
+fn ensure_tracefs() -> Result<(), LoadError> {
+    let events = std::path::Path::new("/sys/kernel/tracing/events");
+    if events.exists() || std::path::Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("tracefs"),
+        "/sys/kernel/tracing",
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(LoadError::Tracefs)
+}
+
+/// Whether an attach error is fatal for the whole recording (as opposed to one probe).
+pub fn is_fatal(err: &AttachError) -> bool {
+    matches!(
+        err,
+        AttachError::Conflict { .. } | AttachError::ProcessGone { .. }
+    )
+}
+
+/// Whether the handler's probe has a return half (for run.json's `kind`).
+pub fn probe_kind(handler: Handler) -> &'static str {
+    if handler.has_return() {
+        "uprobe+uretprobe"
+    } else {
+        "uprobe"
+    }
+}

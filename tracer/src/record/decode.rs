@@ -1,0 +1,162 @@
+//! Ring-buffer records → typed events.
+//!
+//! Decoded field by field at the offsets of the `tracer_common` structs (no pointer casts), so a
+//! short or unknown record is reported instead of misread.
+
+use core::mem::{offset_of, size_of};
+
+use tracer_common::{
+    alloc::AllocEvent,
+    event::{EventHeader, EventKind, NO_STACK},
+    mem::MapEvent,
+};
+
+/// One decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Alloc {
+        header: EventHeader,
+        kind: EventKind,
+        event: AllocEvent,
+    },
+    Map {
+        header: EventHeader,
+        kind: EventKind,
+        event: MapEvent,
+    },
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn header(b: &[u8]) -> Option<EventHeader> {
+    Some(EventHeader {
+        ts_ns: u64_at(b, offset_of!(EventHeader, ts_ns))?,
+        kind: u32_at(b, offset_of!(EventHeader, kind))?,
+        probe: u32_at(b, offset_of!(EventHeader, probe))?,
+        pid: u32_at(b, offset_of!(EventHeader, pid))?,
+        tid: u32_at(b, offset_of!(EventHeader, tid))?,
+        stack_id: u32_at(b, offset_of!(EventHeader, stack_id))? as i32,
+        flags: u32_at(b, offset_of!(EventHeader, flags))?,
+    })
+}
+
+/// Decodes one record; `None` if it is too short or of an unknown kind.
+pub fn decode(b: &[u8]) -> Option<Event> {
+    let header = header(b)?;
+    let kind = EventKind::from_u32(header.kind)?;
+    match kind {
+        EventKind::Alloc | EventKind::Free | EventKind::Realloc => {
+            if b.len() < size_of::<AllocEvent>() {
+                return None;
+            }
+            let event = AllocEvent {
+                header,
+                addr: u64_at(b, offset_of!(AllocEvent, addr))?,
+                size: u64_at(b, offset_of!(AllocEvent, size))?,
+                arg: u64_at(b, offset_of!(AllocEvent, arg))?,
+            };
+            Some(Event::Alloc {
+                header,
+                kind,
+                event,
+            })
+        }
+        _ => {
+            if b.len() < size_of::<MapEvent>() {
+                return None;
+            }
+            let event = MapEvent {
+                header,
+                addr: u64_at(b, offset_of!(MapEvent, addr))?,
+                len: u64_at(b, offset_of!(MapEvent, len))?,
+                old_addr: u64_at(b, offset_of!(MapEvent, old_addr))?,
+                old_len: u64_at(b, offset_of!(MapEvent, old_len))?,
+                ret: u64_at(b, offset_of!(MapEvent, ret))? as i64,
+                prot: u32_at(b, offset_of!(MapEvent, prot))?,
+                flags: u32_at(b, offset_of!(MapEvent, flags))?,
+                fd: u32_at(b, offset_of!(MapEvent, fd))? as i32,
+                _pad: 0,
+            };
+            Some(Event::Map {
+                header,
+                kind,
+                event,
+            })
+        }
+    }
+}
+
+impl Event {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Event::Alloc { header, .. } | Event::Map { header, .. } => header,
+        }
+    }
+
+    /// Stack id column value.
+    pub fn stack_id(&self) -> Option<u32> {
+        let id = self.header().stack_id;
+        (id != NO_STACK && id >= 0).then_some(id as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of_alloc(e: &AllocEvent) -> Vec<u8> {
+        let mut v = Vec::new();
+        let h = &e.header;
+        v.extend(h.ts_ns.to_ne_bytes());
+        v.extend(h.kind.to_ne_bytes());
+        v.extend(h.probe.to_ne_bytes());
+        v.extend(h.pid.to_ne_bytes());
+        v.extend(h.tid.to_ne_bytes());
+        v.extend(h.stack_id.to_ne_bytes());
+        v.extend(h.flags.to_ne_bytes());
+        v.extend(e.addr.to_ne_bytes());
+        v.extend(e.size.to_ne_bytes());
+        v.extend(e.arg.to_ne_bytes());
+        v
+    }
+
+    /// Check that an allocation record decodes field by field, and that short or unknown
+    /// records are rejected rather than misread.
+    #[test]
+    fn alloc_record() {
+        let header = EventHeader {
+            ts_ns: 5,
+            kind: EventKind::Realloc as u32,
+            probe: 17,
+            pid: 1,
+            tid: 2,
+            stack_id: NO_STACK,
+            flags: 0,
+        };
+        let e = AllocEvent {
+            header,
+            addr: 0x10,
+            size: 32,
+            arg: 0x20,
+        };
+        let bytes = bytes_of_alloc(&e);
+        assert_eq!(
+            decode(&bytes),
+            Some(Event::Alloc {
+                header,
+                kind: EventKind::Realloc,
+                event: e
+            })
+        );
+        assert_eq!(decode(&bytes[..40]), None);
+        let mut unknown = bytes.clone();
+        unknown[8] = 200;
+        assert_eq!(decode(&unknown), None);
+    }
+}
