@@ -139,6 +139,8 @@ pub enum RecordError {
     },
     #[error("no process with pid {pid}")]
     NoSuchProcess { pid: u32 },
+    #[error("process {pid} has exited")]
+    ProcessExited { pid: u32 },
     #[error("{}", no_allocators_message(exe, *stripped))]
     NoAllocators { exe: String, stripped: bool },
     #[error(transparent)]
@@ -218,6 +220,13 @@ fn now(clock: ClockId) -> u64 {
     clock_gettime(clock)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
+}
+
+/// Whether the process is a zombie (exited, not yet reaped) or dead.
+fn has_exited(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, None | Some("Z" | "X"))
 }
 
 /// `start_brk` (field 47 of /proc/PID/stat): where the brk heap starts.
@@ -487,6 +496,11 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     {
         return Err(RecordError::NoSuchProcess { pid });
     }
+    if let Target::Attach { pid } = options.target
+        && has_exited(pid)
+    {
+        return Err(RecordError::ProcessExited { pid });
+    }
     let spawn_plan = match &options.target {
         Target::Spawn { command, run_as } => {
             let first = command.first().ok_or_else(|| SpawnError::NotFound {
@@ -557,7 +571,10 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
             }
         }
         None => {
-            attacher.scan(&mut programs)?;
+            attacher.scan(&mut programs).map_err(|err| match err {
+                AttachError::ProcessGone { pid } => RecordError::ProcessExited { pid },
+                other => other.into(),
+            })?;
             None
         }
     };

@@ -1,0 +1,31 @@
+// Every operator new/delete form a program can call, a known number of times, with object
+// sizes libstdc++ and glibc do not use internally. Prints its own counters as one JSON line.
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+struct Plain { char bytes[3001]; };
+struct alignas(64) Aligned { char bytes[3008]; };
+
+static unsigned long news, new_arrays, new_nothrow, new_aligned, deletes, delete_arrays;
+
+int main(int argc, char **argv) {
+    int rounds = argc > 1 ? std::atoi(argv[1]) : 100;
+    std::vector<void *> keep;
+    for (int i = 0; i < rounds; i++) {
+        Plain *p = new Plain; news++;
+        delete p; deletes++;
+        char *a = new char[3003 + 2 * (i % 10)]; new_arrays++;
+        delete[] a; delete_arrays++;
+        Plain *n = new (std::nothrow) Plain; new_nothrow++;
+        delete n; deletes++;
+        Aligned *al = new Aligned; new_aligned++;
+        delete al; deletes++;
+        Aligned *arr = new Aligned[2]; new_aligned++;
+        delete[] arr; delete_arrays++;
+    }
+    std::printf("{\"new\":%lu,\"new_array\":%lu,\"new_nothrow\":%lu,\"new_aligned\":%lu,\"delete\":%lu,\"delete_array\":%lu}\n",
+                news, new_arrays, new_nothrow, new_aligned, deletes, delete_arrays);
+    return 0;
+}

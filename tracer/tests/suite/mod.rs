@@ -1,0 +1,4 @@
+mod bad_input;
+mod common;
+mod native;
+mod stop;
