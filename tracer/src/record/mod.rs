@@ -225,7 +225,9 @@ fn now(clock: ClockId) -> u64 {
 /// Whether the process is a zombie (exited, not yet reaped) or dead.
 fn has_exited(pid: u32) -> bool {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
     matches!(state, None | Some("Z" | "X"))
 }
 

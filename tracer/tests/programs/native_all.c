@@ -40,19 +40,23 @@ static void *freer(void *arg) {
     return NULL;
 }
 
+// Every pointer is stored here before it is freed, so the compiler cannot elide an
+// allocation/free pair (GCC does that for unused blocks at -O2).
 static void *volatile sink;
+// GCC folds a literal realloc(NULL, n) into malloc(n); a volatile NULL keeps the call.
+static void *volatile null_ptr = NULL;
 
 static void round_of_calls(int i, int cross_thread) {
     unsigned long s = 3001 + 2 * (i % 400);
     void *p;
-#define DONE(ptr) do { if (cross_thread) handoff(ptr); else { count(FREE, 0); free(ptr); } } while (0)
+#define DONE(ptr) do { sink = (ptr); if (cross_thread) handoff(ptr); else { count(FREE, 0); free(ptr); } } while (0)
     p = malloc(s); count(MALLOC, s); DONE(p);
     p = calloc(3, s); count(CALLOC, 3 * s); DONE(p);
     p = malloc(s); count(MALLOC, s);
     p = realloc(p, s + 2000); count(REALLOC, s + 2000);       // grow
     p = realloc(p, s); count(REALLOC, s);                     // shrink
     DONE(p);
-    p = realloc(NULL, s); count(REALLOC, s); DONE(p);         // realloc(NULL, n) allocates
+    p = realloc(null_ptr, s); count(REALLOC, s); DONE(p);     // realloc(NULL, n) allocates
     p = malloc(s); count(MALLOC, s);
     p = realloc(p, 0); count(REALLOC, 0);                     // realloc(p, 0) frees p
     sink = p;
@@ -63,7 +67,7 @@ static void round_of_calls(int i, int cross_thread) {
     p = memalign(256, s); count(MEMALIGN, s); DONE(p);
     p = valloc(s); count(VALLOC, s); DONE(p);
     p = pvalloc(s); count(PVALLOC, s); DONE(p);
-    free(NULL); // a no-op: not a row
+    free(null_ptr); // a no-op: not a row (volatile, or GCC removes the call)
 #undef DONE
 }
 

@@ -47,14 +47,28 @@ fn not_an_elf() {
 #[test]
 fn pid_missing_or_gone() {
     let dir = tempdir();
-    let out = alloctrace().args(["record", "-o"]).arg(dir.path().join("t")).args(["-p", "999999999"]).output().unwrap();
+    let out = alloctrace()
+        .args(["record", "-o"])
+        .arg(dir.path().join("t"))
+        .args(["-p", "999999999"])
+        .output()
+        .unwrap();
     assert_clean_failure(&out, "no process with pid 999999999");
 
     let child = Command::new("/bin/true").spawn().unwrap();
     let pid = child.id();
     // Wait for it to exit without reaping it, so it stays a zombie.
-    nix::sys::wait::waitid(nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT).unwrap();
-    let out = alloctrace().args(["record", "-o"]).arg(dir.path().join("z")).args(["-p", &pid.to_string()]).output().unwrap();
+    nix::sys::wait::waitid(
+        nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+    )
+    .unwrap();
+    let out = alloctrace()
+        .args(["record", "-o"])
+        .arg(dir.path().join("z"))
+        .args(["-p", &pid.to_string()])
+        .output()
+        .unwrap();
     assert_clean_failure(&out, &format!("process {pid} has exited"));
     drop(child);
 }
@@ -65,9 +79,18 @@ fn pid_missing_or_gone() {
 fn no_allocator_symbols() {
     let dir = tempdir();
     let src = dir.path().join("tiny.c");
-    std::fs::write(&src, "void _start(void) { __asm__ volatile(\"mov $60, %eax\\n xor %edi, %edi\\n syscall\"); }\n").unwrap();
+    std::fs::write(
+        &src,
+        "void _start(void) { __asm__ volatile(\"mov $60, %eax\\n xor %edi, %edi\\n syscall\"); }\n",
+    )
+    .unwrap();
     let bin = dir.path().join("tiny");
-    let status = Command::new("gcc").args(["-static", "-nostdlib", "-O1", "-o"]).arg(&bin).arg(&src).status().unwrap();
+    let status = Command::new("gcc")
+        .args(["-static", "-nostdlib", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = record(&dir.path().join("t1"), &[&bin]);
     assert_clean_failure(&out, "no allocator functions");
@@ -82,9 +105,17 @@ fn no_allocator_symbols() {
 fn bad_output_directory() {
     let dir = tempdir();
     std::fs::write(dir.path().join("something"), b"x").unwrap();
-    let out = alloctrace().args(["record", "-o"]).arg(dir.path()).args(["--", "/bin/true"]).output().unwrap();
+    let out = alloctrace()
+        .args(["record", "-o"])
+        .arg(dir.path())
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
     assert_clean_failure(&out, "is not empty");
-    let out = alloctrace().args(["record", "-o", "/proc/alloctrace-test/t", "--", "/bin/true"]).output().unwrap();
+    let out = alloctrace()
+        .args(["record", "-o", "/proc/alloctrace-test/t", "--", "/bin/true"])
+        .output()
+        .unwrap();
     assert_clean_failure(&out, "cannot write to output directory");
 }
 
@@ -95,11 +126,14 @@ fn probe_conflict_with_another_tool() {
     // A static binary keeps malloc in its own file, so the foreign probe touches nothing else.
     let bin = build("stop_here.c", "gcc", &["-static"]);
     let image = alloctrace::elf::ElfImage::open(&bin).unwrap();
-    let malloc = alloctrace::probes::plan(&image).into_iter().find(|p| p.func == "malloc").unwrap();
+    let malloc = alloctrace::probes::plan(&image)
+        .into_iter()
+        .find(|p| p.func == "malloc")
+        .unwrap();
     let _foreign = foreign_uprobe_with_ref_ctr(&bin, malloc.file_offset);
     let dir = tempdir();
     let out = record(&dir.path().join("t"), &[&bin, &"1"]);
-    assert_clean_failure(&out, "another tool");
+    assert_clean_failure(&out, "Another tool");
     assert!(String::from_utf8_lossy(&out.stderr).contains("ref_ctr_offset"));
 }
 
@@ -107,7 +141,11 @@ fn probe_conflict_with_another_tool() {
 /// this test process only (which does not map `path`, so nothing is written anywhere).
 fn foreign_uprobe_with_ref_ctr(path: &std::path::Path, offset: u64) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd as _;
-    let pmu: u32 = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type").unwrap().trim().parse().unwrap();
+    let pmu: u32 = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // struct perf_event_attr up to config2 (PERF_ATTR_SIZE_VER1 = 72 bytes); libc has no
     // binding for it.
@@ -119,8 +157,21 @@ fn foreign_uprobe_with_ref_ctr(path: &std::path::Path, offset: u64) -> std::os::
     attr[56..64].copy_from_slice(&(c_path.as_ptr() as u64).to_ne_bytes());
     attr[64..72].copy_from_slice(&offset.to_ne_bytes());
     // SAFETY: valid attr and a NUL-terminated path that outlives the call.
-    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), std::process::id() as i32, -1, -1, 0) };
-    assert!(fd >= 0, "perf_event_open: {}", std::io::Error::last_os_error());
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            std::process::id() as i32,
+            -1,
+            -1,
+            0,
+        )
+    };
+    assert!(
+        fd >= 0,
+        "perf_event_open: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: a new descriptor owned by nobody else.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
 }

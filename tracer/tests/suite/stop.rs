@@ -25,7 +25,9 @@ fn stop_with(signal: nix::sys::signal::Signal) {
         .unwrap();
     // The target prints "ready" after its 5000 pairs: a handshake, not a sleep.
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "ready 5000");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -35,13 +37,30 @@ fn stop_with(signal: nix::sys::signal::Signal) {
     let trace = Trace::load(dir.path());
     assert_eq!(trace.run.status, Status::Interrupted);
     assert_eq!(trace.run.lost_total, 0);
-    let allocs = trace.rows.iter().filter(|r| r.event == "alloc" && r.size == 3333).count();
-    let frees: Vec<u64> = trace.rows.iter().filter(|r| r.event == "alloc" && r.size == 3333).map(|r| r.addr).collect();
+    let allocs = trace
+        .rows
+        .iter()
+        .filter(|r| r.event == "alloc" && r.size == 3333)
+        .count();
+    let frees: Vec<u64> = trace
+        .rows
+        .iter()
+        .filter(|r| r.event == "alloc" && r.size == 3333)
+        .map(|r| r.addr)
+        .collect();
     assert_eq!(allocs, 5000);
-    let freed = trace.rows.iter().filter(|r| r.event == "free" && frees.contains(&r.addr)).count();
+    let freed = trace
+        .rows
+        .iter()
+        .filter(|r| r.event == "free" && frees.contains(&r.addr))
+        .count();
     assert!(freed >= 5000, "{freed}");
     // No temporary (unfinished) segment left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("events")).unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("events"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -64,10 +83,29 @@ fn sigterm_keeps_everything_before_the_stop() {
 fn crashing_target() {
     let bin = build("stop_here.c", "gcc", &[]);
     let dir = tempdir();
-    let out = alloctrace().args(["record", "-q", "-o"]).arg(dir.path()).arg("--").arg(&bin).args(["2000", "crash"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(128 + 11), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = alloctrace()
+        .args(["record", "-q", "-o"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(&bin)
+        .args(["2000", "crash"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 11),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let trace = Trace::load(dir.path());
     assert_eq!(trace.run.status, Status::Complete);
     assert_eq!(trace.run.exit.as_ref().and_then(|e| e.signal), Some(11));
-    assert_eq!(trace.rows.iter().filter(|r| r.event == "alloc" && r.size == 3333).count(), 2000);
+    assert_eq!(
+        trace
+            .rows
+            .iter()
+            .filter(|r| r.event == "alloc" && r.size == 3333)
+            .count(),
+        2000
+    );
 }
