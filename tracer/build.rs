@@ -98,7 +98,7 @@ fn build_ebpf(workspace: &Path, target_dir: &Path, linker_dir: &Path) -> anyhow:
         "-Clink-arg=--btf",
     ]
     .join("\x1f");
-    let status = Command::new("rustup")
+    let output = Command::new("rustup")
         .args([
             "run",
             "nightly",

@@ -82,9 +82,10 @@ pub struct Probe {
     /// Why the probe sits where it does (instruction and whether the kernel emulates it).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub placement: String,
-    /// Times the probe fired (summed over CPUs).
+    /// Rows this probe wrote. Calls it saw but folded into an outer call (operator new →
+    /// malloc) or skipped (free(NULL)) are not rows; the run's `counters` count those.
     #[serde(default)]
-    pub hits: u64,
+    pub events: u64,
 }
 
 /// A file mapped by the target when recording started (or later, for dlopen).
@@ -97,6 +98,15 @@ pub struct Module {
     pub perms: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub build_id: String,
+}
+
+/// What recording cost the tracer itself (not the target).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TracerUsage {
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    /// Peak resident set size of the tracer process.
+    pub max_rss_bytes: u64,
 }
 
 /// Everything `run.json` holds.
@@ -140,6 +150,9 @@ pub struct RunInfo {
     /// The workload's own counters, when it printed them (see the targets' JSON line).
     #[serde(default)]
     pub workload: Option<serde_json::Value>,
+    /// The tracer's own CPU time and memory, filled in at the end.
+    #[serde(default)]
+    pub tracer: Option<TracerUsage>,
     /// Things the user should know about this trace (fallback probe placements, ...).
     #[serde(default)]
     pub warnings: Vec<String>,

@@ -161,10 +161,30 @@ pub enum WriteError {
 struct Dict {
     index: HashMap<String, u16>,
     values: Vec<String>,
+    /// The last value looked up: consecutive rows often repeat it.
+    last: Option<(u16, String)>,
 }
 
 impl Dict {
     fn key(&mut self, value: &str, column: &'static str) -> Result<u16, WriteError> {
+        if let Some((k, last)) = &self.last
+            && last == value
+        {
+            return Ok(*k);
+        }
+        let k = self.lookup(value, column)?;
+        match &mut self.last {
+            Some((last_key, last)) => {
+                *last_key = k;
+                last.clear();
+                last.push_str(value);
+            }
+            None => self.last = Some((k, value.to_owned())),
+        }
+        Ok(k)
+    }
+
+    fn lookup(&mut self, value: &str, column: &'static str) -> Result<u16, WriteError> {
         if let Some(&k) = self.index.get(value) {
             return Ok(k);
         }

@@ -4,7 +4,7 @@
 //! program copies it into [`crate::event::EventHeader::probe`]. The trace's `func` column is the
 //! name user space registered for that id, so the kernel side never handles strings.
 
-/// Size of the per-probe hit counter array; also the largest probe id plus one.
+/// The largest probe id plus one.
 pub const MAX_PROBES: u32 = 4096;
 
 /// Ids below this are reserved for the syscall tracepoints, whose programs have no cookie.

@@ -19,7 +19,7 @@ use tracer_common::{
 };
 
 use crate::{
-    emit::{bump, emit, header, hit},
+    emit::{bump, emit, header},
     maps::THREADS,
 };
 
@@ -64,22 +64,17 @@ fn arg(ctx: &ProbeContext, n: usize) -> u64 {
 }
 
 /// The thread's state, created on first use.
-fn thread_state(pid_tgid: u64) -> Option<*mut ThreadState> {
-    if let Some(state) = THREADS.get_ptr_mut(pid_tgid) {
-        return Some(state);
-    }
-    if THREADS.insert(pid_tgid, ThreadState::default(), 0).is_err() {
+fn thread_state() -> Option<*mut ThreadState> {
+    let state = THREADS.current(true);
+    if state.is_none() {
         bump(Counter::ThreadMapFull);
-        return None;
     }
-    THREADS.get_ptr_mut(pid_tgid)
+    state
 }
 
 fn enter(ctx: &ProbeContext, call: Call) -> u32 {
     let probe = cookie(ctx);
-    hit(probe);
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(state) = thread_state(pid_tgid) else {
+    let Some(state) = thread_state() else {
         return 0;
     };
     // SAFETY: map value pointer from a successful lookup; only this thread uses this entry.
@@ -113,8 +108,7 @@ fn enter(ctx: &ProbeContext, call: Call) -> u32 {
 /// Shared return probe of every allocation function: writes the row of the outermost call.
 #[uretprobe]
 pub fn alloc_return(ctx: RetProbeContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(state) = THREADS.get_ptr_mut(pid_tgid) else {
+    let Some(state) = THREADS.current(false) else {
         bump(Counter::ReturnWithoutEntry);
         return 0;
     };
@@ -148,7 +142,7 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
     };
     let flags = if addr == 0 { FLAG_FAILED } else { 0 };
     emit(AllocEvent {
-        header: header(kind, state.probe, pid_tgid, flags),
+        header: header(kind, state.probe, bpf_get_current_pid_tgid(), flags),
         addr,
         size: state.size,
         arg,
@@ -228,7 +222,6 @@ pub fn delete(ctx: ProbeContext) -> u32 {
 
 fn release(ctx: &ProbeContext, is_delete: bool) -> u32 {
     let probe = cookie(ctx);
-    hit(probe);
     let ptr = arg(ctx, 0);
     if ptr == 0 {
         bump(Counter::FreeNull);
@@ -237,9 +230,9 @@ fn release(ctx: &ProbeContext, is_delete: bool) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let sp = stack_pointer(ctx);
     let state = if is_delete {
-        thread_state(pid_tgid)
+        thread_state()
     } else {
-        THREADS.get_ptr_mut(pid_tgid)
+        THREADS.current(false)
     };
     if let Some(state) = state {
         // SAFETY: as in `enter`.

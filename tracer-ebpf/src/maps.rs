@@ -1,6 +1,10 @@
 //! The maps shared with user space. Names match `tracer_common::maps`.
 
 use aya_ebpf::{
+    bindings::{
+        BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE,
+    },
+    helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -8,7 +12,6 @@ use tracer_common::{
     counter::Counter,
     maps::{DEFAULT_RING_BYTES, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
-    probe::MAX_PROBES,
     thread::ThreadState,
 };
 
@@ -16,9 +19,60 @@ use tracer_common::{
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
-/// Allocator call in progress per thread (key: `bpf_get_current_pid_tgid()`).
-#[map]
-pub static THREADS: LruHashMap<u64, ThreadState> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+/// Allocator call in progress, per thread: task-local storage, so the lookup on every probe hit
+/// is a pointer chase instead of a hash, and the entry goes away with the thread.
+#[unsafe(link_section = ".maps")]
+#[unsafe(export_name = "THREADS")]
+pub static THREADS: TaskStorage<ThreadState> = TaskStorage::new();
+
+/// A `BPF_MAP_TYPE_TASK_STORAGE` map in libbpf's BTF map layout. Written by hand because
+/// aya-ebpf 0.2.1 (the newest that builds with rustc 1.97) has no task-storage map; the fields
+/// are never read, the loader reads their BTF types.
+#[repr(C)]
+pub struct TaskStorage<V> {
+    r#type: *const [i32; BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const V,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the fields are placeholder pointers that are never dereferenced; the kernel owns the
+// storage.
+unsafe impl<V> Sync for TaskStorage<V> {}
+
+impl<V> TaskStorage<V> {
+    pub const fn new() -> Self {
+        TaskStorage {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The current thread's value; created zeroed when `create` is set and there is none.
+    #[inline(always)]
+    pub fn current(&self, create: bool) -> Option<*mut V> {
+        let flags = if create {
+            u64::from(BPF_LOCAL_STORAGE_GET_F_CREATE)
+        } else {
+            0
+        };
+        // SAFETY: `self` is a map definition the loader relocated; the task pointer comes from
+        // the helper that returns the current task, which the verifier trusts.
+        let ptr = unsafe {
+            bpf_task_storage_get(
+                core::ptr::from_ref(self).cast_mut().cast(),
+                bpf_get_current_task_btf(),
+                core::ptr::null_mut(),
+                flags,
+            )
+        };
+        (!ptr.is_null()).then_some(ptr.cast())
+    }
+}
 
 /// Address-space syscall in progress per thread.
 #[map]
@@ -27,10 +81,6 @@ pub static SYSCALLS: LruHashMap<u64, PendingSyscall> = LruHashMap::with_max_entr
 /// Indexed by `Counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
-
-/// Hits per probe id.
-#[map]
-pub static HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
 
 /// Processes (tgid) whose syscalls are traced. Uprobes are filtered by the kernel per process at
 /// attach time; syscall tracepoints fire system-wide and check this map first.

@@ -13,7 +13,7 @@ use tracer_common::{
 };
 
 use crate::{
-    emit::{bump, emit, header, hit},
+    emit::{bump, emit, header},
     maps::{SYSCALLS, TARGETS},
 };
 
@@ -65,10 +65,9 @@ pub fn sys_enter(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let nr = syscall_nr(&ctx);
-    let Some((kind, probe)) = kind_and_probe(nr) else {
+    let Some((kind, _)) = kind_and_probe(nr) else {
         return 0;
     };
-    hit(probe);
     let a = |i: usize| read_u64(&ctx, OFF_ARGS + 8 * i);
     let pending = PendingSyscall {
         kind: kind as u32,

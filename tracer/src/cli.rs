@@ -52,7 +52,7 @@ pub struct RecordArgs {
     pub pid: Option<u32>,
     /// Ring-buffer size in MiB (rounded up to a power of two). Events that find it full are
     /// counted as lost and reported; raise it if any are.
-    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=2048))]
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=2048))]
     pub ring_mb: u32,
     /// Close the current Parquet segment after this many MiB; a killed tracer loses at most
     /// the open segment.

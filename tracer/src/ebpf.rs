@@ -125,11 +125,13 @@ impl Programs {
             return Err(LoadError::NotBuilt);
         }
         let ring_bytes = options.ring_bytes.max(4096).next_power_of_two();
-        // Wake the reader once a quarter of the ring is waiting; below that it drains on its
-        // timer (see `emit.rs`).
-        let wakeup_bytes = u64::from(ring_bytes / 4);
+        // Wake the reader each time another eighth of the ring fills up; otherwise it drains on
+        // its timer (see `emit.rs` in tracer-ebpf).
+        let wakeup_bytes = u64::from(ring_bytes / 8);
         let mut ebpf =
             EbpfLoader::new()
+                // THREADS is a task-storage map: aya 0.14 creates it but has no typed wrapper.
+                .allow_unsupported_maps()
                 .override_global(maps::WAKEUP_BYTES, &wakeup_bytes, true)
                 .map_max_entries(maps::EVENTS, ring_bytes)
                 .load(OBJECT)
@@ -298,11 +300,6 @@ impl Programs {
     /// A counter's value per CPU.
     pub fn counter(&self, counter: Counter) -> Vec<u64> {
         self.per_cpu(maps::COUNTERS, counter as u32)
-    }
-
-    /// Hits of probe `id`, summed over CPUs.
-    pub fn hits(&self, id: u32) -> u64 {
-        self.per_cpu(maps::HITS, id).iter().sum()
     }
 }
 

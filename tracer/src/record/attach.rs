@@ -78,7 +78,7 @@ impl ProbeTable {
             probe_offset: spec.placement.offset,
             file_offset: spec.file_offset,
             placement: spec.placement.describe(),
-            hits: 0,
+            events: 0,
         });
         Some(id)
     }

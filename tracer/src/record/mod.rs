@@ -386,7 +386,8 @@ struct Recording<'a> {
     programs: Option<Programs>,
     ring: RingBuf<MapData>,
     counters: aya::maps::PerCpuArray<MapData, u64>,
-    hits: aya::maps::PerCpuArray<MapData, u64>,
+    /// Rows written per probe id.
+    probe_events: Vec<u64>,
     attacher: Attacher,
     writer: TraceWriter,
     run: RunInfo,
@@ -404,6 +405,9 @@ impl Recording<'_> {
             };
             drop(item);
             self.stats.observe(&event);
+            if let Some(n) = self.probe_events.get_mut(event.header().probe as usize) {
+                *n += 1;
+            }
             self.rescan |= maps_new_code(&event);
             self.writer.push(&to_row(&event, &self.attacher.table))?;
         }
@@ -453,10 +457,10 @@ impl Recording<'_> {
         run.lost_total = lost_total;
         run.probes = self.attacher.table.probes.clone();
         for probe in &mut run.probes {
-            probe.hits = self
-                .hits
-                .get(&probe.id, 0)
-                .map(|v| v.iter().sum())
+            probe.events = self
+                .probe_events
+                .get(probe.id as usize)
+                .copied()
                 .unwrap_or(0);
         }
         run.modules = self.attacher.modules.clone();
@@ -520,7 +524,6 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     log::debug!("eBPF programs loaded in {:?}", phase.elapsed());
     let ring = programs.take_ring()?;
     let counters = take_map(&mut programs, tracer_common::maps::COUNTERS)?;
-    let hits = take_map(&mut programs, tracer_common::maps::HITS)?;
     let signals = signals::Signals::install().map_err(io_err("installing signal handlers"))?;
 
     // Start (stopped) or find the target, and attach what is mapped now.
@@ -610,7 +613,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         programs: Some(programs),
         ring,
         counters,
-        hits,
+        probe_events: vec![0; tracer_common::probe::MAX_PROBES as usize],
         attacher,
         writer,
         run,
@@ -637,7 +640,9 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
             let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
             (ready(&fds[1]), ready(&fds[2]))
         };
-        rec.drain()?;
+        if std::env::var_os("XX_NO_DRAIN").is_none() {
+            rec.drain()?;
+        }
         if signal_ready || signals.received().is_some() {
             stopped_by = signals.received();
             break;
@@ -669,6 +674,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         .map(|m| m.len())
         .sum();
     rec.update_run_info(Some(status));
+    rec.run.tracer = own_usage();
     rec.run.segments = segments;
     signals.exit_on_next();
 
@@ -722,6 +728,18 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         exit,
         bytes_on_disk,
         stopped_by,
+    })
+}
+
+/// The tracer's own CPU time and peak RSS so far.
+fn own_usage() -> Option<analysis::run::TracerUsage> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(analysis::run::TracerUsage {
+        cpu_user_s: secs(usage.user_time()),
+        cpu_system_s: secs(usage.system_time()),
+        max_rss_bytes: u64::try_from(usage.max_rss()).unwrap_or(0) * 1024,
     })
 }
 
