@@ -119,11 +119,21 @@ fn build_ebpf(workspace: &Path, target_dir: &Path, linker_dir: &Path) -> anyhow:
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO")
-        .status()
+        .output()
         .context("running `rustup run nightly cargo build` for tracer-ebpf")?;
-    if !status.success() {
+    // Cargo hides a build script's output unless it fails; surface the eBPF crate's warnings.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr
+        .lines()
+        .filter(|l| l.starts_with("warning") || l.trim_start().starts_with("-->"))
+    {
+        println!("cargo:warning=tracer-ebpf: {line}");
+    }
+    if !output.status.success() {
+        eprintln!("{stderr}");
         bail!(
-            "building tracer-ebpf failed ({status}); run `cargo xtask setup` if the toolchain is missing"
+            "building tracer-ebpf failed ({}); run `cargo xtask setup` if the toolchain is missing",
+            output.status
         );
     }
     Ok(())
