@@ -24,12 +24,12 @@ from collections import OrderedDict
 
 # Default sizes: each run takes about 1-5 s on the project's machine.
 SCENARIOS = {
-    "binary-trees": 14,
-    "churn": 400_000,
-    "fragmentation": 600_000,
-    "growth": 1_200,
-    "producer-consumer": 250_000,
-    "cache": 800_000,
+    "binary-trees": 15,
+    "churn": 1_000_000,
+    "fragmentation": 1_500_000,
+    "growth": 1_500,
+    "producer-consumer": 600_000,
+    "cache": 1_200_000,
 }
 SLOTS_SCENARIOS = ("binary-trees",)  # the only scenario whose objects are class instances
 

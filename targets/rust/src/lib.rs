@@ -17,11 +17,11 @@ use std::{fmt::Write as _, time::Instant};
 /// The scenarios and their default sizes (each run takes about 1–5 s on the project's machine).
 pub const SCENARIOS: [(&str, u64); 6] = [
     ("binary-trees", 18),
-    ("churn", 4_000_000),
-    ("fragmentation", 12_000_000),
+    ("churn", 24_000_000),
+    ("fragmentation", 10_000_000),
     ("growth", 60_000),
-    ("producer-consumer", 3_000_000),
-    ("cache", 12_000_000),
+    ("producer-consumer", 5_000_000),
+    ("cache", 30_000_000),
 ];
 
 /// Scenarios an arena cannot serve: objects freed one by one on another thread, or evicted one
@@ -117,7 +117,9 @@ impl Tally {
         .extra("checksum", self.checksum)
         .extra("rng_draws", self.draws);
         if let Some((allocs, bytes)) = self.upstream {
-            report = report.extra("heap_allocs", allocs).extra("heap_bytes", bytes);
+            report = report
+                .extra("heap_allocs", allocs)
+                .extra("heap_bytes", bytes);
         }
         report
     }
@@ -148,9 +150,15 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             _ => (arg.as_str(), None),
         };
         let mut value = |name: &str| -> Result<String, String> {
-            inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{name} needs a value"))
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(format!("{name} needs a value"))
         };
-        let number = |name: &str, v: String| v.parse::<u64>().map_err(|_| format!("{name}: not a number: {v}"));
+        let number = |name: &str, v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: not a number: {v}"))
+        };
         match flag {
             "--size" => size = Some(number("--size", value("--size")?)?),
             "--seed" => seed = number("--seed", value("--seed")?)?,
@@ -180,13 +188,25 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         return Err("--threads must be at least 1".into());
     }
     if arena && ARENA_UNSUPPORTED.contains(&scenario.as_str()) {
-        return Err(format!("scenario {scenario} is not supported by the arena variant"));
+        return Err(format!(
+            "scenario {scenario} is not supported by the arena variant"
+        ));
     }
-    Ok(Command::Run(Config { scenario, size: size.unwrap_or(default_size), seed, threads, arena }))
+    Ok(Command::Run(Config {
+        scenario,
+        size: size.unwrap_or(default_size),
+        seed,
+        threads,
+        arena,
+    }))
 }
 
 fn variant_name(allocator: &str, arena: bool) -> String {
-    if arena { format!("{allocator}+arena") } else { allocator.to_string() }
+    if arena {
+        format!("{allocator}+arena")
+    } else {
+        allocator.to_string()
+    }
 }
 
 /// JSON string literal (the strings here are plain ASCII names, but escape anyway).
@@ -232,7 +252,10 @@ pub fn main(allocator: &str) -> i32 {
                 .filter(|(name, _)| !(arena && ARENA_UNSUPPORTED.contains(name)))
                 .collect();
             let names: Vec<String> = scenarios.iter().map(|(n, _)| json_str(n)).collect();
-            let sizes: Vec<String> = scenarios.iter().map(|(n, s)| format!("{}:{s}", json_str(n))).collect();
+            let sizes: Vec<String> = scenarios
+                .iter()
+                .map(|(n, s)| format!("{}:{s}", json_str(n)))
+                .collect();
             println!(
                 "{{\"lang\":\"rust\",\"variant\":{},\"toolchain\":{},\"scenarios\":[{}],\"default_sizes\":{{{}}}}}",
                 json_str(&variant_name(allocator, arena)),

@@ -11,7 +11,10 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed, draws: 0 }
+        Self {
+            state: seed,
+            draws: 0,
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -82,7 +85,10 @@ mod tests {
     fn shares_add_up() {
         for total in [0, 1, 7, 100] {
             for parts in 1..5 {
-                assert_eq!((0..parts).map(|i| share(total, parts, i)).sum::<u64>(), total);
+                assert_eq!(
+                    (0..parts).map(|i| share(total, parts, i)).sum::<u64>(),
+                    total
+                );
             }
         }
     }

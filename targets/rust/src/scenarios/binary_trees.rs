@@ -16,15 +16,22 @@ impl Node {
     /// A complete tree of `depth` levels below the root: 2^(depth+1) - 1 `Box::new(Node)` calls.
     fn bottom_up(depth: u32) -> Box<Node> {
         if depth == 0 {
-            return Box::new(Node { left: None, right: None });
+            return Box::new(Node {
+                left: None,
+                right: None,
+            });
         }
         let left = Self::bottom_up(depth - 1);
         let right = Self::bottom_up(depth - 1);
-        Box::new(Node { left: Some(left), right: Some(right) })
+        Box::new(Node {
+            left: Some(left),
+            right: Some(right),
+        })
     }
 
     fn check(&self) -> u64 {
-        1 + self.left.as_ref().map_or(0, |n| n.check()) + self.right.as_ref().map_or(0, |n| n.check())
+        1 + self.left.as_ref().map_or(0, |n| n.check())
+            + self.right.as_ref().map_or(0, |n| n.check())
     }
 }
 
@@ -37,11 +44,17 @@ struct ArenaNode<'a> {
 impl<'a> ArenaNode<'a> {
     fn bottom_up(bump: &'a Bump, depth: u32) -> &'a ArenaNode<'a> {
         if depth == 0 {
-            return bump.alloc(ArenaNode { left: None, right: None });
+            return bump.alloc(ArenaNode {
+                left: None,
+                right: None,
+            });
         }
         let left = Self::bottom_up(bump, depth - 1);
         let right = Self::bottom_up(bump, depth - 1);
-        bump.alloc(ArenaNode { left: Some(left), right: Some(right) })
+        bump.alloc(ArenaNode {
+            left: Some(left),
+            right: Some(right),
+        })
     }
 
     fn check(&self) -> u64 {
@@ -85,7 +98,12 @@ struct WorkerResult {
 }
 
 /// The iterations `i` with `i % threads == worker` of every depth.
-fn worker(maker: &mut impl TreeMaker, max_depth: u32, threads: usize, index: usize) -> WorkerResult {
+fn worker(
+    maker: &mut impl TreeMaker,
+    max_depth: u32,
+    threads: usize,
+    index: usize,
+) -> WorkerResult {
     let mut result = WorkerResult::default();
     for depth in (MIN_DEPTH..=max_depth).step_by(2) {
         let iterations = 1u64 << (max_depth - depth + MIN_DEPTH);
@@ -97,7 +115,11 @@ fn worker(maker: &mut impl TreeMaker, max_depth: u32, threads: usize, index: usi
     result
 }
 
-fn run_with<M: TreeMaker + Send>(config: &Config, max_depth: u32, mut new_maker: impl FnMut() -> M) -> Vec<(M, WorkerResult)> {
+fn run_with<M: TreeMaker + Send>(
+    config: &Config,
+    max_depth: u32,
+    mut new_maker: impl FnMut() -> M,
+) -> Vec<(M, WorkerResult)> {
     let threads = config.threads;
     if threads == 1 {
         let mut maker = new_maker();
@@ -116,7 +138,10 @@ fn run_with<M: TreeMaker + Send>(config: &Config, max_depth: u32, mut new_maker:
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     })
 }
 
@@ -128,15 +153,16 @@ pub fn run(config: &Config) -> Report {
     if config.arena {
         let mut main = Arena::default();
         nodes += main.make_check_free(max_depth + 1); // stretch tree
-        let long_lived_bump = Bump::new();
+        let mut long_lived_bump = Bump::new();
         let long_lived = ArenaNode::bottom_up(&long_lived_bump, max_depth);
         let results = run_with(config, max_depth, Arena::default);
         long_lived_check = long_lived.check();
         let mut long_stats = ChunkStats::default();
-        let mut long_lived_bump = long_lived_bump;
-        long_stats.before_reset(&mut long_lived_bump);
-        drop(long_lived_bump);
-        let (mut allocs, mut bytes) = (main.stats.chunks + long_stats.chunks, main.stats.bytes + long_stats.bytes);
+        long_stats.before_reset(&mut long_lived_bump); // counts its chunks; dropped below
+        let (mut allocs, mut bytes) = (
+            main.stats.chunks + long_stats.chunks,
+            main.stats.bytes + long_stats.bytes,
+        );
         for (maker, result) in results {
             trees += result.trees;
             nodes += result.nodes;
@@ -156,13 +182,20 @@ pub fn run(config: &Config) -> Report {
     trees += 2; // stretch and long-lived
     nodes += long_lived_check;
     let node_size = std::mem::size_of::<Node>() as u64;
-    let mut report = Report { work_units: trees, objects: nodes, bytes_requested: nodes * node_size, extra: Vec::new() }
-        .extra("max_depth", u64::from(max_depth))
-        .extra("trees", trees)
-        .extra("node_size", node_size)
-        .extra("long_lived_check", long_lived_check);
+    let mut report = Report {
+        work_units: trees,
+        objects: nodes,
+        bytes_requested: nodes * node_size,
+        extra: Vec::new(),
+    }
+    .extra("max_depth", u64::from(max_depth))
+    .extra("trees", trees)
+    .extra("node_size", node_size)
+    .extra("long_lived_check", long_lived_check);
     if let Some((allocs, bytes)) = upstream {
-        report = report.extra("heap_allocs", allocs).extra("heap_bytes", bytes);
+        report = report
+            .extra("heap_allocs", allocs)
+            .extra("heap_bytes", bytes);
     }
     report
 }

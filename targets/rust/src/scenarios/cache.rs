@@ -57,14 +57,26 @@ impl Lru {
 
     fn unlink(&mut self, i: usize) {
         let (prev, next) = (self.slab[i].prev, self.slab[i].next);
-        if prev == NIL { self.head = next } else { self.slab[prev].next = next }
-        if next == NIL { self.tail = prev } else { self.slab[next].prev = prev }
+        if prev == NIL {
+            self.head = next
+        } else {
+            self.slab[prev].next = next
+        }
+        if next == NIL {
+            self.tail = prev
+        } else {
+            self.slab[next].prev = prev
+        }
     }
 
     fn push_front(&mut self, i: usize) {
         self.slab[i].prev = NIL;
         self.slab[i].next = self.head;
-        if self.head == NIL { self.tail = i } else { self.slab[self.head].prev = i }
+        if self.head == NIL {
+            self.tail = i
+        } else {
+            self.slab[self.head].prev = i
+        }
         self.head = i;
     }
 
@@ -78,7 +90,12 @@ impl Lru {
 
     /// Inserts a new key as most recent; returns whether that evicted the least recent entry.
     fn insert(&mut self, key: u64, value: Vec<u8>) -> bool {
-        let entry = Entry { key, value, prev: NIL, next: NIL };
+        let entry = Entry {
+            key,
+            value,
+            prev: NIL,
+            next: NIL,
+        };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slab[i] = entry;

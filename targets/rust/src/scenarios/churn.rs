@@ -38,7 +38,11 @@ fn worker<H: BufHeap>(heap: &mut H, count: u64, seed: u64) -> Tally {
 
 pub fn run(config: &Config) -> Report {
     let tallies = super::parallel(config, |count, seed| {
-        if config.arena { worker(&mut ArenaHeap::default(), count, seed) } else { worker(&mut GlobalHeap, count, seed) }
+        if config.arena {
+            worker(&mut ArenaHeap::default(), count, seed)
+        } else {
+            worker(&mut GlobalHeap, count, seed)
+        }
     });
     Tally::sum(tallies).report()
 }

@@ -48,9 +48,16 @@ fn worker<H: BufHeap>(heap: &mut H, count: u64, seed: u64) -> Tally {
 
 pub fn run(config: &Config) -> Report {
     let tallies = super::parallel(config, |count, seed| {
-        if config.arena { worker(&mut ArenaHeap::default(), count, seed) } else { worker(&mut GlobalHeap, count, seed) }
+        if config.arena {
+            worker(&mut ArenaHeap::default(), count, seed)
+        } else {
+            worker(&mut GlobalHeap, count, seed)
+        }
     });
     let tally = Tally::sum(tallies);
     let large = tally.objects - tally.work; // every small object is one unit of work
-    tally.report().extra("small_objects", tally.work).extra("large_objects", large)
+    tally
+        .report()
+        .extra("small_objects", tally.work)
+        .extra("large_objects", large)
 }

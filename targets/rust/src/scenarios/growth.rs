@@ -4,11 +4,7 @@
 
 use bumpalo::{Bump, collections::Vec as BumpVec};
 
-use crate::{
-    Config, Report, Tally,
-    heap::ChunkStats,
-    rng::Rng,
-};
+use crate::{Config, Report, Tally, heap::ChunkStats, rng::Rng};
 
 pub const GROUP: u64 = 8;
 
@@ -45,7 +41,11 @@ impl Growable for BumpVec<'_, u64> {
 
 /// Target length of a vector: 90 % 1–1000 elements, 10 % 1–100 000. Always two draws.
 pub fn target_len(rng: &mut Rng) -> u64 {
-    if rng.below(100) < 90 { 1 + rng.below(1000) } else { 1 + rng.below(100_000) }
+    if rng.below(100) < 90 {
+        1 + rng.below(1000)
+    } else {
+        1 + rng.below(100_000)
+    }
 }
 
 fn grow_group<V: Growable>(vecs: &mut [V], lens: &[u64], tally: &mut Tally) {
@@ -84,7 +84,8 @@ fn worker(count: u64, seed: u64, arena: bool) -> Tally {
         let lens = &lens[..k];
         if arena {
             {
-                let mut bvecs: [BumpVec<'_, u64>; GROUP as usize] = std::array::from_fn(|_| BumpVec::new_in(&bump));
+                let mut bvecs: [BumpVec<'_, u64>; GROUP as usize] =
+                    std::array::from_fn(|_| BumpVec::new_in(&bump));
                 grow_group(&mut bvecs[..k], lens, &mut tally);
             }
             stats.before_reset(&mut bump);
@@ -107,7 +108,9 @@ fn worker(count: u64, seed: u64, arena: bool) -> Tally {
 }
 
 pub fn run(config: &Config) -> Report {
-    let tally = Tally::sum(super::parallel(config, |count, seed| worker(count, seed, config.arena)));
+    let tally = Tally::sum(super::parallel(config, |count, seed| {
+        worker(count, seed, config.arena)
+    }));
     let mut report = Report {
         work_units: tally.work,
         objects: tally.objects,
@@ -120,7 +123,9 @@ pub fn run(config: &Config) -> Report {
     .extra("checksum", tally.checksum)
     .extra("rng_draws", tally.draws);
     if let Some((allocs, bytes)) = tally.upstream {
-        report = report.extra("heap_allocs", allocs).extra("heap_bytes", bytes);
+        report = report
+            .extra("heap_allocs", allocs)
+            .extra("heap_bytes", bytes);
     }
     report
 }

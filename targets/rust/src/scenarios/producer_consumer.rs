@@ -49,7 +49,10 @@ pub fn run(config: &Config) -> Report {
             .map(|(i, &seed)| {
                 let (tx, rx) = mpsc::sync_channel(QUEUE);
                 let count = rng::share(config.size, config.threads, i);
-                (scope.spawn(move || produce(count, seed, tx)), scope.spawn(move || consume(rx)))
+                (
+                    scope.spawn(move || produce(count, seed, tx)),
+                    scope.spawn(move || consume(rx)),
+                )
             })
             .collect();
         pairs
@@ -59,5 +62,8 @@ pub fn run(config: &Config) -> Report {
             .collect::<Vec<_>>()
     });
     let tally = Tally::sum(tallies);
-    tally.report().extra("pairs", config.threads as u64).extra("queue_capacity", QUEUE as u64)
+    tally
+        .report()
+        .extra("pairs", config.threads as u64)
+        .extra("queue_capacity", QUEUE as u64)
 }

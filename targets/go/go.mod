@@ -1,0 +1,3 @@
+module alloctrace/targets/go
+
+go 1.19
