@@ -15,7 +15,6 @@
 //! ```
 
 use std::{
-    collections::HashMap,
     fs::{self, File},
     io,
     path::{Path, PathBuf},
@@ -159,7 +158,7 @@ pub enum WriteError {
 /// A growing string dictionary for one column of the open segment.
 #[derive(Default)]
 struct Dict {
-    index: HashMap<String, u16>,
+    index: rustc_hash::FxHashMap<String, u16>,
     values: Vec<String>,
     /// The last value looked up: consecutive rows often repeat it.
     last: Option<(u16, String)>,
@@ -394,6 +393,9 @@ impl TraceWriter {
         WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_size(self.options.row_group_rows)
+            // Pages end at 1 MiB rather than every 20k rows: each page costs a fresh zstd
+            // context, which showed up in the tracer's profile.
+            .set_data_page_row_count_limit(1 << 17)
             .set_statistics_enabled(EnabledStatistics::Page)
             // Timestamps grow steadily: deltas pack into a few bits, a dictionary would not help.
             .set_column_dictionary_enabled(ts.clone(), false)

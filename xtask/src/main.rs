@@ -1,7 +1,10 @@
 //! Project automation. `cargo xtask --help` lists the tasks; README.md says which to run.
 
+mod bench;
 mod setup;
+mod targets;
 mod test;
+mod toolchains;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +25,10 @@ enum Task {
     Build,
     /// Run every test: unit tests, then the privileged eBPF tests (as root, one at a time).
     Test(test::Args),
+    /// Build the workload programs in targets/ (Rust, C++, Go, Python) with frame pointers.
+    Targets(targets::Args),
+    /// Measure what tracing costs, side by side with untraced runs and other tracers.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +40,7 @@ fn main() -> anyhow::Result<()> {
             util::build_release()
         }
         Task::Test(args) => test::run(&args),
+        Task::Targets(args) => targets::run(&args),
+        Task::Bench(args) => bench::run(&args),
     }
 }

@@ -39,13 +39,23 @@ pub struct Args {
 }
 
 /// Flags for the C++ target (and the C parts of the Rust allocator crates).
-const CXXFLAGS: &[&str] = &["-std=c++20", "-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-pthread"];
+const CXXFLAGS: &[&str] = &[
+    "-std=c++20",
+    "-O2",
+    "-g",
+    "-fno-omit-frame-pointer",
+    "-mno-omit-leaf-frame-pointer",
+    "-pthread",
+];
 const CFLAGS: &str = "-O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer";
 const RUSTFLAGS: &str = "-C force-frame-pointers=yes";
 
 /// Global allocators of the Rust target: (cargo feature, binary). `system` needs no feature.
-const RUST_ALLOCATORS: [(&str, &str); 3] =
-    [("", "alloc-rust-system"), ("mimalloc", "alloc-rust-mimalloc"), ("jemalloc", "alloc-rust-jemalloc")];
+const RUST_ALLOCATORS: [(&str, &str); 3] = [
+    ("", "alloc-rust-system"),
+    ("mimalloc", "alloc-rust-mimalloc"),
+    ("jemalloc", "alloc-rust-jemalloc"),
+];
 
 /// Where `cargo xtask targets` puts its outputs.
 pub fn out_dir() -> PathBuf {
@@ -89,12 +99,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     runnables.extend(build_rust(&src.join("rust"), &build.join("rust"), &bin)?);
     runnables.extend(build_cpp(&src.join("cpp"), &build, &bin, args.force)?);
     runnables.extend(build_go(&src.join("go"), &build, &bin, &go, args.force)?);
-    runnables.extend(install_python(&src.join("python"), &bin, &python, args.force)?);
+    runnables.extend(install_python(
+        &src.join("python"),
+        &bin,
+        &python,
+        args.force,
+    )?);
 
     let manifest = manifest(&out, &runnables)?;
     let path = out.join("manifest.json");
     write_if_changed(&path, manifest.as_bytes())?;
-    eprintln!("targets: {} runnables in {}", runnables.len(), bin.display());
+    eprintln!(
+        "targets: {} runnables in {}",
+        runnables.len(),
+        bin.display()
+    );
     eprintln!("targets: manifest {}", path.display());
 
     if args.check {
@@ -108,17 +127,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 fn build_rust(src: &Path, target_dir: &Path, bin: &Path) -> anyhow::Result<Vec<Runnable>> {
     let cargo = |features: &[&str]| {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--release", "--locked", "--bins", "--manifest-path"])
-            .arg(src.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir)
-            .env("RUSTFLAGS", RUSTFLAGS)
-            .env("CFLAGS", CFLAGS)
-            .env("CXXFLAGS", CFLAGS)
-            // cargo run sets these for xtask itself; they must not leak into this build.
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET_DIR");
+        cmd.args([
+            "build",
+            "--release",
+            "--locked",
+            "--bins",
+            "--manifest-path",
+        ])
+        .arg(src.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("RUSTFLAGS", RUSTFLAGS)
+        .env("CFLAGS", CFLAGS)
+        .env("CXXFLAGS", CFLAGS)
+        // cargo run sets these for xtask itself; they must not leak into this build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR");
         if !features.is_empty() {
             cmd.args(["--no-default-features", "--features", &features.join(",")]);
         }
@@ -127,7 +152,9 @@ fn build_rust(src: &Path, target_dir: &Path, bin: &Path) -> anyhow::Result<Vec<R
     // jemalloc builds its C sources with autoconf and make; should that fail, keep the others.
     let mut built: Vec<&str> = vec!["", "mimalloc", "jemalloc"];
     if util::run(&mut cargo(&[])).is_err() {
-        eprintln!("targets: the Rust target with every allocator failed to build; retrying without jemalloc");
+        eprintln!(
+            "targets: the Rust target with every allocator failed to build; retrying without jemalloc"
+        );
         built = vec!["", "mimalloc"];
         util::run(&mut cargo(&["mimalloc"])).context("building targets/rust")?;
     }
@@ -174,11 +201,13 @@ fn build_cpp(src: &Path, build: &Path, bin: &Path, force: bool) -> anyhow::Resul
         && is_newer_than(&exe, std::slice::from_ref(&source));
     if !fresh {
         eprintln!("targets: compiling {}", exe.display());
-        util::run(Command::new(compiler)
-            .args(CXXFLAGS)
-            .args(["-Wall", "-Wextra", "-o"])
-            .arg(&exe)
-            .arg(&source))?;
+        util::run(
+            Command::new(compiler)
+                .args(CXXFLAGS)
+                .args(["-Wall", "-Wextra", "-o"])
+                .arg(&exe)
+                .arg(&source),
+        )?;
         fs::write(&stamp, stamp_text)?;
     }
     Ok(["new", "pmr-pool", "pmr-monotonic"]
@@ -194,7 +223,13 @@ fn build_cpp(src: &Path, build: &Path, bin: &Path, force: bool) -> anyhow::Resul
         .collect())
 }
 
-fn build_go(src: &Path, build: &Path, bin: &Path, go: &toolchains::GoToolchains, force: bool) -> anyhow::Result<Vec<Runnable>> {
+fn build_go(
+    src: &Path,
+    build: &Path,
+    bin: &Path,
+    go: &toolchains::GoToolchains,
+    force: bool,
+) -> anyhow::Result<Vec<Runnable>> {
     let mut sources = files_with_ext(src, "go")?;
     sources.push(src.join("go.mod"));
     let mut runnables = Vec::new();
@@ -203,7 +238,11 @@ fn build_go(src: &Path, build: &Path, bin: &Path, go: &toolchains::GoToolchains,
         let mut inputs = sources.clone();
         inputs.push(go_cmd.to_path_buf());
         if force || !is_newer_than(&exe, &inputs) {
-            eprintln!("targets: building {} with {}", exe.display(), go_cmd.display());
+            eprintln!(
+                "targets: building {} with {}",
+                exe.display(),
+                go_cmd.display()
+            );
             let mut cmd = Command::new(go_cmd);
             toolchains::go_env(&mut cmd)
                 .env("GOCACHE", build.join(format!("go-cache-{name}")))
@@ -237,7 +276,12 @@ fn build_go(src: &Path, build: &Path, bin: &Path, go: &toolchains::GoToolchains,
     Ok(runnables)
 }
 
-fn install_python(src: &Path, bin: &Path, python: &Path, force: bool) -> anyhow::Result<Vec<Runnable>> {
+fn install_python(
+    src: &Path,
+    bin: &Path,
+    python: &Path,
+    force: bool,
+) -> anyhow::Result<Vec<Runnable>> {
     let script = bin.join("alloc-python.py");
     if force {
         let _ = fs::remove_file(&script);
@@ -290,42 +334,81 @@ struct Listing {
 
 fn list(r: &Runnable) -> anyhow::Result<Listing> {
     let mut cmd = Command::new(&r.program[0]);
-    cmd.args(&r.program[1..]).arg("--list").args(&r.variant_args).stderr(Stdio::inherit());
+    cmd.args(&r.program[1..])
+        .arg("--list")
+        .args(&r.variant_args)
+        .stderr(Stdio::inherit());
     for (k, v) in &r.env {
         cmd.env(k, v);
     }
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || stdout.lines().count() != 1 {
-        bail!("{cmd:?} --list failed ({}) or did not print one line: {stdout:?}", out.status);
+        bail!(
+            "{cmd:?} --list failed ({}) or did not print one line: {stdout:?}",
+            out.status
+        );
     }
-    let value = json::parse(stdout.trim()).with_context(|| format!("{} --list printed bad JSON", r.id))?;
-    let field = |name: &str| value.get(name).with_context(|| format!("{} --list: no {name}", r.id));
+    let value =
+        json::parse(stdout.trim()).with_context(|| format!("{} --list printed bad JSON", r.id))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .with_context(|| format!("{} --list: no {name}", r.id))
+    };
     let text = |name: &str| -> anyhow::Result<String> {
-        field(name)?.as_str().map(str::to_owned).with_context(|| format!("{} --list: {name} is not a string", r.id))
+        field(name)?
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{} --list: {name} is not a string", r.id))
     };
     if text("lang")? != r.lang || text("variant")? != r.variant {
-        bail!("{} --list reports {:?}/{:?}, expected {}/{}", r.id, text("lang")?, text("variant")?, r.lang, r.variant);
+        bail!(
+            "{} --list reports {:?}/{:?}, expected {}/{}",
+            r.id,
+            text("lang")?,
+            text("variant")?,
+            r.lang,
+            r.variant
+        );
     }
     let scenarios = field("scenarios")?
         .as_array()
         .context("scenarios is not an array")?
         .iter()
-        .map(|s| s.as_str().map(str::to_owned).context("scenario name is not a string"))
+        .map(|s| {
+            s.as_str()
+                .map(str::to_owned)
+                .context("scenario name is not a string")
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let default_sizes = field("default_sizes")?
         .as_object()
         .context("default_sizes is not an object")?
         .iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_u64().context("default size is not an integer")?)))
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                v.as_u64().context("default size is not an integer")?,
+            ))
+        })
         .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-    Ok(Listing { toolchain: text("toolchain")?, scenarios, default_sizes })
+    Ok(Listing {
+        toolchain: text("toolchain")?,
+        scenarios,
+        default_sizes,
+    })
 }
 
 /// The manifest: see targets/README.md ("Manifest").
 fn manifest(out: &Path, runnables: &[Runnable]) -> anyhow::Result<String> {
     use json::quote;
-    let listings = runnables.iter().map(list).collect::<anyhow::Result<Vec<_>>>()?;
+    let listings = runnables
+        .iter()
+        .map(list)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // Scenario order as the first program lists them; compare_size = the smallest default, i.e.
     // a size every runnable finishes in its time budget.
     let mut order: Vec<String> = Vec::new();
@@ -336,7 +419,10 @@ fn manifest(out: &Path, runnables: &[Runnable]) -> anyhow::Result<String> {
                 order.push(s.clone());
             }
             let size = l.default_sizes.get(s).copied().unwrap_or(u64::MAX);
-            compare.entry(s.clone()).and_modify(|c| *c = (*c).min(size)).or_insert(size);
+            compare
+                .entry(s.clone())
+                .and_modify(|c| *c = (*c).min(size))
+                .or_insert(size);
         }
     }
     let mut m = String::new();
@@ -344,22 +430,50 @@ fn manifest(out: &Path, runnables: &[Runnable]) -> anyhow::Result<String> {
     let _ = writeln!(m, "  \"schema\": 1,");
     let _ = writeln!(m, "  \"generated_by\": \"cargo xtask targets\",");
     let _ = writeln!(m, "  \"out_dir\": {},", quote(&path_str(out)));
-    let _ = writeln!(m, "  \"placeholders\": [\"{{scenario}}\", \"{{size}}\", \"{{seed}}\", \"{{threads}}\"],");
+    let _ = writeln!(
+        m,
+        "  \"placeholders\": [\"{{scenario}}\", \"{{size}}\", \"{{seed}}\", \"{{threads}}\"],"
+    );
     let _ = writeln!(m, "  \"scenarios\": [");
     for (i, s) in order.iter().enumerate() {
         let comma = if i + 1 < order.len() { "," } else { "" };
-        let _ = writeln!(m, "    {{\"name\": {}, \"compare_size\": {}}}{comma}", quote(s), compare[s]);
+        let _ = writeln!(
+            m,
+            "    {{\"name\": {}, \"compare_size\": {}}}{comma}",
+            quote(s),
+            compare[s]
+        );
     }
     let _ = writeln!(m, "  ],");
     let _ = writeln!(m, "  \"runnables\": [");
     for (i, (r, l)) in runnables.iter().zip(&listings).enumerate() {
         let mut command: Vec<String> = r.program.clone();
-        command.extend(["{scenario}", "--size", "{size}", "--seed", "{seed}", "--threads", "{threads}"].map(String::from));
+        command.extend(
+            [
+                "{scenario}",
+                "--size",
+                "{size}",
+                "--seed",
+                "{seed}",
+                "--threads",
+                "{threads}",
+            ]
+            .map(String::from),
+        );
         command.extend(r.variant_args.iter().cloned());
         let list_str = |v: &[String]| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-        let env = r.env.iter().map(|(k, v)| format!("{}: {}", quote(k), quote(v))).collect::<Vec<_>>().join(", ");
-        let sizes =
-            l.default_sizes.iter().map(|(k, v)| format!("{}: {v}", quote(k))).collect::<Vec<_>>().join(", ");
+        let env = r
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}: {}", quote(k), quote(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sizes = l
+            .default_sizes
+            .iter()
+            .map(|(k, v)| format!("{}: {v}", quote(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(m, "    {{");
         let _ = writeln!(m, "      \"id\": {},", quote(&r.id));
         let _ = writeln!(m, "      \"lang\": {},", quote(r.lang));
@@ -370,7 +484,11 @@ fn manifest(out: &Path, runnables: &[Runnable]) -> anyhow::Result<String> {
         let _ = writeln!(m, "      \"env\": {{{env}}},");
         let _ = writeln!(m, "      \"scenarios\": [{}],", list_str(&l.scenarios));
         let _ = writeln!(m, "      \"default_sizes\": {{{sizes}}}");
-        let _ = writeln!(m, "    }}{}", if i + 1 < runnables.len() { "," } else { "" });
+        let _ = writeln!(
+            m,
+            "    }}{}",
+            if i + 1 < runnables.len() { "," } else { "" }
+        );
     }
     let _ = writeln!(m, "  ]");
     let _ = writeln!(m, "}}");
@@ -389,7 +507,9 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 
 /// Whether `output` exists and is newer than every input.
 fn is_newer_than(output: &Path, inputs: &[PathBuf]) -> bool {
-    let Some(out) = mtime(output) else { return false };
+    let Some(out) = mtime(output) else {
+        return false;
+    };
     inputs.iter().all(|i| mtime(i).is_some_and(|t| t <= out))
 }
 
@@ -441,16 +561,31 @@ mod json {
 
     impl Value {
         pub fn get(&self, key: &str) -> Option<&Value> {
-            self.as_object()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+            self.as_object()?
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
         }
         pub fn as_str(&self) -> Option<&str> {
-            if let Value::String(s) = self { Some(s) } else { None }
+            if let Value::String(s) = self {
+                Some(s)
+            } else {
+                None
+            }
         }
         pub fn as_array(&self) -> Option<&[Value]> {
-            if let Value::Array(a) = self { Some(a) } else { None }
+            if let Value::Array(a) = self {
+                Some(a)
+            } else {
+                None
+            }
         }
         pub fn as_object(&self) -> Option<&[(String, Value)]> {
-            if let Value::Object(o) = self { Some(o) } else { None }
+            if let Value::Object(o) = self {
+                Some(o)
+            } else {
+                None
+            }
         }
         pub fn as_u64(&self) -> Option<u64> {
             match self {
@@ -480,7 +615,10 @@ mod json {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Value> {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
         let v = p.value()?;
         p.ws();
         if p.i != p.s.len() {
@@ -572,11 +710,18 @@ mod json {
                 b'n' => self.literal("null", Value::Null),
                 _ => {
                     let start = self.i;
-                    while self.s.get(self.i).is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c)) {
+                    while self
+                        .s
+                        .get(self.i)
+                        .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
+                    {
                         self.i += 1;
                     }
                     let text = std::str::from_utf8(&self.s[start..self.i])?;
-                    Ok(Value::Number(text.parse().with_context(|| format!("bad number {text:?}"))?))
+                    Ok(Value::Number(
+                        text.parse()
+                            .with_context(|| format!("bad number {text:?}"))?,
+                    ))
                 }
             }
         }
@@ -599,7 +744,9 @@ mod json {
                             b'b' => out.push(8),
                             b'f' => out.push(12),
                             b'u' => {
-                                let hex = std::str::from_utf8(self.s.get(self.i..self.i + 4).context("short \\u")?)?;
+                                let hex = std::str::from_utf8(
+                                    self.s.get(self.i..self.i + 4).context("short \\u")?,
+                                )?;
                                 let code = u32::from_str_radix(hex, 16)?;
                                 self.i += 4;
                                 let ch = char::from_u32(code).unwrap_or('\u{fffd}');
@@ -623,11 +770,26 @@ mod json {
             let v = parse(r#"{"lang":"go","scenarios":["a","b"],"default_sizes":{"a":18,"b":3000000},"x":[true,null,-1.5e2,"q\"\u0041"]}"#)
                 .unwrap();
             assert_eq!(v.get("lang").and_then(Value::as_str), Some("go"));
-            assert_eq!(v.get("scenarios").and_then(Value::as_array).map(<[Value]>::len), Some(2));
-            assert_eq!(v.get("default_sizes").and_then(|d| d.get("b")).and_then(Value::as_u64), Some(3_000_000));
+            assert_eq!(
+                v.get("scenarios")
+                    .and_then(Value::as_array)
+                    .map(<[Value]>::len),
+                Some(2)
+            );
+            assert_eq!(
+                v.get("default_sizes")
+                    .and_then(|d| d.get("b"))
+                    .and_then(Value::as_u64),
+                Some(3_000_000)
+            );
             assert_eq!(
                 v.get("x").and_then(Value::as_array).map(<[Value]>::to_vec),
-                Some(vec![Value::Bool(true), Value::Null, Value::Number(-150.0), Value::String("q\"A".into())])
+                Some(vec![
+                    Value::Bool(true),
+                    Value::Null,
+                    Value::Number(-150.0),
+                    Value::String("q\"A".into())
+                ])
             );
             assert!(parse("{\"a\":1} x").is_err());
             assert!(parse("[1,").is_err());

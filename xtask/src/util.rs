@@ -62,10 +62,14 @@ pub fn build_release() -> anyhow::Result<()> {
         .current_dir(workspace()))
 }
 
+/// The cargo target directory.
+pub fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
 /// Path of the release `alloctrace` binary.
 pub fn alloctrace_bin() -> PathBuf {
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    target.join("release/alloctrace")
+    target_dir().join("release/alloctrace")
 }
