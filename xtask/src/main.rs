@@ -2,6 +2,7 @@
 
 mod bench;
 mod setup;
+mod suite;
 mod targets;
 mod test;
 mod toolchains;
@@ -29,6 +30,8 @@ enum Task {
     Targets(targets::Args),
     /// Measure what tracing costs, side by side with untraced runs and other tracers.
     Bench(bench::Args),
+    /// The main job: set up, build, trace the workload suite and report where the results are.
+    Suite(suite::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => test::run(&args),
         Task::Targets(args) => targets::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Suite(args) => suite::run(&args),
     }
 }
