@@ -25,10 +25,17 @@ pub enum Counter {
     SyscallWithoutEntry = 6,
     /// Allocator calls nested deeper than the state tracks; the inner ones are folded.
     DepthOverflow = 7,
+    /// A probe fired without its configuration (an internal error). The row is lost.
+    NoConfig = 8,
+    /// A Go allocation's RET probe fired with no entry for that goroutine (the call began
+    /// before the probes were attached). Not a loss of a traced call.
+    GoReturnWithoutEntry = 9,
+    /// The Go call-tracking map was full. The row is lost.
+    GoMapFull = 10,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 11;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::RingFull,
@@ -39,6 +46,9 @@ impl Counter {
         Counter::ThreadMapFull,
         Counter::SyscallWithoutEntry,
         Counter::DepthOverflow,
+        Counter::NoConfig,
+        Counter::GoReturnWithoutEntry,
+        Counter::GoMapFull,
     ];
 
     /// Key in `run.json`'s `counters` object.
@@ -52,6 +62,9 @@ impl Counter {
             Counter::ThreadMapFull => "lost_thread_map_full",
             Counter::SyscallWithoutEntry => "lost_syscall_without_entry",
             Counter::DepthOverflow => "nested_depth_overflow",
+            Counter::NoConfig => "lost_no_config",
+            Counter::GoReturnWithoutEntry => "go_return_without_entry",
+            Counter::GoMapFull => "lost_go_map_full",
         }
     }
 
@@ -61,9 +74,9 @@ impl Counter {
             self,
             Counter::RingFull
                 | Counter::Unwound
-                | Counter::ReturnWithoutEntry
                 | Counter::ThreadMapFull
-                | Counter::SyscallWithoutEntry
+                | Counter::NoConfig
+                | Counter::GoMapFull
         )
     }
 }

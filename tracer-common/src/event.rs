@@ -14,11 +14,15 @@ pub enum EventKind {
     Brk = 7,
     Mprotect = 8,
     Madvise = 9,
+    GcStart = 10,
+    GcEnd = 11,
+    StwStart = 12,
+    StwEnd = 13,
 }
 
 impl EventKind {
     /// All kinds, in discriminant order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Alloc,
         EventKind::Free,
         EventKind::Realloc,
@@ -28,6 +32,10 @@ impl EventKind {
         EventKind::Brk,
         EventKind::Mprotect,
         EventKind::Madvise,
+        EventKind::GcStart,
+        EventKind::GcEnd,
+        EventKind::StwStart,
+        EventKind::StwEnd,
     ];
 
     pub const fn from_u32(v: u32) -> Option<EventKind> {
@@ -41,6 +49,10 @@ impl EventKind {
             7 => EventKind::Brk,
             8 => EventKind::Mprotect,
             9 => EventKind::Madvise,
+            10 => EventKind::GcStart,
+            11 => EventKind::GcEnd,
+            12 => EventKind::StwStart,
+            13 => EventKind::StwEnd,
             _ => return None,
         })
     }
@@ -57,6 +69,10 @@ impl EventKind {
             EventKind::Brk => "brk",
             EventKind::Mprotect => "mprotect",
             EventKind::Madvise => "madvise",
+            EventKind::GcStart => "gc_start",
+            EventKind::GcEnd => "gc_end",
+            EventKind::StwStart => "stw_start",
+            EventKind::StwEnd => "stw_end",
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod alloc;
 pub mod counter;
 pub mod event;
+pub mod gc;
 pub mod maps;
 pub mod mem;
 pub mod probe;

@@ -5,6 +5,10 @@ pub const THREADS: &str = "THREADS";
 pub const SYSCALLS: &str = "SYSCALLS";
 pub const COUNTERS: &str = "COUNTERS";
 pub const TARGETS: &str = "TARGETS";
+/// Per-probe configuration (`probe::ProbeConfig`), indexed by probe id.
+pub const PROBES: &str = "PROBES";
+/// Go allocation calls in progress, keyed by goroutine.
+pub const GO_CALLS: &str = "GO_CALLS";
 
 /// Global: a submit that makes the bytes waiting in [`EVENTS`] cross a multiple of this wakes the
 /// reader; other records are submitted without a wake-up and the reader drains on a timer.

@@ -27,3 +27,94 @@ pub const SYSCALL_PROBES: [(u32, &str); 6] = [
     (PROBE_MPROTECT, "mprotect"),
     (PROBE_MADVISE, "madvise"),
 ];
+
+/// Where a probe reads a value: a System V argument slot, or a named register (Go's
+/// register ABI, USDT argument specs).
+pub mod loc {
+    /// System V arguments 0..5: rdi, rsi, rdx, rcx, r8, r9.
+    pub const ARG0: u8 = 0;
+    pub const ARG1: u8 = 1;
+    pub const ARG2: u8 = 2;
+    pub const ARG3: u8 = 3;
+    pub const ARG4: u8 = 4;
+    pub const ARG5: u8 = 5;
+    pub const RAX: u8 = 16;
+    pub const RBX: u8 = 17;
+    pub const RCX: u8 = 18;
+    pub const RDX: u8 = 19;
+    pub const RSI: u8 = 20;
+    pub const RDI: u8 = 21;
+    pub const R8: u8 = 22;
+    pub const R9: u8 = 23;
+    pub const R10: u8 = 24;
+    pub const R11: u8 = 25;
+    pub const R12: u8 = 26;
+    pub const R13: u8 = 27;
+    pub const R14: u8 = 28;
+    pub const R15: u8 = 29;
+    pub const RBP: u8 = 30;
+    pub const RSP: u8 = 31;
+    /// Not read.
+    pub const NONE: u8 = 255;
+}
+
+/// Per-probe instructions for the generic programs, indexed by probe id in the `PROBES` map.
+///
+/// Allocation probes (`alloc_enter`): the row's size is `size` (× `nmemb` when set), `ptr` is
+/// realloc's input, `align` the alignment, `out` posix_memalign's `void **`. Release probes
+/// (`release`): `ptr` is the freed pointer; `outer` marks functions (operator delete,
+/// `_PyObject_Free`) whose own inner free of the same pointer is folded into them.
+/// Runtime-event probes (`runtime_event`): `kind` is the event, and up to three values are read
+/// from user memory at `reads[i]` (absolute addresses, `read_sizes[i]` bytes) or, for USDT
+/// arguments, from `arg` (a register, optionally dereferenced at `arg_offset`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// An `EventKind` discriminant.
+    pub kind: u32,
+    pub size: u8,
+    pub nmemb: u8,
+    pub ptr: u8,
+    pub align: u8,
+    pub out: u8,
+    /// Go: the register holding the `*_type` argument.
+    pub type_reg: u8,
+    /// `1` for an outer release function (see above).
+    pub outer: u8,
+    /// USDT argument location (`loc`), dereferenced at `arg_offset` when `arg_deref` is 1.
+    pub arg: u8,
+    pub arg_deref: u8,
+    pub arg_size: u8,
+    pub _pad: [u8; 2],
+    pub arg_offset: i32,
+    pub reads: [u64; 3],
+    pub read_sizes: [u8; 3],
+    pub _pad2: [u8; 5],
+}
+
+impl ProbeConfig {
+    pub const EMPTY: ProbeConfig = ProbeConfig {
+        kind: 0,
+        size: loc::NONE,
+        nmemb: loc::NONE,
+        ptr: loc::NONE,
+        align: loc::NONE,
+        out: loc::NONE,
+        type_reg: loc::NONE,
+        outer: 0,
+        arg: loc::NONE,
+        arg_deref: 0,
+        arg_size: 0,
+        _pad: [0; 2],
+        arg_offset: 0,
+        reads: [0; 3],
+        read_sizes: [0; 3],
+        _pad2: [0; 5],
+    };
+}
+
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 56);
+
+#[cfg(feature = "user")]
+// SAFETY: `ProbeConfig` is `#[repr(C)]`, integers only, padding explicit.
+unsafe impl aya::Pod for ProbeConfig {}

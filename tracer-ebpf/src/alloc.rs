@@ -1,4 +1,5 @@
-//! Uprobes on allocator functions (glibc malloc family, C++ operator new/delete).
+//! Uprobes on C-ABI allocator functions: glibc's malloc family, C++ operator new/delete,
+//! CPython's allocator domains.
 //!
 //! Allocation functions get an entry probe (arguments) and a return probe (the address) on the
 //! same instruction, so both share one breakpoint. Nested allocator calls on a thread
@@ -6,8 +7,7 @@
 //! outermost call's return writes a row. Frees need only an entry probe.
 
 use aya_ebpf::{
-    EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_get_attach_cookie},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
@@ -21,6 +21,7 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::THREADS,
+    regs::{config, cookie, read, stack_pointer},
 };
 
 /// Calls nested deeper than this on one thread are folded without tracking.
@@ -36,33 +37,6 @@ struct Call {
     result: u32,
 }
 
-impl Call {
-    fn alloc(size: u64, align: u64) -> Call {
-        Call {
-            kind: EventKind::Alloc,
-            size,
-            align,
-            old_ptr: 0,
-            out_ptr: 0,
-            result: RESULT_IN_RAX,
-        }
-    }
-}
-
-fn cookie<C: EbpfContext>(ctx: &C) -> u32 {
-    // SAFETY: the helper only reads the link's cookie; `ctx` is the program's context.
-    unsafe { bpf_get_attach_cookie(ctx.as_ptr()) as u32 }
-}
-
-fn stack_pointer(ctx: &ProbeContext) -> u64 {
-    // SAFETY: `regs` points at the probed task's saved registers, valid for this program run.
-    unsafe { (*ctx.regs).rsp }
-}
-
-fn arg(ctx: &ProbeContext, n: usize) -> u64 {
-    ctx.arg::<u64>(n).unwrap_or(0)
-}
-
 /// The thread's state, created on first use.
 fn thread_state() -> Option<*mut ThreadState> {
     let state = THREADS.current(true);
@@ -72,8 +46,7 @@ fn thread_state() -> Option<*mut ThreadState> {
     state
 }
 
-fn enter(ctx: &ProbeContext, call: Call) -> u32 {
-    let probe = cookie(ctx);
+fn enter(ctx: &ProbeContext, probe: u32, call: Call) -> u32 {
     let Some(state) = thread_state() else {
         return 0;
     };
@@ -150,79 +123,53 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// `malloc(size)`, `valloc(size)`, `pvalloc(size)`, `operator new(size, ...)`.
+/// Entry of every native and CPython allocation function; the argument layout comes from the
+/// probe's `ProbeConfig` (malloc(size), calloc(nmemb, size), realloc(ptr, size),
+/// posix_memalign(memptr, alignment, size), `_PyObject_Malloc(ctx, size)`, ...).
 #[uprobe]
-pub fn size_arg0(ctx: ProbeContext) -> u32 {
-    enter(&ctx, Call::alloc(arg(&ctx, 0), 0))
-}
-
-/// `calloc(nmemb, size)`.
-#[uprobe]
-pub fn calloc(ctx: ProbeContext) -> u32 {
-    let size = arg(&ctx, 0).wrapping_mul(arg(&ctx, 1));
-    enter(&ctx, Call::alloc(size, 0))
-}
-
-/// `realloc(ptr, size)`.
-#[uprobe]
-pub fn realloc(ctx: ProbeContext) -> u32 {
-    let call = Call {
-        kind: EventKind::Realloc,
-        old_ptr: arg(&ctx, 0),
-        ..Call::alloc(arg(&ctx, 1), 0)
+pub fn alloc_enter(ctx: ProbeContext) -> u32 {
+    let probe = cookie(&ctx);
+    let Some(cfg) = config(probe) else {
+        bump(Counter::NoConfig);
+        return 0;
     };
-    enter(&ctx, call)
-}
-
-/// `reallocarray(ptr, nmemb, size)`.
-#[uprobe]
-pub fn reallocarray(ctx: ProbeContext) -> u32 {
+    let mut size = read(&ctx, cfg.size).unwrap_or(0);
+    if let Some(nmemb) = read(&ctx, cfg.nmemb) {
+        size = size.wrapping_mul(nmemb);
+    }
+    let out_ptr = read(&ctx, cfg.out);
     let call = Call {
-        kind: EventKind::Realloc,
-        old_ptr: arg(&ctx, 0),
-        ..Call::alloc(arg(&ctx, 1).wrapping_mul(arg(&ctx, 2)), 0)
+        kind: if cfg.kind == EventKind::Realloc as u32 {
+            EventKind::Realloc
+        } else {
+            EventKind::Alloc
+        },
+        size,
+        align: read(&ctx, cfg.align).unwrap_or(0),
+        old_ptr: read(&ctx, cfg.ptr).unwrap_or(0),
+        out_ptr: out_ptr.unwrap_or(0),
+        result: if out_ptr.is_some() {
+            RESULT_THROUGH_POINTER
+        } else {
+            RESULT_IN_RAX
+        },
     };
-    enter(&ctx, call)
+    enter(&ctx, probe, call)
 }
 
-/// `aligned_alloc(alignment, size)`, `memalign(alignment, size)`.
+/// Entry of every release function (free, operator delete, `_PyObject_Free`, ...).
 #[uprobe]
-pub fn align_arg0_size_arg1(ctx: ProbeContext) -> u32 {
-    enter(&ctx, Call::alloc(arg(&ctx, 1), arg(&ctx, 0)))
-}
-
-/// `operator new(size, std::align_val_t, ...)`.
-#[uprobe]
-pub fn size_arg0_align_arg1(ctx: ProbeContext) -> u32 {
-    enter(&ctx, Call::alloc(arg(&ctx, 0), arg(&ctx, 1)))
-}
-
-/// `posix_memalign(void **memptr, alignment, size)`.
-#[uprobe]
-pub fn posix_memalign(ctx: ProbeContext) -> u32 {
-    let call = Call {
-        out_ptr: arg(&ctx, 0),
-        result: RESULT_THROUGH_POINTER,
-        ..Call::alloc(arg(&ctx, 2), arg(&ctx, 1))
+pub fn release(ctx: ProbeContext) -> u32 {
+    let probe = cookie(&ctx);
+    let Some(cfg) = config(probe) else {
+        bump(Counter::NoConfig);
+        return 0;
     };
-    enter(&ctx, call)
+    let ptr = read(&ctx, cfg.ptr).unwrap_or(0);
+    release_ptr(&ctx, probe, ptr, cfg.outer != 0)
 }
 
-/// `free(ptr)`, `cfree(ptr)`.
-#[uprobe]
-pub fn free(ctx: ProbeContext) -> u32 {
-    release(&ctx, false)
-}
-
-/// Every `operator delete` variant: the pointer is the first argument.
-#[uprobe]
-pub fn delete(ctx: ProbeContext) -> u32 {
-    release(&ctx, true)
-}
-
-fn release(ctx: &ProbeContext, is_delete: bool) -> u32 {
-    let probe = cookie(ctx);
-    let ptr = arg(ctx, 0);
+fn release_ptr(ctx: &ProbeContext, probe: u32, ptr: u64, is_delete: bool) -> u32 {
     if ptr == 0 {
         bump(Counter::FreeNull);
         return 0;

@@ -9,8 +9,11 @@
 
 mod alloc;
 mod emit;
+mod golang;
 mod maps;
 mod mem;
+mod regs;
+mod runtime;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -6,12 +6,13 @@ use aya_ebpf::{
     },
     helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     counter::Counter,
     maps::{DEFAULT_RING_BYTES, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
+    probe::{MAX_PROBES, ProbeConfig},
     thread::ThreadState,
 };
 
@@ -81,6 +82,34 @@ pub static SYSCALLS: LruHashMap<u64, PendingSyscall> = LruHashMap::with_max_entr
 /// Indexed by `Counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+/// Per-probe argument layout and reads, indexed by probe id (set by user space before attach).
+#[map]
+pub static PROBES: Array<ProbeConfig> = Array::with_max_entries(MAX_PROBES, 0);
+
+/// Go allocation calls in progress, keyed by (process, goroutine): a goroutine may block inside
+/// mallocgc (GC assist) and resume on another thread, so per-thread state would not do.
+#[map]
+pub static GO_CALLS: LruHashMap<GoKey, GoCall> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+/// Key of `GO_CALLS`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoKey {
+    pub tgid: u64,
+    /// The goroutine's `g` pointer (register R14 in Go's internal ABI).
+    pub g: u64,
+}
+
+/// A Go allocation call in progress.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoCall {
+    pub depth: u32,
+    pub probe: u32,
+    pub size: u64,
+    pub type_ptr: u64,
+}
 
 /// Processes (tgid) whose syscalls are traced. Uprobes are filtered by the kernel per process at
 /// attach time; syscall tracepoints fire system-wide and check this map first.

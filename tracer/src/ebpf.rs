@@ -16,22 +16,19 @@ use aya::{
 };
 use tracer_common::{counter::Counter, maps, probe::SYSCALL_PROBES};
 
-use crate::probes::{Handler, ProbeSpec, RETURN_PROGRAM};
+use crate::probes::{self, Attach, ProbeSpec};
 
 /// The object built by `build.rs`; empty when the build had no bpf-linker.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
 
 const UPROBE_PROGRAMS: &[&str] = &[
-    "size_arg0",
-    "calloc",
-    "realloc",
-    "reallocarray",
-    "align_arg0_size_arg1",
-    "size_arg0_align_arg1",
-    "posix_memalign",
-    "free",
-    "delete",
-    RETURN_PROGRAM,
+    probes::ALLOC_ENTRY_PROGRAM,
+    probes::RETURN_PROGRAM,
+    probes::RELEASE_PROGRAM,
+    probes::GO_ENTRY_PROGRAM,
+    probes::GO_RET_PROGRAM,
+    probes::RUNTIME_EVENT_PROGRAM,
+    probes::RUNTIME_RETURN_PROGRAM,
 ];
 const TRACEPOINT_PROGRAMS: &[&str] = &["sys_enter", "sys_exit"];
 
@@ -78,6 +75,12 @@ pub enum AttachError {
     #[error("process {pid} exited while probes were being attached")]
     ProcessGone { pid: u32 },
     #[error("attaching {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("attaching {what}")]
     Other {
         what: String,
         #[source]
@@ -105,6 +108,8 @@ pub struct Programs {
     ebpf: Ebpf,
     ring_bytes: u32,
     uprobe_links: Vec<(&'static str, aya::programs::uprobe::UProbeLinkId)>,
+    /// USDT probes attached through raw perf events (aya 0.14 cannot set `ref_ctr_offset`).
+    usdt_links: Vec<std::os::fd::OwnedFd>,
     tracepoint_links: Vec<(&'static str, aya::programs::trace_point::TracePointLinkId)>,
 }
 
@@ -153,6 +158,7 @@ impl Programs {
             ebpf,
             ring_bytes,
             uprobe_links: Vec::new(),
+            usdt_links: Vec::new(),
             tracepoint_links: Vec::new(),
         })
     }
@@ -205,45 +211,108 @@ impl Programs {
         Ok(())
     }
 
-    /// Attaches `spec` (entry probe, and return probe on the same instruction when the function
-    /// returns an address) for process `pid`, tagged with probe id `id`.
-    pub fn attach(&mut self, spec: &ProbeSpec, id: u32, pid: u32) -> Result<(), AttachError> {
-        let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
-        let links = &mut self.uprobe_links;
-        let mut attach_one = |name: &'static str| -> Result<(), AttachError> {
-            let prog: &mut UProbe =
-                program(&mut self.ebpf, name).map_err(|_| AttachError::Other {
-                    what: name.to_owned(),
-                    source: ProgramError::NotLoaded,
-                })?;
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(spec.file_offset),
-                cookie: Some(u64::from(id)),
-            };
-            prog.attach(point, &spec.module, scope)
-                .map(|link| links.push((name, link)))
-                .map_err(|source| {
-                    let errno = io_error(&source).and_then(io::Error::raw_os_error);
-                    match errno {
-                        Some(libc::EINVAL) => AttachError::Conflict {
-                            func: spec.func.clone(),
-                            module: spec.module.clone(),
-                            offset: spec.file_offset,
-                        },
-                        Some(libc::ESRCH) => AttachError::ProcessGone { pid },
-                        _ => AttachError::Other {
-                            what: format!("{} in {}", spec.func, spec.module.display()),
-                            source,
-                        },
-                    }
-                })
+    /// Stores the configuration of probe `id` for the generic programs.
+    fn set_config(
+        &mut self,
+        id: u32,
+        config: &tracer_common::probe::ProbeConfig,
+    ) -> Result<(), AttachError> {
+        let other = |e: aya::maps::MapError| AttachError::Other {
+            what: format!("configuring probe {id}"),
+            source: ProgramError::MapError(e),
         };
-        // Return probe first: a call already in flight then shows up as a return without entry
-        // (counted) instead of leaving a half-open call behind.
-        if spec.handler.has_return() {
-            attach_one(RETURN_PROGRAM)?;
+        let map = self
+            .ebpf
+            .map_mut(maps::PROBES)
+            .ok_or_else(|| other(aya::maps::MapError::KeyNotFound))?;
+        let mut array: aya::maps::Array<_, tracer_common::probe::ProbeConfig> =
+            aya::maps::Array::try_from(map).map_err(other)?;
+        array.set(id, config, 0).map_err(other)
+    }
+
+    /// Attaches `spec` for process `pid`, tagged with probe id `id`: its configuration first,
+    /// then the return-side probes (a call already in flight then shows up as a return without
+    /// entry, counted, instead of leaving a half-open call behind), then the entry probe.
+    pub fn attach(&mut self, spec: &ProbeSpec, id: u32, pid: u32) -> Result<(), AttachError> {
+        self.set_config(id, &spec.config)?;
+        match &spec.attach {
+            Attach::Entry { program } => {
+                self.attach_uprobe(program, spec, spec.file_offset, id, pid)
+            }
+            Attach::EntryReturn { entry, ret } => {
+                self.attach_uprobe(ret, spec, spec.file_offset, id, pid)?;
+                self.attach_uprobe(entry, spec, spec.file_offset, id, pid)
+            }
+            Attach::EntryRets {
+                entry,
+                ret,
+                ret_offsets,
+            } => {
+                for &offset in ret_offsets {
+                    self.attach_uprobe(ret, spec, offset, id, pid)?;
+                }
+                self.attach_uprobe(entry, spec, spec.file_offset, id, pid)
+            }
+            Attach::Usdt {
+                program,
+                ref_ctr_offset,
+            } => {
+                let prog: &mut UProbe = program_named(&mut self.ebpf, program)?;
+                let prog_fd = prog.fd().map_err(|source| AttachError::Other {
+                    what: format!("{program} fd"),
+                    source,
+                })?;
+                let link = crate::sys::attach_usdt(
+                    prog_fd,
+                    &spec.module,
+                    spec.file_offset,
+                    *ref_ctr_offset,
+                    pid,
+                    u64::from(id),
+                )
+                .map_err(|source| usdt_error(spec, pid, source))?;
+                self.usdt_links.push(link);
+                Ok(())
+            }
         }
-        attach_one(spec.handler.program())
+    }
+
+    fn attach_uprobe(
+        &mut self,
+        name: &str,
+        spec: &ProbeSpec,
+        offset: u64,
+        id: u32,
+        pid: u32,
+    ) -> Result<(), AttachError> {
+        let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        let prog: &mut UProbe = program_named(&mut self.ebpf, name)?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(u64::from(id)),
+        };
+        let link = prog.attach(point, &spec.module, scope).map_err(|source| {
+            let errno = io_error(&source).and_then(io::Error::raw_os_error);
+            match errno {
+                Some(libc::EINVAL) => AttachError::Conflict {
+                    func: spec.func.clone(),
+                    module: spec.module.clone(),
+                    offset,
+                },
+                Some(libc::ESRCH) => AttachError::ProcessGone { pid },
+                _ => AttachError::Other {
+                    what: format!("{} in {}", spec.func, spec.module.display()),
+                    source,
+                },
+            }
+        })?;
+        let name = UPROBE_PROGRAMS
+            .iter()
+            .copied()
+            .find(|n| *n == name)
+            .unwrap_or(probes::ALLOC_ENTRY_PROGRAM);
+        self.uprobe_links.push((name, link));
+        Ok(())
     }
 
     /// Detaches every probe and unloads the programs.
@@ -270,7 +339,11 @@ impl Programs {
         }
         let t = std::time::Instant::now();
         let n = uprobes.len() + tracepoints.len();
+        let usdt = std::mem::take(&mut self.usdt_links);
         std::thread::scope(|scope| {
+            for link in usdt {
+                scope.spawn(move || drop(link));
+            }
             for link in uprobes {
                 scope.spawn(move || drop(link));
             }
@@ -348,11 +421,26 @@ pub fn is_fatal(err: &AttachError) -> bool {
     )
 }
 
-/// Whether the handler's probe has a return half (for run.json's `kind`).
-pub fn probe_kind(handler: Handler) -> &'static str {
-    if handler.has_return() {
-        "uprobe+uretprobe"
-    } else {
-        "uprobe"
+fn program_named<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, AttachError> {
+    ebpf.program_mut(name)
+        .and_then(|p| <&mut UProbe>::try_from(p).ok())
+        .ok_or_else(|| AttachError::Other {
+            what: format!("program {name}"),
+            source: ProgramError::NotLoaded,
+        })
+}
+
+fn usdt_error(spec: &ProbeSpec, pid: u32, source: io::Error) -> AttachError {
+    match source.raw_os_error() {
+        Some(libc::EINVAL) => AttachError::Conflict {
+            func: spec.func.clone(),
+            module: spec.module.clone(),
+            offset: spec.file_offset,
+        },
+        Some(libc::ESRCH) => AttachError::ProcessGone { pid },
+        _ => AttachError::Io {
+            what: format!("USDT probe {} in {}", spec.func, spec.module.display()),
+            source,
+        },
     }
 }

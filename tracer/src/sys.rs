@@ -3,7 +3,7 @@
 
 use std::{
     io,
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, FromRawFd as _, OwnedFd},
     os::unix::process::CommandExt as _,
     process::Command,
 };
@@ -70,4 +70,76 @@ pub fn release_descriptors_in_background() -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Attaches a loaded uprobe program to a USDT probe guarded by a semaphore: a uprobe perf event
+/// with `ref_ctr_offset` (so the kernel increments the semaphore while the probe is attached and
+/// the program takes its traced path) linked to the program with a BPF cookie.
+///
+/// aya 0.14 opens uprobe perf events without `ref_ctr_offset`, hence this raw version.
+/// Returns the link; dropping it detaches the probe.
+pub fn attach_usdt(
+    program: &aya::programs::ProgramFd,
+    path: &std::path::Path,
+    offset: u64,
+    ref_ctr_offset: u64,
+    pid: u32,
+    cookie: u64,
+) -> io::Result<OwnedFd> {
+    use std::os::{fd::AsRawFd as _, unix::ffi::OsStrExt as _};
+    let pmu: u32 = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type")?
+        .trim()
+        .parse()
+        .map_err(io::Error::other)?;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // struct perf_event_attr up to config2 (PERF_ATTR_SIZE_VER1); libc has no binding for it.
+    let mut attr = [0u8; 72];
+    attr[0..4].copy_from_slice(&pmu.to_ne_bytes());
+    attr[4..8].copy_from_slice(&72u32.to_ne_bytes());
+    // config bits 32..63: ref_ctr_offset (/sys/bus/event_source/devices/uprobe/format).
+    attr[8..16].copy_from_slice(&(ref_ctr_offset << 32).to_ne_bytes());
+    attr[56..64].copy_from_slice(&(c_path.as_ptr() as u64).to_ne_bytes());
+    attr[64..72].copy_from_slice(&offset.to_ne_bytes());
+    let pid = i32::try_from(pid).map_err(io::Error::other)?;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+    // SAFETY: `attr` is a valid perf_event_attr of the size it declares and `c_path` outlives
+    // the call; the result is checked.
+    let perf_fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            pid,
+            -1i32,
+            -1i32,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if perf_fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    let perf_fd =
+        unsafe { OwnedFd::from_raw_fd(i32::try_from(perf_fd).map_err(io::Error::other)?) };
+    // union bpf_attr, BPF_LINK_CREATE: prog_fd, target_fd, attach_type, flags, perf_event.bpf_cookie.
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_PERF_EVENT: u32 = 41;
+    let mut link_attr = [0u8; 64];
+    link_attr[0..4].copy_from_slice(&(program.as_fd().as_raw_fd() as u32).to_ne_bytes());
+    link_attr[4..8].copy_from_slice(&(perf_fd.as_raw_fd() as u32).to_ne_bytes());
+    link_attr[8..12].copy_from_slice(&BPF_PERF_EVENT.to_ne_bytes());
+    link_attr[16..24].copy_from_slice(&cookie.to_ne_bytes());
+    // SAFETY: a zero-padded bpf_attr of the size passed; the result is checked.
+    let link = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            link_attr.as_ptr(),
+            link_attr.len() as u32,
+        )
+    };
+    if link < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else. The link keeps the perf event alive.
+    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(link).map_err(io::Error::other)?) })
 }

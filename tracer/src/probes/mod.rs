@@ -14,10 +14,12 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use iced_x86::Register;
 
+use tracer_common::{event::EventKind, probe::ProbeConfig};
+
 use crate::elf::ElfImage;
 use placement::{Needs, PROLOGUE_BYTES, Placement, place_probe};
 
-/// The eBPF program that serves a probe, which fixes what it reads from the registers.
+/// The argument layout of a C-ABI allocator entry point (native and CPython).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Handler {
     /// `malloc(size)`, `valloc`, `pvalloc`, `operator new(size, ...)`.
@@ -36,8 +38,19 @@ pub enum Handler {
     PosixMemalign,
     /// `free(ptr)`.
     Free,
-    /// `operator delete(ptr, ...)`.
+    /// `operator delete(ptr, ...)`: may call `free(ptr)` itself, which is folded into it.
     Delete,
+    /// `f(ctx, size)`: CPython's `_PyObject_Malloc`, `_PyMem_RawMalloc`, arena allocation.
+    CtxSize,
+    /// `f(ctx, nmemb, size)`: CPython's `_PyObject_Calloc`.
+    CtxCalloc,
+    /// `f(ctx, ptr, size)`: CPython's `_PyObject_Realloc`.
+    CtxRealloc,
+    /// `f(ctx, ptr)`: CPython's `_PyMem_RawFree`, arena release (`ptr, size`).
+    CtxFree,
+    /// `f(ctx, ptr)` that may call an inner free of the same pointer (`_PyObject_Free` →
+    /// `_PyMem_RawFree` → `free`).
+    CtxFreeOuter,
 }
 
 const SYSV_ARGS: [Register; 6] = [
@@ -50,24 +63,12 @@ const SYSV_ARGS: [Register; 6] = [
 ];
 
 impl Handler {
-    /// Name of the eBPF program (in `tracer-ebpf`) for the entry probe.
-    pub fn program(self) -> &'static str {
-        match self {
-            Handler::SizeArg0 => "size_arg0",
-            Handler::Calloc => "calloc",
-            Handler::Realloc => "realloc",
-            Handler::Reallocarray => "reallocarray",
-            Handler::AlignArg0SizeArg1 => "align_arg0_size_arg1",
-            Handler::SizeArg0AlignArg1 => "size_arg0_align_arg1",
-            Handler::PosixMemalign => "posix_memalign",
-            Handler::Free => "free",
-            Handler::Delete => "delete",
-        }
-    }
-
-    /// Whether the function also needs a return probe (for the address it returns).
+    /// Whether the function returns an address (and so gets a return probe).
     pub fn has_return(self) -> bool {
-        !matches!(self, Handler::Free | Handler::Delete)
+        !matches!(
+            self,
+            Handler::Free | Handler::Delete | Handler::CtxFree | Handler::CtxFreeOuter
+        )
     }
 
     /// Argument registers the entry program reads.
@@ -77,15 +78,137 @@ impl Handler {
             Handler::Calloc
             | Handler::Realloc
             | Handler::AlignArg0SizeArg1
-            | Handler::SizeArg0AlignArg1 => 2,
-            Handler::Reallocarray | Handler::PosixMemalign => 3,
+            | Handler::SizeArg0AlignArg1
+            | Handler::CtxSize
+            | Handler::CtxFree
+            | Handler::CtxFreeOuter => 2,
+            Handler::Reallocarray
+            | Handler::PosixMemalign
+            | Handler::CtxCalloc
+            | Handler::CtxRealloc => 3,
         };
         &SYSV_ARGS[..n]
     }
+
+    /// What the generic entry program reads for this layout.
+    pub fn config(self) -> ProbeConfig {
+        use tracer_common::probe::loc::*;
+        let alloc = |size, nmemb, ptr, align, out| ProbeConfig {
+            kind: if ptr == NONE {
+                EventKind::Alloc as u32
+            } else {
+                EventKind::Realloc as u32
+            },
+            size,
+            nmemb,
+            ptr,
+            align,
+            out,
+            ..ProbeConfig::EMPTY
+        };
+        let release = |ptr, outer: bool| ProbeConfig {
+            kind: EventKind::Free as u32,
+            ptr,
+            outer: u8::from(outer),
+            ..ProbeConfig::EMPTY
+        };
+        match self {
+            Handler::SizeArg0 => alloc(ARG0, NONE, NONE, NONE, NONE),
+            Handler::Calloc => alloc(ARG1, ARG0, NONE, NONE, NONE),
+            Handler::Realloc => alloc(ARG1, NONE, ARG0, NONE, NONE),
+            Handler::Reallocarray => alloc(ARG2, ARG1, ARG0, NONE, NONE),
+            Handler::AlignArg0SizeArg1 => alloc(ARG1, NONE, NONE, ARG0, NONE),
+            Handler::SizeArg0AlignArg1 => alloc(ARG0, NONE, NONE, ARG1, NONE),
+            Handler::PosixMemalign => alloc(ARG2, NONE, NONE, ARG1, ARG0),
+            Handler::Free => release(ARG0, false),
+            Handler::Delete => release(ARG0, true),
+            Handler::CtxSize => alloc(ARG1, NONE, NONE, NONE, NONE),
+            Handler::CtxCalloc => alloc(ARG2, ARG1, NONE, NONE, NONE),
+            Handler::CtxRealloc => alloc(ARG2, NONE, ARG1, NONE, NONE),
+            Handler::CtxFree => release(ARG1, false),
+            Handler::CtxFreeOuter => release(ARG1, true),
+        }
+    }
+
+    /// How the probe is attached.
+    pub fn attach(self) -> Attach {
+        if self.has_return() {
+            Attach::EntryReturn {
+                entry: ALLOC_ENTRY_PROGRAM,
+                ret: RETURN_PROGRAM,
+            }
+        } else {
+            Attach::Entry {
+                program: RELEASE_PROGRAM,
+            }
+        }
+    }
 }
 
-/// Name of the shared return program.
+/// eBPF program names (in `tracer-ebpf`).
+pub const ALLOC_ENTRY_PROGRAM: &str = "alloc_enter";
 pub const RETURN_PROGRAM: &str = "alloc_return";
+pub const RELEASE_PROGRAM: &str = "release";
+pub const GO_ENTRY_PROGRAM: &str = "go_alloc_enter";
+pub const GO_RET_PROGRAM: &str = "go_alloc_ret";
+pub const RUNTIME_EVENT_PROGRAM: &str = "runtime_event";
+pub const RUNTIME_RETURN_PROGRAM: &str = "runtime_return";
+
+/// How a probe is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// An entry program only.
+    Entry { program: &'static str },
+    /// An entry program and a uretprobe on the same instruction (one breakpoint).
+    EntryReturn {
+        entry: &'static str,
+        ret: &'static str,
+    },
+    /// An entry program, and `ret` on each RET instruction (at these file offsets): Go, where a
+    /// uretprobe would corrupt goroutine stacks.
+    EntryRets {
+        entry: &'static str,
+        ret: &'static str,
+        ret_offsets: Vec<u64>,
+    },
+    /// A USDT probe guarded by a semaphore at `ref_ctr_offset` (file offset).
+    Usdt {
+        program: &'static str,
+        ref_ctr_offset: u64,
+    },
+}
+
+impl Attach {
+    /// For run.json's `kind`.
+    pub fn describe(&self) -> String {
+        match self {
+            Attach::Entry { .. } => "uprobe".into(),
+            Attach::EntryReturn { .. } => "uprobe+uretprobe".into(),
+            Attach::EntryRets { ret_offsets, .. } => {
+                format!("uprobe+{} ret uprobes", ret_offsets.len())
+            }
+            Attach::Usdt { .. } => "usdt".into(),
+        }
+    }
+}
+
+/// What a runtime-event probe's values mean (they become columns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueRole {
+    Unused,
+    /// The GC cycle number, plus `offset` (Go's `numgc` counts finished cycles, so a cycle that
+    /// is starting is `numgc + 1`).
+    GcCycle {
+        offset: u64,
+    },
+    HeapLive,
+    HeapGoal,
+    Generation,
+    Collected,
+    Uncollectable,
+    /// An index into a table of reason names.
+    Reason(&'static [&'static str]),
+}
 
 /// One allocator entry point to look for.
 #[derive(Clone, Copy, Debug)]
@@ -100,7 +223,7 @@ pub struct AllocatorFn {
 }
 
 /// A probe to attach.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ProbeSpec {
     pub module: PathBuf,
     pub build_id: Option<String>,
@@ -109,12 +232,19 @@ pub struct ProbeSpec {
     /// Other known names at the same address.
     pub aliases: Vec<String>,
     pub runtime: &'static str,
-    pub handler: Handler,
+    /// CPython allocator domain.
+    pub domain: Option<&'static str>,
     /// The symbol's virtual address in the file.
     pub address: u64,
     pub placement: Placement,
-    /// File offset of the probed instruction.
+    /// File offset of the probed (entry) instruction.
     pub file_offset: u64,
+    pub attach: Attach,
+    /// What the eBPF program reads.
+    pub config: ProbeConfig,
+    /// For runtime events: the meaning of `values[0..3]` and of `arg`.
+    pub roles: [ValueRole; 3],
+    pub arg_role: ValueRole,
 }
 
 /// Plans one probe per distinct address for every known allocator function defined in `image`.
@@ -181,10 +311,14 @@ fn spec_for(image: &ElfImage, wanted: &AllocatorFn, address: u64, size: u64) -> 
         symbol: wanted.symbol.to_owned(),
         aliases: Vec::new(),
         runtime: wanted.runtime,
-        handler: wanted.handler,
+        domain: None,
         address,
         placement,
         file_offset,
+        attach: wanted.handler.attach(),
+        config: wanted.handler.config(),
+        roles: [ValueRole::Unused; 3],
+        arg_role: ValueRole::Unused,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Finding the target's allocators in its mapped files and attaching probes to them, with the
 //! table of every probe attached (their ids name the rows' `func`).
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use analysis::run::{Module, Probe};
 use tracer_common::probe::{FIRST_UPROBE_ID, MAX_PROBES, SYSCALL_PROBES};
@@ -9,13 +9,30 @@ use tracer_common::probe::{FIRST_UPROBE_ID, MAX_PROBES, SYSCALL_PROBES};
 use crate::{
     ebpf::{self, AttachError, Programs},
     elf::ElfImage,
-    probes::{self, ProbeSpec},
+    probes::{self, ProbeSpec, ValueRole},
     procmaps::{self, Mapping},
 };
 
-/// Name and runtime of each probe id.
+/// Resolves a runtime's type pointers to names (Go's `*_type` → `main.Node`).
+pub trait TypeNames: Send + Sync {
+    fn type_name(&self, type_addr: u64) -> Option<String>;
+}
+
+/// What user space knows about a probe id: how to name and fill its rows.
+#[derive(Clone)]
+pub struct ProbeMeta {
+    pub func: String,
+    pub runtime: &'static str,
+    pub domain: Option<&'static str>,
+    pub roles: [ValueRole; 3],
+    pub arg_role: ValueRole,
+    /// Resolves the type pointer of Go allocation rows.
+    pub types: Option<Arc<dyn TypeNames>>,
+}
+
+/// Every probe attached, by id.
 pub struct ProbeTable {
-    names: Vec<Option<(String, &'static str)>>,
+    metas: Vec<Option<ProbeMeta>>,
     pub probes: Vec<Probe>,
     next_id: u32,
 }
@@ -23,14 +40,20 @@ pub struct ProbeTable {
 impl ProbeTable {
     pub fn new(syscalls: bool) -> ProbeTable {
         let mut table = ProbeTable {
-            names: vec![None; MAX_PROBES as usize],
+            metas: vec![None; MAX_PROBES as usize],
             probes: Vec::new(),
             next_id: FIRST_UPROBE_ID,
         };
         if syscalls {
             for (id, name) in SYSCALL_PROBES {
-                table.names[id as usize] =
-                    Some((name.to_owned(), analysis::schema::runtime::NATIVE));
+                table.metas[id as usize] = Some(ProbeMeta {
+                    func: name.to_owned(),
+                    runtime: analysis::schema::runtime::NATIVE,
+                    domain: None,
+                    roles: [ValueRole::Unused; 3],
+                    arg_role: ValueRole::Unused,
+                    types: None,
+                });
                 table.probes.push(Probe {
                     id,
                     func: name.to_owned(),
@@ -44,12 +67,8 @@ impl ProbeTable {
         table
     }
 
-    /// `(func, runtime)` of a probe id.
-    pub fn name(&self, id: u32) -> Option<(&str, &'static str)> {
-        self.names
-            .get(id as usize)?
-            .as_ref()
-            .map(|(f, r)| (f.as_str(), *r))
+    pub fn meta(&self, id: u32) -> Option<&ProbeMeta> {
+        self.metas.get(id as usize)?.as_ref()
     }
 
     pub fn uprobe_count(&self) -> usize {
@@ -59,18 +78,38 @@ impl ProbeTable {
             .count()
     }
 
+    /// Registers `spec` and returns its id, or None when the table is full.
+    pub fn register_with_types(
+        &mut self,
+        spec: &ProbeSpec,
+        types: Option<Arc<dyn TypeNames>>,
+    ) -> Option<u32> {
+        let id = self.register(spec)?;
+        if let Some(Some(meta)) = self.metas.get_mut(id as usize) {
+            meta.types = types;
+        }
+        Some(id)
+    }
+
     fn register(&mut self, spec: &ProbeSpec) -> Option<u32> {
         let id = self.next_id;
         if id >= MAX_PROBES {
             return None;
         }
         self.next_id += 1;
-        self.names[id as usize] = Some((spec.func.clone(), spec.runtime));
+        self.metas[id as usize] = Some(ProbeMeta {
+            func: spec.func.clone(),
+            runtime: spec.runtime,
+            domain: spec.domain,
+            roles: spec.roles,
+            arg_role: spec.arg_role,
+            types: None,
+        });
         self.probes.push(Probe {
             id,
             func: spec.func.clone(),
             runtime: spec.runtime.to_owned(),
-            kind: ebpf::probe_kind(spec.handler).to_owned(),
+            kind: spec.attach.describe(),
             symbol: spec.symbol.clone(),
             aliases: spec.aliases.clone(),
             module: spec.module.display().to_string(),

@@ -8,6 +8,7 @@ use core::mem::{offset_of, size_of};
 use tracer_common::{
     alloc::AllocEvent,
     event::{EventHeader, EventKind, NO_STACK},
+    gc::RuntimeEvent,
     mem::MapEvent,
 };
 
@@ -23,6 +24,11 @@ pub enum Event {
         header: EventHeader,
         kind: EventKind,
         event: MapEvent,
+    },
+    Runtime {
+        header: EventHeader,
+        kind: EventKind,
+        event: RuntimeEvent,
     },
 }
 
@@ -67,6 +73,26 @@ pub fn decode(b: &[u8]) -> Option<Event> {
                 event,
             })
         }
+        EventKind::GcStart | EventKind::GcEnd | EventKind::StwStart | EventKind::StwEnd => {
+            if b.len() < size_of::<RuntimeEvent>() {
+                return None;
+            }
+            let values = offset_of!(RuntimeEvent, values);
+            let event = RuntimeEvent {
+                header,
+                values: [
+                    u64_at(b, values)?,
+                    u64_at(b, values + 8)?,
+                    u64_at(b, values + 16)?,
+                ],
+                arg: u64_at(b, offset_of!(RuntimeEvent, arg))?,
+            };
+            Some(Event::Runtime {
+                header,
+                kind,
+                event,
+            })
+        }
         _ => {
             if b.len() < size_of::<MapEvent>() {
                 return None;
@@ -95,7 +121,9 @@ pub fn decode(b: &[u8]) -> Option<Event> {
 impl Event {
     pub fn header(&self) -> &EventHeader {
         match self {
-            Event::Alloc { header, .. } | Event::Map { header, .. } => header,
+            Event::Alloc { header, .. }
+            | Event::Map { header, .. }
+            | Event::Runtime { header, .. } => header,
         }
     }
 

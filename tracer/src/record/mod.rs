@@ -41,7 +41,7 @@ use tracer_common::{counter::Counter, event::EventKind};
 
 use crate::{
     ebpf::{AttachError, LoadError, LoadOptions, Programs},
-    sys,
+    probes, sys,
 };
 use attach::Attacher;
 use decode::Event;
@@ -307,30 +307,99 @@ fn footer_metadata(run: &RunInfo) -> Vec<KeyValue> {
     ]
 }
 
+/// Names of Go types seen in this trace, by (probe, type pointer).
+#[derive(Default)]
+struct TypeCache {
+    names: rustc_hash::FxHashMap<(u32, u64), Option<String>>,
+}
+
+impl TypeCache {
+    /// Resolves the type of a Go allocation row once.
+    fn learn(&mut self, event: &Event, table: &attach::ProbeTable) {
+        let Event::Alloc { header, event, .. } = event else {
+            return;
+        };
+        let Some(types) = table.meta(header.probe).and_then(|m| m.types.as_ref()) else {
+            return;
+        };
+        if event.arg != 0 {
+            self.names
+                .entry((header.probe, event.arg))
+                .or_insert_with(|| types.type_name(event.arg));
+        }
+    }
+
+    fn get(&self, probe: u32, type_ptr: u64) -> Option<&str> {
+        self.names.get(&(probe, type_ptr))?.as_deref()
+    }
+}
+
+/// Puts a runtime event's value into the column its role names.
+fn fill_role<'a>(row: &mut Row<'a>, role: probes::ValueRole, value: u64) {
+    use probes::ValueRole;
+    match role {
+        ValueRole::Unused => {}
+        ValueRole::GcCycle { offset } => row.gc_cycle = Some(value.wrapping_add(offset)),
+        ValueRole::HeapLive => row.heap_live = Some(value),
+        ValueRole::HeapGoal => row.heap_goal = Some(value),
+        ValueRole::Generation => row.gc_generation = u32::try_from(value).ok(),
+        ValueRole::Collected => row.collected = Some(value),
+        ValueRole::Uncollectable => row.uncollectable = Some(value),
+        ValueRole::Reason(names) => {
+            row.reason = usize::try_from(value)
+                .ok()
+                .and_then(|i| names.get(i))
+                .copied()
+        }
+    }
+}
+
 /// One row of the events table.
-fn to_row<'a>(event: &Event, table: &'a attach::ProbeTable) -> Row<'a> {
+fn to_row<'a>(event: &Event, table: &'a attach::ProbeTable, types: &'a TypeCache) -> Row<'a> {
     let header = event.header();
-    let (func, runtime) = table
-        .name(header.probe)
-        .unwrap_or(("unknown", analysis::schema::runtime::NATIVE));
+    let meta = table.meta(header.probe);
+    let func = meta.map_or("unknown", |m| m.func.as_str());
+    let runtime = meta.map_or(analysis::schema::runtime::NATIVE, |m| m.runtime);
     let base = Row {
         ts_ns: header.ts_ns,
         pid: header.pid,
         tid: header.tid,
         func,
         runtime,
+        domain: meta.and_then(|m| m.domain),
         stack_id: event.stack_id(),
         ..Row::default()
     };
     match *event {
-        Event::Alloc { kind, event, .. } => Row {
-            event: kind.name(),
-            addr: event.addr,
-            size: event.size,
-            old_addr: (kind == EventKind::Realloc).then_some(event.arg),
-            align: (kind == EventKind::Alloc && event.arg != 0).then_some(event.arg),
-            ..base
-        },
+        Event::Alloc { kind, event, .. } => {
+            let is_go = runtime == analysis::schema::runtime::GO;
+            Row {
+                event: kind.name(),
+                addr: event.addr,
+                size: event.size,
+                old_addr: (kind == EventKind::Realloc).then_some(event.arg),
+                align: (!is_go && kind == EventKind::Alloc && event.arg != 0).then_some(event.arg),
+                go_type: if is_go {
+                    types.get(header.probe, event.arg)
+                } else {
+                    None
+                },
+                ..base
+            }
+        }
+        Event::Runtime { kind, event, .. } => {
+            let mut row = Row {
+                event: kind.name(),
+                ..base
+            };
+            if let Some(meta) = meta {
+                for (role, value) in meta.roles.iter().zip(event.values) {
+                    fill_role(&mut row, *role, value);
+                }
+                fill_role(&mut row, meta.arg_role, event.arg);
+            }
+            row
+        }
         Event::Map { kind, event, .. } => {
             let failed = event.ret < 0 && kind != EventKind::Brk;
             let errno = failed.then(|| event.ret.unsigned_abs() as u32);
@@ -392,6 +461,7 @@ struct Recording<'a> {
     writer: TraceWriter,
     run: RunInfo,
     stats: Stats,
+    types: TypeCache,
     live: LiveLine,
     rescan: bool,
 }
@@ -409,7 +479,9 @@ impl Recording<'_> {
                 *n += 1;
             }
             self.rescan |= maps_new_code(&event);
-            self.writer.push(&to_row(&event, &self.attacher.table))?;
+            self.types.learn(&event, &self.attacher.table);
+            self.writer
+                .push(&to_row(&event, &self.attacher.table, &self.types))?;
         }
         if std::mem::take(&mut self.rescan)
             && let Some(programs) = self.programs.as_mut()
@@ -618,6 +690,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         writer,
         run,
         stats: Stats::default(),
+        types: TypeCache::default(),
         live: LiveLine::new(options.live),
         rescan: false,
     };

@@ -1,0 +1,78 @@
+//! Go's allocator: entry probes after the stack check (so a morestack restart does not fire
+//! twice) and probes on the function's RET instructions for the result in RAX. No uretprobe is
+//! ever placed on Go code: Go copies goroutine stacks, and a hijacked return address on one
+//! would crash the program.
+
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
+use tracer_common::{alloc::AllocEvent, counter::Counter, event::EventKind, probe::loc};
+
+use crate::{
+    emit::{bump, emit, header},
+    maps::{GO_CALLS, GoCall, GoKey},
+    regs::{config, cookie, read},
+};
+
+fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
+    GoKey {
+        tgid: pid_tgid >> 32,
+        g: read(ctx, loc::R14).unwrap_or(0),
+    }
+}
+
+/// Entry of `runtime.mallocgc` (Go ≤ 1.25) or an allocator leaf (Go 1.26+).
+#[uprobe]
+pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
+    let probe = cookie(&ctx);
+    let Some(cfg) = config(probe) else {
+        bump(Counter::NoConfig);
+        return 0;
+    };
+    let key = key(&ctx, bpf_get_current_pid_tgid());
+    if let Some(call) = GO_CALLS.get_ptr_mut(key) {
+        // SAFETY: map value pointer from a successful lookup.
+        let call = unsafe { &mut *call };
+        if call.depth > 0 {
+            // A leaf called by another probed allocator: the outer call writes the row.
+            call.depth += 1;
+            bump(Counter::Nested);
+            return 0;
+        }
+    }
+    let call = GoCall {
+        depth: 1,
+        probe,
+        size: read(&ctx, cfg.size).unwrap_or(0),
+        type_ptr: read(&ctx, cfg.type_reg).unwrap_or(0),
+    };
+    if GO_CALLS.insert(key, call, 0).is_err() {
+        bump(Counter::GoMapFull);
+    }
+    0
+}
+
+/// A RET instruction of a probed Go allocator: the result is in RAX.
+#[uprobe]
+pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let key = key(&ctx, pid_tgid);
+    let Some(call) = GO_CALLS.get_ptr_mut(key) else {
+        bump(Counter::GoReturnWithoutEntry);
+        return 0;
+    };
+    // SAFETY: map value pointer from a successful lookup.
+    let call = unsafe { &mut *call };
+    if call.depth > 1 {
+        call.depth -= 1;
+        return 0;
+    }
+    let (probe, size, type_ptr) = (call.probe, call.size, call.type_ptr);
+    let _ = GO_CALLS.remove(key);
+    let addr = read(&ctx, loc::RAX).unwrap_or(0);
+    emit(AllocEvent {
+        header: header(EventKind::Alloc as u32, probe, pid_tgid, 0),
+        addr,
+        size,
+        arg: type_ptr,
+    });
+    0
+}
