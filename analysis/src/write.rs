@@ -607,3 +607,88 @@ mod tests {
         );
     }
 }
+
+/// Writes a small table (stacks, modules) as one Parquet file, atomically (temporary file, then
+/// rename), so a reader never sees half of it.
+pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|source| WriteError::Create {
+        path: tmp.clone(),
+        source,
+    })?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            schema::meta::SCHEMA_VERSION.to_owned(),
+            schema::SCHEMA_VERSION.to_string(),
+        )]))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(|source| WriteError::Close {
+        path: tmp.clone(),
+        source,
+    })?;
+    fs::rename(&tmp, path).map_err(|source| WriteError::Close {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The `stacks.parquet` batch for `stacks` (id, frames innermost first).
+pub fn stacks_batch(stacks: &[(u32, Vec<u64>)]) -> Result<RecordBatch, WriteError> {
+    use arrow::array::{ListBuilder, UInt64Builder};
+    let ids = UInt32Array::from_iter_values(stacks.iter().map(|(id, _)| *id));
+    let mut frames = ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(
+        arrow::datatypes::Field::new("item", arrow::datatypes::DataType::UInt64, false),
+    ));
+    for (_, f) in stacks {
+        frames.values().append_slice(f);
+        frames.append(true);
+    }
+    Ok(RecordBatch::try_new(
+        schema::stacks_schema(),
+        vec![Arc::new(ids), Arc::new(frames.finish())],
+    )?)
+}
+
+/// One executable mapping of a traced process, for `modules.parquet`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleRow {
+    pub pid: u32,
+    pub path: String,
+    pub build_id: Option<String>,
+    pub start: u64,
+    pub end: u64,
+    pub file_offset: u64,
+    pub perms: String,
+    pub ts_ns: u64,
+}
+
+/// The `modules.parquet` batch.
+pub fn modules_batch(modules: &[ModuleRow]) -> Result<RecordBatch, WriteError> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(modules.iter().map(|m| m.pid))),
+        Arc::new(StringArray::from_iter_values(
+            modules.iter().map(|m| m.path.as_str()),
+        )),
+        Arc::new(StringArray::from_iter(
+            modules.iter().map(|m| m.build_id.as_deref()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            modules.iter().map(|m| m.start),
+        )),
+        Arc::new(UInt64Array::from_iter_values(modules.iter().map(|m| m.end))),
+        Arc::new(UInt64Array::from_iter_values(
+            modules.iter().map(|m| m.file_offset),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            modules.iter().map(|m| m.perms.as_str()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            modules.iter().map(|m| m.ts_ns),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema::modules_schema(), columns)?)
+}

@@ -17,9 +17,12 @@ pub struct AllocEvent {
     pub addr: u64,
     pub size: u64,
     pub arg: u64,
+    /// With a stack: the return address at the probe (the immediate caller), when the kernel's
+    /// stack walk misses it; 0 otherwise.
+    pub caller: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<AllocEvent>() == 56);
+const _: () = assert!(core::mem::size_of::<AllocEvent>() == 64);
 const _: () = assert!(core::mem::offset_of!(AllocEvent, addr) == 32);
 const _: () = assert!(core::mem::offset_of!(AllocEvent, arg) == 48);
 

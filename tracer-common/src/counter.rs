@@ -32,10 +32,13 @@ pub enum Counter {
     GoReturnWithoutEntry = 9,
     /// The Go call-tracking map was full. The row is lost.
     GoMapFull = 10,
+    /// A stack could not be stored (stack map bucket taken by another stack, or the walk
+    /// failed); the row is written without a stack.
+    StackLost = 11,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::RingFull,
@@ -49,6 +52,7 @@ impl Counter {
         Counter::NoConfig,
         Counter::GoReturnWithoutEntry,
         Counter::GoMapFull,
+        Counter::StackLost,
     ];
 
     /// Key in `run.json`'s `counters` object.
@@ -65,6 +69,7 @@ impl Counter {
             Counter::NoConfig => "lost_no_config",
             Counter::GoReturnWithoutEntry => "go_return_without_entry",
             Counter::GoMapFull => "lost_go_map_full",
+            Counter::StackLost => "stacks_lost",
         }
     }
 

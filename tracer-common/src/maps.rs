@@ -7,6 +7,10 @@ pub const COUNTERS: &str = "COUNTERS";
 pub const TARGETS: &str = "TARGETS";
 /// Per-probe configuration (`probe::ProbeConfig`), indexed by probe id.
 pub const PROBES: &str = "PROBES";
+/// User stacks (`BPF_MAP_TYPE_STACK_TRACE`), referenced by events' `stack_id`.
+pub const STACKS: &str = "STACKS";
+/// Entries of [`STACKS`] (each holds up to 127 frames).
+pub const MAX_STACKS: u32 = 16384;
 /// Go allocation calls in progress, keyed by goroutine.
 pub const GO_CALLS: &str = "GO_CALLS";
 

@@ -28,6 +28,13 @@ pub const SYSCALL_PROBES: [(u32, &str); 6] = [
     (PROBE_MADVISE, "madvise"),
 ];
 
+/// `ProbeConfig::stack`: capture the user stack (frame-pointer walk) at this probe.
+pub const STACK_CAPTURE: u8 = 1;
+/// `ProbeConfig::stack`: also read the return address at `[rsp]`. At a function's entry, before
+/// its frame exists, the kernel's frame-pointer walk skips the immediate caller; the kernel
+/// repairs that itself only when the probed instruction is `push %rbp` or `endbr64`.
+pub const STACK_CALLER_FIXUP: u8 = 2;
+
 /// Where a probe reads a value: a System V argument slot, or a named register (Go's
 /// register ABI, USDT argument specs).
 pub mod loc {
@@ -85,7 +92,9 @@ pub struct ProbeConfig {
     pub arg: u8,
     pub arg_deref: u8,
     pub arg_size: u8,
-    pub _pad: [u8; 2],
+    /// `STACK_*` bits: capture the user stack at this probe.
+    pub stack: u8,
+    pub _pad: u8,
     pub arg_offset: i32,
     pub reads: [u64; 3],
     pub read_sizes: [u8; 3],
@@ -105,7 +114,8 @@ impl ProbeConfig {
         arg: loc::NONE,
         arg_deref: 0,
         arg_size: 0,
-        _pad: [0; 2],
+        stack: 0,
+        _pad: 0,
         arg_offset: 0,
         reads: [0; 3],
         read_sizes: [0; 3],

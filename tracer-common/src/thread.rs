@@ -29,9 +29,13 @@ pub struct ThreadState {
     pub delete_ptr: u64,
     /// Stack pointer at that operator delete's entry.
     pub delete_sp: u64,
+    /// Stack of the outermost call (id in the stack map, or `NO_STACK`) and its caller fixup.
+    pub stack_id: i32,
+    pub _pad: u32,
+    pub caller: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ThreadState>() == 72);
+const _: () = assert!(core::mem::size_of::<ThreadState>() == 88);
 
 #[cfg(feature = "user")]
 // SAFETY: `ThreadState` is `#[repr(C)]` with integer fields and no implicit padding.

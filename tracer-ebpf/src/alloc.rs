@@ -21,7 +21,7 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::THREADS,
-    regs::{config, cookie, read, stack_pointer},
+    regs::{capture_stack, config, cookie, read, stack_pointer},
 };
 
 /// Calls nested deeper than this on one thread are folded without tracking.
@@ -35,6 +35,8 @@ struct Call {
     old_ptr: u64,
     out_ptr: u64,
     result: u32,
+    /// `STACK_*` bits of the probe.
+    stack: u8,
 }
 
 /// The thread's state, created on first use.
@@ -67,6 +69,10 @@ fn enter(ctx: &ProbeContext, probe: u32, call: Call) -> u32 {
         state.old_ptr = call.old_ptr;
         state.out_ptr = call.out_ptr;
         state.result = call.result;
+        // Only the outermost call's stack is captured (and paid for).
+        let (stack_id, caller) = capture_stack(ctx, call.stack);
+        state.stack_id = stack_id;
+        state.caller = caller;
     } else {
         bump(Counter::Nested);
     }
@@ -114,11 +120,14 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         state.align
     };
     let flags = if addr == 0 { FLAG_FAILED } else { 0 };
+    let mut head = header(kind, state.probe, bpf_get_current_pid_tgid(), flags);
+    head.stack_id = state.stack_id;
     emit(AllocEvent {
-        header: header(kind, state.probe, bpf_get_current_pid_tgid(), flags),
+        header: head,
         addr,
         size: state.size,
         arg,
+        caller: state.caller,
     });
     0
 }
@@ -153,6 +162,7 @@ pub fn alloc_enter(ctx: ProbeContext) -> u32 {
         } else {
             RESULT_IN_RAX
         },
+        stack: cfg.stack,
     };
     enter(&ctx, probe, call)
 }
@@ -213,6 +223,7 @@ fn release_ptr(ctx: &ProbeContext, probe: u32, ptr: u64, is_delete: bool) -> u32
         addr: ptr,
         size: 0,
         arg: 0,
+        caller: 0,
     });
     0
 }

@@ -9,7 +9,7 @@ use tracer_common::{alloc::AllocEvent, counter::Counter, event::EventKind, probe
 use crate::{
     emit::{bump, emit, header},
     maps::{GO_CALLS, GoCall, GoKey},
-    regs::{config, cookie, read},
+    regs::{capture_stack, config, cookie, read},
 };
 
 fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
@@ -38,11 +38,15 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
             return 0;
         }
     }
+    let (stack_id, caller) = capture_stack(&ctx, cfg.stack);
     let call = GoCall {
         depth: 1,
         probe,
         size: read(&ctx, cfg.size).unwrap_or(0),
         type_ptr: read(&ctx, cfg.type_reg).unwrap_or(0),
+        stack_id,
+        _pad: 0,
+        caller,
     };
     if GO_CALLS.insert(key, call, 0).is_err() {
         bump(Counter::GoMapFull);
@@ -66,13 +70,17 @@ pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let (probe, size, type_ptr) = (call.probe, call.size, call.type_ptr);
+    let (stack_id, caller) = (call.stack_id, call.caller);
     let _ = GO_CALLS.remove(key);
     let addr = read(&ctx, loc::RAX).unwrap_or(0);
+    let mut head = header(EventKind::Alloc as u32, probe, pid_tgid, 0);
+    head.stack_id = stack_id;
     emit(AllocEvent {
-        header: header(EventKind::Alloc as u32, probe, pid_tgid, 0),
+        header: head,
         addr,
         size,
         arg: type_ptr,
+        caller,
     });
     0
 }

@@ -6,11 +6,11 @@ use aya_ebpf::{
     },
     helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use tracer_common::{
     counter::Counter,
-    maps::{DEFAULT_RING_BYTES, MAX_TARGETS, MAX_THREADS},
+    maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
     probe::{MAX_PROBES, ProbeConfig},
     thread::ThreadState,
@@ -109,7 +109,14 @@ pub struct GoCall {
     pub probe: u32,
     pub size: u64,
     pub type_ptr: u64,
+    pub stack_id: i32,
+    pub _pad: u32,
+    pub caller: u64,
 }
+
+/// User stacks of allocations (frame-pointer walks), deduplicated by the kernel.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 
 /// Processes (tgid) whose syscalls are traced. Uprobes are filtered by the kernel per process at
 /// attach time; syscall tracepoints fire system-wide and check this map first.

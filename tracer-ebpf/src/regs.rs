@@ -87,3 +87,39 @@ pub fn stack_pointer(ctx: &ProbeContext) -> u64 {
     // SAFETY: as in `read`.
     unsafe { (*ctx.regs).rsp }
 }
+
+/// The user stack at this probe, as configured by `stack` (`STACK_*` bits): the stack-map id
+/// (or `NO_STACK`) and the caller fixup address (or 0).
+#[inline(always)]
+pub fn capture_stack(ctx: &ProbeContext, stack: u8) -> (i32, u64) {
+    use aya_ebpf::{
+        bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
+        helpers::bpf_probe_read_user,
+        programs::tracing::StackIdContext as _,
+    };
+    use tracer_common::{
+        counter::Counter,
+        event::NO_STACK,
+        probe::{STACK_CALLER_FIXUP, STACK_CAPTURE},
+    };
+    if stack & STACK_CAPTURE == 0 {
+        return (NO_STACK, 0);
+    }
+    let id = match ctx.get_stackid(
+        &crate::maps::STACKS,
+        u64::from(BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP),
+    ) {
+        Ok(id) => id as i32,
+        Err(_) => {
+            crate::emit::bump(Counter::StackLost);
+            NO_STACK
+        }
+    };
+    let caller = if stack & STACK_CALLER_FIXUP != 0 {
+        // SAFETY: reads user memory through the helper, which handles faults.
+        unsafe { bpf_probe_read_user(stack_pointer(ctx) as *const u64) }.unwrap_or(0)
+    } else {
+        0
+    };
+    (id, caller)
+}

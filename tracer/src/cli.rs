@@ -64,6 +64,13 @@ pub struct RecordArgs {
     /// Do not record mmap/munmap/mremap/brk/mprotect/madvise (only allocator calls).
     #[arg(long)]
     pub no_syscalls: bool,
+    /// Do not capture the call stack of each allocation (on by default; see
+    /// docs/benchmarks.md for what stacks cost per event).
+    #[arg(long, overrides_with = "stacks")]
+    pub no_stacks: bool,
+    /// Capture the call stack of each allocation (the default).
+    #[arg(long, overrides_with = "no_stacks")]
+    pub stacks: bool,
     /// The command to run, with its arguments (after `--`).
     #[arg(
         value_name = "COMMAND",

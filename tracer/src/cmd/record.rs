@@ -55,6 +55,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
             ..WriterOptions::default()
         },
         syscalls: !args.no_syscalls,
+        stacks: !args.no_stacks,
         live: !quiet && std::io::stderr().is_terminal(),
         owner: caller,
         ..RecordOptions::new(output.clone(), target)

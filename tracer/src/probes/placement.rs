@@ -40,6 +40,11 @@ pub struct Placement {
     pub emulated: bool,
     /// Set when no emulated instruction qualified and the probe fell back to +0.
     pub fallback: Option<String>,
+    /// Whether the kernel adds the caller to user stacks captured here by itself: it does for a
+    /// probe on `push %rbp` or `endbr64` (a function entry before its frame exists). Elsewhere at
+    /// function entry the immediate caller is missing from the frame-pointer walk and the eBPF
+    /// side reads it from `[rsp]`.
+    pub kernel_adds_caller: bool,
 }
 
 impl Placement {
@@ -145,6 +150,7 @@ pub fn place_probe(code: &[u8], start: u64, needs: Needs<'_>) -> Placement {
                 instruction: format_instr(&instr),
                 emulated: true,
                 fallback: None,
+                kernel_adds_caller: kernel_adds_caller(&instr),
             };
         }
         if let Some(reg) = writes_any(&mut factory, &instr, needs.registers) {
@@ -177,7 +183,13 @@ pub fn place_probe(code: &[u8], start: u64, needs: Needs<'_>) -> Placement {
         instruction,
         emulated,
         fallback: (!emulated).then_some(stop_reason),
+        kernel_adds_caller: first.as_ref().is_some_and(kernel_adds_caller),
     }
+}
+
+fn kernel_adds_caller(instr: &Instruction) -> bool {
+    (instr.code() == Code::Push_r64 && instr.op0_register() == Register::RBP)
+        || instr.code() == Code::Endbr64
 }
 
 fn format_instr(instr: &Instruction) -> String {

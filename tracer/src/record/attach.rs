@@ -4,7 +4,9 @@
 use std::{collections::HashSet, sync::Arc};
 
 use analysis::run::{Module, Probe};
-use tracer_common::probe::{FIRST_UPROBE_ID, MAX_PROBES, SYSCALL_PROBES};
+use tracer_common::probe::{
+    FIRST_UPROBE_ID, MAX_PROBES, STACK_CALLER_FIXUP, STACK_CAPTURE, SYSCALL_PROBES,
+};
 
 use crate::{
     ebpf::{self, AttachError, Programs},
@@ -130,16 +132,19 @@ pub struct Attacher {
     pub modules: Vec<Module>,
     pub warnings: Vec<String>,
     scanned: HashSet<(String, u64)>,
+    /// Capture call stacks at allocation probes.
+    stacks: bool,
 }
 
 impl Attacher {
-    pub fn new(pid: u32, syscalls: bool) -> Attacher {
+    pub fn new(pid: u32, syscalls: bool, stacks: bool) -> Attacher {
         Attacher {
             pid,
             table: ProbeTable::new(syscalls),
             modules: Vec::new(),
             warnings: Vec::new(),
             scanned: HashSet::new(),
+            stacks,
         }
     }
 
@@ -180,15 +185,37 @@ impl Attacher {
             perms: mapping.perms.clone(),
             build_id: image.build_id().unwrap_or_default().to_owned(),
         });
+        let specs = probes::plan(&image);
+        self.attach_specs(programs, specs, None)
+    }
+
+    /// Registers and attaches `specs`; per-probe failures become warnings.
+    fn attach_specs(
+        &mut self,
+        programs: &mut Programs,
+        specs: Vec<ProbeSpec>,
+        types: Option<Arc<dyn TypeNames>>,
+    ) -> Result<usize, AttachError> {
         let mut attached = 0;
-        for spec in probes::plan(&image) {
+        for mut spec in specs {
             if let Some(reason) = &spec.placement.fallback {
-                log::info!("{} in {}: probe at +0 ({reason})", spec.func, mapping.path);
+                log::info!(
+                    "{} in {}: probe at +0 ({reason})",
+                    spec.func,
+                    spec.module.display()
+                );
             }
-            let Some(id) = self.table.register(&spec) else {
+            if self.stacks && is_allocation(&spec) {
+                spec.config.stack = STACK_CAPTURE;
+                if !spec.placement.kernel_adds_caller {
+                    spec.config.stack |= STACK_CALLER_FIXUP;
+                }
+            }
+            let Some(id) = self.table.register_with_types(&spec, types.clone()) else {
                 self.warn(format!(
                     "more than {MAX_PROBES} probes: {} in {} not traced",
-                    spec.func, mapping.path
+                    spec.func,
+                    spec.module.display()
                 ));
                 continue;
             };
@@ -214,6 +241,12 @@ impl Attacher {
             .map(|image| !image.has_symtab())
             .unwrap_or(false)
     }
+}
+
+/// Whether a probe's rows are allocations (which get call stacks).
+fn is_allocation(spec: &ProbeSpec) -> bool {
+    use tracer_common::event::EventKind;
+    spec.config.kind == EventKind::Alloc as u32 || spec.config.kind == EventKind::Realloc as u32
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -66,6 +66,7 @@ pub fn decode(b: &[u8]) -> Option<Event> {
                 addr: u64_at(b, offset_of!(AllocEvent, addr))?,
                 size: u64_at(b, offset_of!(AllocEvent, size))?,
                 arg: u64_at(b, offset_of!(AllocEvent, arg))?,
+                caller: u64_at(b, offset_of!(AllocEvent, caller))?,
             };
             Some(Event::Alloc {
                 header,
@@ -127,10 +128,14 @@ impl Event {
         }
     }
 
-    /// Stack id column value.
-    pub fn stack_id(&self) -> Option<u32> {
-        let id = self.header().stack_id;
-        (id != NO_STACK && id >= 0).then_some(id as u32)
+    /// The kernel stack id and caller fixup of an allocation row.
+    pub fn stack(&self) -> Option<(i32, u64)> {
+        match self {
+            Event::Alloc { header, event, .. } if header.stack_id != NO_STACK => {
+                Some((header.stack_id, event.caller))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -151,6 +156,7 @@ mod tests {
         v.extend(e.addr.to_ne_bytes());
         v.extend(e.size.to_ne_bytes());
         v.extend(e.arg.to_ne_bytes());
+        v.extend(e.caller.to_ne_bytes());
         v
     }
 
@@ -172,6 +178,7 @@ mod tests {
             addr: 0x10,
             size: 32,
             arg: 0x20,
+            caller: 0x30,
         };
         let bytes = bytes_of_alloc(&e);
         assert_eq!(

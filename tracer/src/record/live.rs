@@ -190,6 +190,7 @@ mod tests {
                 addr,
                 size,
                 arg,
+                caller: 0,
             },
         }
     }

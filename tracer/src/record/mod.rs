@@ -13,6 +13,7 @@ pub mod decode;
 pub mod live;
 mod signals;
 pub mod spawn;
+mod stacks;
 
 use std::{
     ffi::OsString,
@@ -70,6 +71,8 @@ pub struct RecordOptions {
     pub writer: WriterOptions,
     /// Also record mmap/munmap/mremap/brk/mprotect/madvise.
     pub syscalls: bool,
+    /// Capture the user call stack of every allocation.
+    pub stacks: bool,
     /// Draw the live status line (stderr is a terminal).
     pub live: bool,
     /// Give the output directory to this user (the sudo caller) when done.
@@ -85,6 +88,7 @@ impl RecordOptions {
             ring_bytes: tracer_common::maps::DEFAULT_RING_BYTES,
             writer: WriterOptions::default(),
             syscalls: true,
+            stacks: true,
             live: false,
             owner: None,
         }
@@ -355,7 +359,12 @@ fn fill_role<'a>(row: &mut Row<'a>, role: probes::ValueRole, value: u64) {
 }
 
 /// One row of the events table.
-fn to_row<'a>(event: &Event, table: &'a attach::ProbeTable, types: &'a TypeCache) -> Row<'a> {
+fn to_row<'a>(
+    event: &Event,
+    table: &'a attach::ProbeTable,
+    types: &'a TypeCache,
+    stack_id: Option<u32>,
+) -> Row<'a> {
     let header = event.header();
     let meta = table.meta(header.probe);
     let func = meta.map_or("unknown", |m| m.func.as_str());
@@ -367,7 +376,7 @@ fn to_row<'a>(event: &Event, table: &'a attach::ProbeTable, types: &'a TypeCache
         func,
         runtime,
         domain: meta.and_then(|m| m.domain),
-        stack_id: event.stack_id(),
+        stack_id,
         ..Row::default()
     };
     match *event {
@@ -462,6 +471,8 @@ struct Recording<'a> {
     run: RunInfo,
     stats: Stats,
     types: TypeCache,
+    stacks: stacks::StackTable,
+    stack_map: Option<aya::maps::StackTraceMap<MapData>>,
     live: LiveLine,
     rescan: bool,
 }
@@ -480,8 +491,11 @@ impl Recording<'_> {
             }
             self.rescan |= maps_new_code(&event);
             self.types.learn(&event, &self.attacher.table);
+            let stack_id = event
+                .stack()
+                .and_then(|(id, caller)| self.stacks.intern(id, caller));
             self.writer
-                .push(&to_row(&event, &self.attacher.table, &self.types))?;
+                .push(&to_row(&event, &self.attacher.table, &self.types, stack_id))?;
         }
         if std::mem::take(&mut self.rescan)
             && let Some(programs) = self.programs.as_mut()
@@ -492,6 +506,37 @@ impl Recording<'_> {
                 Err(err) => return Err(err.into()),
             }
         }
+        Ok(())
+    }
+
+    /// Rewrites `stacks.parquet` (new stacks read from the kernel map) and `modules.parquet`.
+    fn write_side_tables(&mut self) -> Result<(), RecordError> {
+        let dir = &self.options.output;
+        if let Some(map) = &self.stack_map
+            && !self.stacks.is_empty()
+        {
+            self.stacks.write(map, &dir.join(schema::STACKS_FILE))?;
+        }
+        let pid = self.attacher.pid;
+        let modules: Vec<analysis::write::ModuleRow> = self
+            .attacher
+            .modules
+            .iter()
+            .map(|m| analysis::write::ModuleRow {
+                pid,
+                path: m.path.clone(),
+                build_id: (!m.build_id.is_empty()).then(|| m.build_id.clone()),
+                start: m.start,
+                end: m.end,
+                file_offset: m.file_offset,
+                perms: m.perms.clone(),
+                ts_ns: 0,
+            })
+            .collect();
+        analysis::write::write_table(
+            &dir.join(schema::MODULES_FILE),
+            &analysis::write::modules_batch(&modules)?,
+        )?;
         Ok(())
     }
 
@@ -596,6 +641,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     log::debug!("eBPF programs loaded in {:?}", phase.elapsed());
     let ring = programs.take_ring()?;
     let counters = take_map(&mut programs, tracer_common::maps::COUNTERS)?;
+    let stack_map = take_map(&mut programs, tracer_common::maps::STACKS).ok();
     let signals = signals::Signals::install().map_err(io_err("installing signal handlers"))?;
 
     // Start (stopped) or find the target, and attach what is mapped now.
@@ -622,7 +668,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         Ok(fd) => fd,
         Err(_) => return Err(RecordError::NoSuchProcess { pid }),
     };
-    let mut attacher = Attacher::new(pid, options.syscalls);
+    let mut attacher = Attacher::new(pid, options.syscalls, options.stacks);
     programs.add_target(pid)?;
     if options.syscalls {
         programs.attach_syscalls()?;
@@ -691,6 +737,8 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         run,
         stats: Stats::default(),
         types: TypeCache::default(),
+        stacks: stacks::StackTable::default(),
+        stack_map,
         live: LiveLine::new(options.live),
         rescan: false,
     };
@@ -723,6 +771,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         target_exited = pid_ready;
         if rec.writer.segment_due() {
             rec.writer.roll()?;
+            rec.write_side_tables()?;
             rec.write_run_info(None)?;
         }
         let lost = rec.lost_so_far();
@@ -740,6 +789,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         Status::Complete
     };
     rec.writer.roll()?;
+    rec.write_side_tables()?;
     let segments = rec.writer.segments().to_vec();
     let bytes_on_disk: u64 = segments
         .iter()
