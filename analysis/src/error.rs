@@ -48,7 +48,12 @@ pub enum AnalysisError {
     #[error("{} lacks the required column `{column}`", path.display())]
     MissingColumn { path: PathBuf, column: &'static str },
     #[error("{}: column `{column}` has type {found}, expected {expected}", path.display())]
-    ColumnType { path: PathBuf, column: &'static str, expected: String, found: String },
+    ColumnType {
+        path: PathBuf,
+        column: &'static str,
+        expected: String,
+        found: String,
+    },
     #[error("{}: column `{column}` cannot be decoded (corrupt data)", path.display())]
     Column {
         path: PathBuf,
@@ -63,6 +68,11 @@ pub enum AnalysisError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("cannot serialise the report data")]
+    Serialize {
+        #[source]
+        source: serde_json::Error,
     },
     #[error("compare needs at least one trace directory")]
     NothingToCompare,

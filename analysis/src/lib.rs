@@ -1,10 +1,36 @@
-//! Reads alloctrace traces (Parquet events plus `run.json`) and reduces them into reports.
+//! Reads alloctrace traces (Parquet events plus `run.json`) and reduces them into reports:
+//! timelines, fragmentation (footprint versus live, address-space gaps, internal waste),
+//! allocation patterns, leaks, the peak and GC activity; renders them as a self-contained HTML
+//! page, a `summary.json` and a few terminal lines; and compares several runs.
 //!
 //! ```no_run
-//! let run = analysis::run::RunInfo::read(std::path::Path::new("trace")).unwrap();
-//! println!("{} events", run.events_written);
+//! use analysis::{compare, render, report};
+//! let options = report::Options::default();
+//! let report = report::build("trace".as_ref(), &options)?;
+//! render::html::write_report(&report, "report.html".as_ref())?;
+//! report.summary().write_json("summary.json".as_ref())?;
+//! print!("{}", render::text::summary(&report));
+//!
+//! let dashboard = compare::build(&["traces/a", "traces/b"], &options)?;
+//! render::html::write_dashboard(&dashboard, "dashboard.html".as_ref())?;
+//! # Ok::<(), analysis::AnalysisError>(())
 //! ```
 
+pub mod compare;
+pub mod error;
+pub mod load;
+pub mod render;
+pub mod replay;
+pub mod report;
+pub mod reports;
 pub mod run;
 pub mod schema;
+pub mod sizeclass;
+mod space;
+pub mod summary;
+pub mod synth;
+mod util;
 pub mod write;
+
+pub use error::AnalysisError;
+pub use util::Log2Hist;

@@ -29,6 +29,9 @@ const MADV_DONTNEED: u32 = 4;
 const MADV_FREE: u32 = 8;
 /// Results at or above this are `-errno` values (failed syscalls returning a pointer).
 const SYSCALL_ERROR_MIN: u64 = u64::MAX - 4095;
+/// No allocation or heap statistic can exceed the 47-bit user address space; larger values come
+/// from damaged rows. Bounding them keeps every sum far from overflow.
+const MAX_SIZE: u64 = 1 << 47;
 /// How far back in the pending events a nested allocation looks for its inner row.
 const NESTED_LOOKBACK: usize = 64;
 
@@ -77,14 +80,20 @@ impl BlockKind {
     pub fn allocator(self, size: u64) -> Allocator {
         match self {
             BlockKind::Go => Allocator::Go,
-            BlockKind::PyObj | BlockKind::PyMem if (1..=sizeclass::PYMALLOC_MAX).contains(&size) => Allocator::Pymalloc,
+            BlockKind::PyObj | BlockKind::PyMem
+                if (1..=sizeclass::PYMALLOC_MAX).contains(&size) =>
+            {
+                Allocator::Pymalloc
+            }
             _ => Allocator::Glibc,
         }
     }
 
     /// Bytes from `addr` the block is taken to occupy (its usable size, at least one byte).
     pub fn extent(self, size: u64) -> u64 {
-        sizeclass::estimate(self.allocator(size), size).usable.max(1)
+        sizeclass::estimate(self.allocator(size), size)
+            .usable
+            .max(1)
     }
 }
 
@@ -117,6 +126,10 @@ pub enum Via {
     Realloc,
     /// Its address was handed out again without a free in between (a lost free row).
     Implicit,
+    /// Not an event of the program: the inner half of a nested pair (malloc under operator
+    /// new) was already reduced when the outer half arrived; this Free/Alloc pair moves the
+    /// block's attribution to the outer call. Running sums apply it; counts ignore it.
+    Relabel,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,12 +230,12 @@ pub struct Totals {
 impl Totals {
     /// Live bytes including the Go heap.
     pub fn live(&self) -> u64 {
-        self.live_bytes + self.go_live
+        self.live_bytes.saturating_add(self.go_live)
     }
 
     /// Heap footprint: brk heap plus anonymous writable mappings.
     pub fn footprint(&self) -> u64 {
-        self.mapped_heap + self.brk_heap
+        self.mapped_heap.saturating_add(self.brk_heap)
     }
 }
 
@@ -237,7 +250,8 @@ pub struct PeakLive {
 }
 
 /// Row-level facts: what was seen, and everything that did not fit the semantics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub rows: u64,
     pub allocs: u64,
@@ -275,6 +289,8 @@ pub struct Counters {
     pub unknown_events: u64,
     /// Rows whose ts_ns is smaller than the previous row's (cross-CPU disorder).
     pub ts_backwards: u64,
+    /// Allocation rows with a size no process can have (damaged rows), skipped.
+    pub implausible_rows: u64,
 }
 
 #[derive(Debug)]
@@ -334,7 +350,8 @@ impl Proc {
     }
 
     fn brk_heap(&self) -> u64 {
-        self.brk_start.map_or(0, |start| self.brk_end.saturating_sub(start))
+        self.brk_start
+            .map_or(0, |start| self.brk_end.saturating_sub(start))
     }
 }
 
@@ -359,7 +376,11 @@ impl<'a> ProcView<'a> {
 
     /// Live blocks (native and Python data; arenas excluded) with their addresses.
     pub fn live_blocks(&self) -> impl Iterator<Item = (u64, &'a Block)> + 'a {
-        self.proc.blocks.iter().filter(|(_, b)| b.kind != BlockKind::PyArena).map(|(a, b)| (*a, b))
+        self.proc
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.kind != BlockKind::PyArena)
+            .map(|(a, b)| (*a, b))
     }
 
     /// Heap regions in address order: the brk heap and every anonymous writable mapping.
@@ -367,11 +388,19 @@ impl<'a> ProcView<'a> {
         out.clear();
         let mut ranges = Vec::new();
         self.proc.space.heap_ranges(&mut ranges);
-        out.extend(ranges.into_iter().map(|(start, end)| Region { start, end, brk: false }));
+        out.extend(ranges.into_iter().map(|(start, end)| Region {
+            start,
+            end,
+            brk: false,
+        }));
         if let Some(start) = self.proc.brk_start
             && self.proc.brk_end > start
         {
-            out.push(Region { start, end: self.proc.brk_end, brk: true });
+            out.push(Region {
+                start,
+                end: self.proc.brk_end,
+                brk: true,
+            });
             out.sort_unstable_by_key(|r| r.start);
         }
     }
@@ -386,6 +415,15 @@ pub struct HeapState<'a> {
 impl<'a> HeapState<'a> {
     pub fn totals(&self) -> &'a Totals {
         &self.replay.totals
+    }
+
+    pub fn peak(&self) -> PeakLive {
+        self.replay.peak
+    }
+
+    /// (bytes, ts) of the highest footprint.
+    pub fn peak_footprint(&self) -> (u64, u64) {
+        self.replay.peak_footprint
     }
 
     pub fn processes(&self) -> impl Iterator<Item = ProcView<'a>> + 'a {
@@ -407,6 +445,8 @@ pub struct Replay {
     peak: PeakLive,
     peak_footprint: (u64, u64),
     counters: Counters,
+    /// Runtimes seen in allocation and GC rows (indexed by `Runtime as usize`).
+    seen: [bool; 3],
 }
 
 impl Replay {
@@ -422,7 +462,16 @@ impl Replay {
             peak: PeakLive::default(),
             peak_footprint: (0, 0),
             counters: Counters::default(),
+            seen: [false; 3],
         }
+    }
+
+    /// Runtimes whose allocation or GC rows appeared.
+    pub fn runtimes(&self) -> Vec<Runtime> {
+        [Runtime::Native, Runtime::Go, Runtime::Python]
+            .into_iter()
+            .filter(|r| self.seen[*r as usize])
+            .collect()
     }
 
     pub fn state(&self) -> HeapState<'_> {
@@ -460,7 +509,8 @@ impl Replay {
         let index = match self.index.get(&pid) {
             Some(&index) => index,
             None => {
-                let brk_start = (Some(pid) == self.main_pid && self.start_brk > 0).then_some(self.start_brk);
+                let brk_start =
+                    (Some(pid) == self.main_pid && self.start_brk > 0).then_some(self.start_brk);
                 self.procs.push(Proc::new(pid, brk_start));
                 self.index.insert(pid, self.procs.len() - 1);
                 self.procs.len() - 1
@@ -474,7 +524,13 @@ impl Replay {
     fn note_live_peak(&mut self, ts: u64) {
         let live = self.totals.live();
         if live > self.peak.live_bytes {
-            self.peak = PeakLive { ts_ns: ts, live_bytes: live, live_blocks: self.totals.live_blocks, go_live: self.totals.go_live, footprint: self.totals.footprint() };
+            self.peak = PeakLive {
+                ts_ns: ts,
+                live_bytes: live,
+                live_blocks: self.totals.live_blocks,
+                go_live: self.totals.go_live,
+                footprint: self.totals.footprint(),
+            };
         }
     }
 
@@ -500,14 +556,28 @@ impl Replay {
         }
         self.last_ts = ts;
         let p = self.proc_index(pid);
-        match batch.event(i) {
+        let event = batch.event(i);
+        if matches!(
+            event,
+            EventKind::Alloc | EventKind::Realloc | EventKind::GcEnd
+        ) {
+            self.seen[batch.runtime(i) as usize] = true;
+        }
+        match event {
             EventKind::Alloc => self.alloc_row(p, batch, i, ts, out),
             EventKind::Free => self.free_row(p, batch, i, ts, out),
             EventKind::Realloc => self.realloc_row(p, batch, i, ts, out),
-            EventKind::Mmap | EventKind::Munmap | EventKind::Mremap | EventKind::Brk | EventKind::Mprotect | EventKind::Madvise => {
+            EventKind::Mmap
+            | EventKind::Munmap
+            | EventKind::Mremap
+            | EventKind::Brk
+            | EventKind::Mprotect
+            | EventKind::Madvise => {
                 self.space_row(p, batch, i, ts);
             }
-            EventKind::GcStart | EventKind::GcEnd | EventKind::StwStart | EventKind::StwEnd => self.gc_row(p, batch, i, ts, out),
+            EventKind::GcStart | EventKind::GcEnd | EventKind::StwStart | EventKind::StwEnd => {
+                self.gc_row(p, batch, i, ts, out)
+            }
             EventKind::Other => self.counters.unknown_events += 1,
         }
     }
@@ -519,9 +589,23 @@ impl Replay {
             self.counters.failed_allocs += 1;
             return;
         }
+        if size > MAX_SIZE {
+            self.counters.implausible_rows += 1;
+            return;
+        }
         let kind = BlockKind::of(batch.runtime(i), batch.domain(i));
         let tid = batch.tid.values()[i];
-        let block = Block { ts, seq: 0, size, first_size: size, stack: opt(&batch.stack_id, i).unwrap_or(NO_STACK), tid, func: batch.func(i), chain: 0, kind };
+        let block = Block {
+            ts,
+            seq: 0,
+            size,
+            first_size: size,
+            stack: opt(&batch.stack_id, i).unwrap_or(NO_STACK),
+            tid,
+            func: batch.func(i),
+            chain: 0,
+            kind,
+        };
         match kind {
             BlockKind::Go => {
                 self.counters.go_allocs += 1;
@@ -529,8 +613,22 @@ impl Replay {
                 proc.seq += 1;
                 proc.go_live += size;
                 self.totals.go_live += size;
-                let block = Block { seq: proc.seq, ..block };
-                out.evs.push(Ev { kind: EvKind::Alloc, via: Via::Call, moved: false, pid: proc.pid, tid, ts, addr, block, between: 0, live_bytes: self.totals.live() });
+                let block = Block {
+                    seq: proc.seq,
+                    ..block
+                };
+                out.evs.push(Ev {
+                    kind: EvKind::Alloc,
+                    via: Via::Call,
+                    moved: false,
+                    pid: proc.pid,
+                    tid,
+                    ts,
+                    addr,
+                    block,
+                    between: 0,
+                    live_bytes: self.totals.live(),
+                });
                 self.note_live_peak(ts);
             }
             BlockKind::PyArena => {
@@ -542,8 +640,9 @@ impl Replay {
                 self.totals.arena_bytes += size;
             }
             _ => {
-                self.counters.allocs += 1;
-                self.new_block(p, addr, block, ts, Via::Call, false, out);
+                if self.new_block(p, addr, block, ts, Via::Call, false, out) {
+                    self.counters.allocs += 1;
+                }
             }
         }
     }
@@ -556,63 +655,147 @@ impl Replay {
     }
 
     /// Makes `block` live at `addr` and reports it.
-    /// Makes `block` live at `addr` at time `ts` and reports it.
+    /// Makes `block` live at `addr` at time `ts` and reports it. Returns false when the row was
+    /// the outer half of a nested pair (no new block).
     #[allow(clippy::too_many_arguments)]
-    fn new_block(&mut self, p: usize, addr: u64, block: Block, ts: u64, via: Via, moved: bool, out: &mut Pending) {
+    fn new_block(
+        &mut self,
+        p: usize,
+        addr: u64,
+        block: Block,
+        ts: u64,
+        via: Via,
+        moved: bool,
+        out: &mut Pending,
+    ) -> bool {
         let proc = &mut self.procs[p];
         let pid = proc.pid;
-        if let Some(existing) = proc.blocks.get(&addr).copied() {
-            if via == Via::Call && proc.recent_allocs.contains(block.tid, addr) {
+        let seq = proc.seq + 1;
+        let block = if via == Via::Call {
+            Block { seq, ..block }
+        } else {
+            block
+        };
+        // One hash lookup on the common path: insert, then look at what was there.
+        if let Some(existing) = proc.blocks.insert(addr, block) {
+            if existing.kind == BlockKind::PyArena {
+                self.forget(existing);
+            } else if via == Via::Call && proc.recent_allocs.contains(block.tid, addr) {
                 // The outer call of a nested pair (operator new → malloc) returns after the
                 // inner one with the same pointer and no free in between: one allocation,
                 // attributed to the outer (user-facing) call.
                 self.counters.nested_duplicates += 1;
-                let merged = Block { ts: existing.ts, seq: existing.seq, ..block };
+                let merged = Block {
+                    ts: existing.ts,
+                    seq: existing.seq,
+                    ..block
+                };
                 proc.blocks.insert(addr, merged);
                 self.relabel(pid, addr, existing, merged, ts, out);
-                return;
+                return false;
+            } else {
+                self.counters.alloc_over_live += 1;
+                self.end_block(p, addr, existing, ts, block.tid, Via::Implicit, out);
             }
-            self.counters.alloc_over_live += 1;
-            self.end_block(p, addr, existing, ts, block.tid, Via::Implicit, out);
         }
         let proc = &mut self.procs[p];
-        proc.seq += 1;
-        let block = if via == Via::Call { Block { seq: proc.seq, ..block } } else { block };
-        proc.blocks.insert(addr, block);
+        proc.seq = seq;
         proc.recent_allocs.push(block.tid, addr);
         self.totals.live_bytes += block.size;
         self.totals.live_blocks += 1;
-        out.evs.push(Ev { kind: EvKind::Alloc, via, moved, pid, tid: block.tid, ts, addr, block, between: 0, live_bytes: self.totals.live() });
+        out.evs.push(Ev {
+            kind: EvKind::Alloc,
+            via,
+            moved,
+            pid,
+            tid: block.tid,
+            ts,
+            addr,
+            block,
+            between: 0,
+            live_bytes: self.totals.live(),
+        });
         self.note_live_peak(ts);
+        true
     }
 
     /// Rewrites the inner half of a nested pair, still pending, as the outer call.
     #[allow(clippy::too_many_arguments)]
-    fn relabel(&mut self, pid: u32, addr: u64, inner: Block, outer: Block, ts: u64, out: &mut Pending) {
+    fn relabel(
+        &mut self,
+        pid: u32,
+        addr: u64,
+        inner: Block,
+        outer: Block,
+        ts: u64,
+        out: &mut Pending,
+    ) {
         let delta = outer.size as i128 - inner.size as i128;
         self.totals.live_bytes = (self.totals.live_bytes as i128 + delta).max(0) as u64;
         let start = out.evs.len().saturating_sub(NESTED_LOOKBACK);
-        if let Some(pos) = out.evs[start..].iter().rposition(|e| e.kind == EvKind::Alloc && e.pid == pid && e.addr == addr) {
+        if let Some(pos) = out.evs[start..]
+            .iter()
+            .rposition(|e| e.kind == EvKind::Alloc && e.pid == pid && e.addr == addr)
+        {
             let pos = start + pos;
             out.evs[pos].block = outer;
             for ev in &mut out.evs[pos..] {
                 ev.live_bytes = (ev.live_bytes as i128 + delta).max(0) as u64;
             }
+        } else {
+            // The inner event was already reduced (the pair straddled a chunk boundary).
+            let live_bytes = self.totals.live();
+            let base = Ev {
+                kind: EvKind::Free,
+                via: Via::Relabel,
+                moved: false,
+                pid,
+                tid: outer.tid,
+                ts,
+                addr,
+                block: inner,
+                between: 0,
+                live_bytes,
+            };
+            out.evs.push(base);
+            out.evs.push(Ev {
+                kind: EvKind::Alloc,
+                block: outer,
+                ..base
+            });
         }
-        // Otherwise the inner event was already reduced (the pair straddled a chunk boundary):
-        // the reports keep the inner attribution for this one block.
         self.note_live_peak(ts);
     }
 
-    /// Removes the live block at `addr` and reports its end.
-    fn end_block(&mut self, p: usize, addr: u64, block: Block, ts: u64, tid: u32, via: Via, out: &mut Pending) {
-        let proc = &mut self.procs[p];
-        proc.blocks.remove(&addr);
+    /// Reports the end of `block` (already out of the map).
+    #[allow(clippy::too_many_arguments)]
+    fn end_block(
+        &mut self,
+        p: usize,
+        addr: u64,
+        block: Block,
+        ts: u64,
+        tid: u32,
+        via: Via,
+        out: &mut Pending,
+    ) {
+        let proc = &self.procs[p];
         let between = proc.seq.saturating_sub(block.seq);
         let pid = proc.pid;
         self.totals.live_bytes -= block.size;
         self.totals.live_blocks -= 1;
-        out.evs.push(Ev { kind: EvKind::Free, via, moved: false, pid, tid, ts, addr, block, between, live_bytes: self.totals.live() });
+        out.evs.push(Ev {
+            kind: EvKind::Free,
+            via,
+            moved: false,
+            pid,
+            tid,
+            ts,
+            addr,
+            block,
+            between,
+            live_bytes: self.totals.live(),
+        });
     }
 
     fn free_row(&mut self, p: usize, batch: &EventBatch, i: usize, ts: u64, out: &mut Pending) {
@@ -627,9 +810,8 @@ impl Replay {
 
     fn free_addr(&mut self, p: usize, addr: u64, ts: u64, tid: u32, out: &mut Pending) {
         let proc = &mut self.procs[p];
-        match proc.blocks.get(&addr).copied() {
+        match proc.blocks.remove(&addr) {
             Some(block) if block.kind == BlockKind::PyArena => {
-                proc.blocks.remove(&addr);
                 self.counters.arena_frees += 1;
                 self.forget(block);
             }
@@ -653,10 +835,28 @@ impl Replay {
         self.counters.reallocs += 1;
         let addr = batch.addr.values()[i];
         let size = batch.size.values()[i];
-        let old_addr = if batch.old_addr.is_valid(i) { batch.old_addr.values()[i] } else { 0 };
+        if size > MAX_SIZE {
+            self.counters.implausible_rows += 1;
+            return;
+        }
+        let old_addr = if batch.old_addr.is_valid(i) {
+            batch.old_addr.values()[i]
+        } else {
+            0
+        };
         let tid = batch.tid.values()[i];
         let kind = BlockKind::of(batch.runtime(i), batch.domain(i));
-        let fresh = Block { ts, seq: 0, size, first_size: size, stack: opt(&batch.stack_id, i).unwrap_or(NO_STACK), tid, func: batch.func(i), chain: 0, kind };
+        let fresh = Block {
+            ts,
+            seq: 0,
+            size,
+            first_size: size,
+            stack: opt(&batch.stack_id, i).unwrap_or(NO_STACK),
+            tid,
+            func: batch.func(i),
+            chain: 0,
+            kind,
+        };
         if old_addr == 0 {
             if addr == 0 {
                 self.counters.failed_allocs += 1;
@@ -673,14 +873,27 @@ impl Replay {
             }
             return;
         }
-        let old = self.procs[p].blocks.get(&old_addr).copied().filter(|b| b.kind != BlockKind::PyArena);
+        let blocks = &mut self.procs[p].blocks;
+        let old = match blocks.remove(&old_addr) {
+            Some(arena) if arena.kind == BlockKind::PyArena => {
+                blocks.insert(old_addr, arena);
+                None
+            }
+            old => old,
+        };
         let Some(old) = old else {
             self.counters.realloc_unknown_input += 1;
             self.new_block(p, addr, fresh, ts, Via::Call, false, out);
             return;
         };
         self.end_block(p, old_addr, old, ts, tid, Via::Realloc, out);
-        let block = Block { ts: old.ts, seq: old.seq, first_size: old.first_size, chain: old.chain.saturating_add(1), ..fresh };
+        let block = Block {
+            ts: old.ts,
+            seq: old.seq,
+            first_size: old.first_size,
+            chain: old.chain.saturating_add(1),
+            ..fresh
+        };
         self.new_block(p, addr, block, ts, Via::Realloc, addr != old_addr, out);
     }
 
@@ -696,7 +909,11 @@ impl Replay {
                 if failed || addr >= SYSCALL_ERROR_MIN {
                     self.counters.failed_syscalls += 1;
                 } else if let Some(range) = space::span(addr, size) {
-                    let mapping = Mapping::new(opt(&batch.prot, i).unwrap_or(0x3), opt(&batch.map_flags, i).unwrap_or(space::MAP_ANONYMOUS), opt(&batch.fd, i).unwrap_or(-1));
+                    let mapping = Mapping::new(
+                        opt(&batch.prot, i).unwrap_or(0x3),
+                        opt(&batch.map_flags, i).unwrap_or(space::MAP_ANONYMOUS),
+                        opt(&batch.fd, i).unwrap_or(-1),
+                    );
                     proc.space.map(range, mapping);
                 }
             }
@@ -710,12 +927,20 @@ impl Replay {
             }
             EventKind::Mremap => {
                 self.counters.mremaps += 1;
-                let old_addr = if batch.old_addr.is_valid(i) { batch.old_addr.values()[i] } else { 0 };
+                let old_addr = if batch.old_addr.is_valid(i) {
+                    batch.old_addr.values()[i]
+                } else {
+                    0
+                };
                 let old_size = opt(&batch.old_size, i).unwrap_or(0);
                 if failed || addr >= SYSCALL_ERROR_MIN {
                     self.counters.failed_syscalls += 1;
                 } else {
-                    let mapping = proc.space.get(old_addr).unwrap_or(Mapping::new(0x3, space::MAP_ANONYMOUS, -1));
+                    let mapping = proc.space.get(old_addr).unwrap_or(Mapping::new(
+                        0x3,
+                        space::MAP_ANONYMOUS,
+                        -1,
+                    ));
                     if let Some(range) = space::span(old_addr, old_size) {
                         proc.space.unmap(range);
                     }
@@ -741,7 +966,7 @@ impl Replay {
                 self.counters.madvises += 1;
                 let advice = opt(&batch.map_flags, i).unwrap_or(0);
                 if !failed && (advice == MADV_DONTNEED || advice == MADV_FREE) {
-                    self.totals.released += size;
+                    self.totals.released = self.totals.released.saturating_add(size.min(MAX_SIZE));
                 }
             }
             _ => {}
@@ -754,10 +979,12 @@ impl Replay {
         let proc = &mut self.procs[p];
         let pid = proc.pid;
         match batch.event(i) {
-            EventKind::GcStart => proc.gc_start = Some((ts, opt(&batch.gc_cycle, i), opt(&batch.gc_generation, i))),
+            EventKind::GcStart => {
+                proc.gc_start = Some((ts, opt(&batch.gc_cycle, i), opt(&batch.gc_generation, i)))
+            }
             EventKind::GcEnd => {
-                let heap_live = opt(&batch.heap_live, i);
-                let heap_goal = opt(&batch.heap_goal, i);
+                let heap_live = opt(&batch.heap_live, i).map(|v| v.min(MAX_SIZE));
+                let heap_goal = opt(&batch.heap_goal, i).map(|v| v.min(MAX_SIZE));
                 let (start_ns, cycle, generation) = match proc.gc_start.take() {
                     Some(start) => start,
                     None => {
@@ -783,8 +1010,8 @@ impl Replay {
                     generation: opt(&batch.gc_generation, i).or(generation),
                     heap_live,
                     heap_goal,
-                    collected: opt(&batch.collected, i),
-                    uncollectable: opt(&batch.uncollectable, i),
+                    collected: opt(&batch.collected, i).map(|v| v.min(MAX_SIZE)),
+                    uncollectable: opt(&batch.uncollectable, i).map(|v| v.min(MAX_SIZE)),
                 }));
             }
             EventKind::StwStart => proc.stw_start = Some((ts, batch.reason(i))),
@@ -797,7 +1024,12 @@ impl Replay {
                     }
                 };
                 self.counters.stw_pauses += 1;
-                out.marks.push(Mark::Stw(StwSpan { pid, start_ns, end_ns: ts.max(start_ns), reason: reason.or(batch.reason(i)) }));
+                out.marks.push(Mark::Stw(StwSpan {
+                    pid,
+                    start_ns,
+                    end_ns: ts.max(start_ns),
+                    reason: reason.or(batch.reason(i)),
+                }));
             }
             _ => {}
         }

@@ -54,10 +54,11 @@ const GO_MAX_SMALL: u64 = 32768;
 const GO_PAGE: u64 = 8192;
 /// `class_to_size` from Go 1.19's `runtime/sizeclasses.go` (class 0 = no class).
 const GO_CLASS_TO_SIZE: [u16; 68] = [
-    0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352, 384, 416,
-    448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200,
-    3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384,
-    18432, 19072, 20480, 21760, 24576, 27264, 28672, 32768,
+    0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320,
+    352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792,
+    2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728,
+    10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264, 28672,
+    32768,
 ];
 
 fn round_up(value: u64, to: u64) -> u64 {
@@ -78,15 +79,27 @@ pub fn estimate(allocator: Allocator, size: u64) -> Class {
                 // sysmalloc maps ALIGN_UP(nb + SIZE_SZ, pagesize); both chunk header words are
                 // then overhead (malloc_usable_size = chunksize − CHUNK_HDR_SZ).
                 let mapped = round_up(chunk.saturating_add(GLIBC_SIZE_SZ), PAGE);
-                Class { class_bytes: mapped, usable: mapped - 2 * GLIBC_SIZE_SZ, mmapped: true }
+                Class {
+                    class_bytes: mapped,
+                    usable: mapped - 2 * GLIBC_SIZE_SZ,
+                    mmapped: true,
+                }
             } else {
                 // The next chunk's prev_size word is usable while this chunk is in use.
-                Class { class_bytes: chunk, usable: chunk - GLIBC_SIZE_SZ, mmapped: false }
+                Class {
+                    class_bytes: chunk,
+                    usable: chunk - GLIBC_SIZE_SZ,
+                    mmapped: false,
+                }
             }
         }
         Allocator::Pymalloc => {
             let class = round_up(size.max(1), PYMALLOC_ALIGN);
-            Class { class_bytes: class, usable: class, mmapped: false }
+            Class {
+                class_bytes: class,
+                usable: class,
+                mmapped: false,
+            }
         }
         Allocator::Go => {
             let class = if size == 0 {
@@ -94,11 +107,17 @@ pub fn estimate(allocator: Allocator, size: u64) -> Class {
                 0
             } else if size <= GO_MAX_SMALL {
                 let index = GO_CLASS_TO_SIZE.partition_point(|&c| u64::from(c) < size);
-                GO_CLASS_TO_SIZE.get(index).map_or(GO_MAX_SMALL, |&c| u64::from(c))
+                GO_CLASS_TO_SIZE
+                    .get(index)
+                    .map_or(GO_MAX_SMALL, |&c| u64::from(c))
             } else {
                 round_up(size, GO_PAGE)
             };
-            Class { class_bytes: class, usable: class, mmapped: false }
+            Class {
+                class_bytes: class,
+                usable: class,
+                mmapped: false,
+            }
         }
     }
 }
@@ -111,8 +130,20 @@ mod tests {
     #[test]
     fn glibc_matches_measured_usable_sizes() {
         // (request, malloc_usable_size) pairs from glibc 2.36 on x86-64.
-        for (size, usable) in [(0, 24), (1, 24), (24, 24), (25, 40), (100, 104), (1000, 1000), (1001, 1016)] {
-            assert_eq!(estimate(Allocator::Glibc, size).usable, usable, "size {size}");
+        for (size, usable) in [
+            (0, 24),
+            (1, 24),
+            (24, 24),
+            (25, 40),
+            (100, 104),
+            (1000, 1000),
+            (1001, 1016),
+        ] {
+            assert_eq!(
+                estimate(Allocator::Glibc, size).usable,
+                usable,
+                "size {size}"
+            );
         }
         let big = estimate(Allocator::Glibc, 200_000);
         assert!(big.mmapped);
@@ -126,8 +157,22 @@ mod tests {
         assert_eq!(estimate(Allocator::Pymalloc, 1).class_bytes, 16);
         assert_eq!(estimate(Allocator::Pymalloc, 17).class_bytes, 32);
         assert_eq!(estimate(Allocator::Pymalloc, 512).class_bytes, 512);
-        for (size, class) in [(1, 8), (8, 8), (9, 16), (17, 24), (25, 32), (33, 48), (1025, 1152), (32768, 32768), (32769, 40960)] {
-            assert_eq!(estimate(Allocator::Go, size).class_bytes, class, "size {size}");
+        for (size, class) in [
+            (1, 8),
+            (8, 8),
+            (9, 16),
+            (17, 24),
+            (25, 32),
+            (33, 48),
+            (1025, 1152),
+            (32768, 32768),
+            (32769, 40960),
+        ] {
+            assert_eq!(
+                estimate(Allocator::Go, size).class_bytes,
+                class,
+                "size {size}"
+            );
         }
         assert_eq!(estimate(Allocator::Go, 0).class_bytes, 0);
     }

@@ -23,7 +23,11 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn new(prot: u32, map_flags: u32, fd: i32) -> Mapping {
-        Mapping { anonymous: fd < 0 || map_flags & MAP_ANONYMOUS != 0, stack: map_flags & MAP_STACK_FLAGS != 0, prot }
+        Mapping {
+            anonymous: fd < 0 || map_flags & MAP_ANONYMOUS != 0,
+            stack: map_flags & MAP_STACK_FLAGS != 0,
+            prot,
+        }
     }
 
     /// Counts as heap footprint and is scanned for fragmentation.
@@ -76,7 +80,12 @@ impl AddressSpace {
         let pieces: Vec<(Range<u64>, Mapping)> = self
             .maps
             .overlapping(&range)
-            .map(|(r, m)| (r.start.max(range.start)..r.end.min(range.end), Mapping { prot, ..*m }))
+            .map(|(r, m)| {
+                (
+                    r.start.max(range.start)..r.end.min(range.end),
+                    Mapping { prot, ..*m },
+                )
+            })
             .collect();
         for (piece, mapping) in pieces {
             self.map(piece, mapping);
@@ -122,7 +131,10 @@ mod tests {
         assert_eq!(s.heap_bytes(), 0x2000);
         s.protect(span(0x10000, 0x2000).unwrap(), RW);
         assert_eq!(s.heap_bytes(), 0x3000);
-        s.map(span(0x40000, 0x8000).unwrap(), Mapping::new(RW, 0x20022, -1));
+        s.map(
+            span(0x40000, 0x8000).unwrap(),
+            Mapping::new(RW, 0x20022, -1),
+        );
         assert_eq!(s.heap_bytes(), 0x3000);
         let mut ranges = Vec::new();
         s.heap_ranges(&mut ranges);

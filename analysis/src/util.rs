@@ -28,7 +28,10 @@ pub struct Log2Hist {
 
 impl Default for Log2Hist {
     fn default() -> Self {
-        Log2Hist { counts: vec![0; LOG2_BUCKETS], sums: vec![0; LOG2_BUCKETS] }
+        Log2Hist {
+            counts: vec![0; LOG2_BUCKETS],
+            sums: vec![0; LOG2_BUCKETS],
+        }
     }
 }
 
@@ -64,7 +67,10 @@ impl Log2Hist {
 
     /// Index one past the last non-empty bucket (to trim trailing empty buckets in output).
     pub fn used_len(&self) -> usize {
-        self.counts.iter().rposition(|&c| c > 0).map_or(0, |k| k + 1)
+        self.counts
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0, |k| k + 1)
     }
 }
 
@@ -86,7 +92,11 @@ pub trait Counted: Default + Copy {
 
 impl<K: Hash + Eq + Copy + Ord, V: Counted> TopCounter<K, V> {
     pub fn new(capacity: usize) -> Self {
-        TopCounter { map: FxHashMap::default(), capacity: capacity.max(2), error_bound: 0 }
+        TopCounter {
+            map: FxHashMap::default(),
+            capacity: capacity.max(2),
+            error_bound: 0,
+        }
     }
 
     #[inline]
@@ -117,14 +127,6 @@ impl<K: Hash + Eq + Copy + Ord, V: Counted> TopCounter<K, V> {
         self.error_bound
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key)
-    }
-
     /// The `n` highest-ranked entries, ties broken by key so output is deterministic.
     pub fn top(&self, n: usize, rank: impl Fn(&V) -> u64) -> Vec<(K, V)> {
         let mut all: Vec<(K, V)> = self.map.iter().map(|(k, v)| (*k, *v)).collect();
@@ -143,7 +145,10 @@ pub struct TopK<T: Ord> {
 
 impl<T: Ord> TopK<T> {
     pub fn new(n: usize) -> Self {
-        TopK { heap: BinaryHeap::with_capacity(n.min(4096) + 1), n }
+        TopK {
+            heap: BinaryHeap::with_capacity(n.min(4096) + 1),
+            n,
+        }
     }
 
     #[inline]
@@ -255,7 +260,7 @@ mod tests {
             c.entry(1).0 += 1;
         }
         assert!(!c.exact());
-        assert!(c.len() <= 8);
+        assert!(c.map.len() <= 8);
         assert_eq!(c.top(1, |v| v.0)[0].0, 1);
         assert_eq!(c.top(1, |v| v.0)[0].1.0, 1100);
     }

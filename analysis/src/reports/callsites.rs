@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use super::{Chunk, End, EvKind, Reducer, Via};
+use super::{Chunk, End, Ev, Reducer, Via};
 use crate::{
     replay::NO_STACK,
     util::{Counted, TopCounter},
@@ -19,6 +19,8 @@ use crate::{
 
 /// Distinct stacks counted exactly (the tracer's stack map is smaller).
 const STACK_CAPACITY: usize = 1 << 17;
+/// Stack ids below this (the tracer numbers stacks densely from 0) index a plain array.
+const DENSE_STACKS: usize = 1 << 16;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct SiteAgg {
@@ -78,13 +80,31 @@ impl CallSites {
 }
 
 pub struct CallSitesReducer {
+    dense: Vec<SiteAgg>,
     sites: TopCounter<u32, SiteAgg>,
     top: usize,
 }
 
 impl CallSitesReducer {
     pub fn new(top: usize) -> Self {
-        CallSitesReducer { sites: TopCounter::new(STACK_CAPACITY), top }
+        CallSitesReducer {
+            dense: Vec::new(),
+            sites: TopCounter::new(STACK_CAPACITY),
+            top,
+        }
+    }
+
+    #[inline]
+    fn site(&mut self, stack: u32) -> &mut SiteAgg {
+        let index = stack as usize;
+        if index < DENSE_STACKS {
+            if index >= self.dense.len() {
+                self.dense.resize(index + 1, SiteAgg::default());
+            }
+            &mut self.dense[index]
+        } else {
+            self.sites.entry(stack)
+        }
     }
 }
 
@@ -92,29 +112,34 @@ impl Reducer for CallSitesReducer {
     type Output = CallSites;
 
     fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.evs {
-            if ev.block.stack == NO_STACK {
-                continue;
-            }
-            let site = self.sites.entry(ev.block.stack);
-            match ev.kind {
-                EvKind::Alloc => {
-                    site.allocs += 1;
-                    site.bytes += ev.block.size;
-                }
-                EvKind::Free => {
-                    site.frees += 1;
-                    site.freed_bytes += ev.block.size;
-                    site.temporary += u64::from(ev.via == Via::Call && ev.between == 0);
-                }
-            }
+        // A relabel moves attribution between layers of one call; the stack is the same.
+        let counted = |ev: &&Ev| ev.block.stack != NO_STACK && ev.via != Via::Relabel;
+        for ev in chunk.allocs().filter(counted) {
+            let site = self.site(ev.block.stack);
+            site.allocs += 1;
+            site.bytes = site.bytes.saturating_add(ev.block.size);
+        }
+        for ev in chunk.frees().filter(counted) {
+            let site = self.site(ev.block.stack);
+            site.frees += 1;
+            site.freed_bytes = site.freed_bytes.saturating_add(ev.block.size);
+            site.temporary += u64::from(ev.via == Via::Call && ev.between == 0);
         }
     }
 
     fn finish(self, _end: &End<'_>) -> CallSites {
-        let sites = self
-            .sites
-            .top(self.top, |s| s.bytes)
+        let mut all = self.sites.top(self.top, |s| s.bytes);
+        all.extend(
+            self.dense
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.allocs + s.frees > 0)
+                .map(|(id, s)| (id as u32, *s)),
+        );
+        all.sort_unstable_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
+        all.truncate(self.top);
+        let available = !all.is_empty();
+        let sites = all
             .into_iter()
             .map(|(stack_id, s)| Site {
                 stack_id,
@@ -127,6 +152,11 @@ impl Reducer for CallSitesReducer {
                 frames: Vec::new(),
             })
             .collect::<Vec<_>>();
-        CallSites { available: self.sites.len() > 0, symbolized: false, exact: self.sites.exact(), sites }
+        CallSites {
+            available,
+            symbolized: false,
+            exact: self.sites.exact(),
+            sites,
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Axis, BlockKind, Chunk, EvKind, HeapState, Reducer, End};
+use super::{Axis, BlockKind, Chunk, End, HeapState, Reducer, Via};
 use crate::{
     sizeclass::{self, Allocator},
     util::{Counted, TopCounter},
@@ -57,14 +57,26 @@ pub struct Internal {
     /// freed in bulk, so their waste is only in the totals).
     pub live_waste: Vec<u64>,
     pub live_waste_end: u64,
+    /// Highest `live_waste` at a bucket end.
     pub live_waste_peak: u64,
     /// Classes with the most waste, largest first.
     pub classes: Vec<ClassRow>,
     pub classes_exact: bool,
 }
 
+/// Classes are multiples of this many bytes in the dense tables (glibc and pymalloc: 16, Go: 8).
+const fn granule(allocator: Allocator) -> u64 {
+    match allocator {
+        Allocator::Go => 8,
+        _ => 16,
+    }
+}
+
 pub struct InternalReducer {
-    classes: TopCounter<(Allocator, u64), ClassAgg>,
+    /// Small classes of each allocator, indexed by class / granule (no hashing on the hot path).
+    dense: [Vec<ClassAgg>; 3],
+    /// mmapped glibc chunks and large Go objects.
+    large: TopCounter<(Allocator, u64), ClassAgg>,
     out: Internal,
     live_waste: u64,
     top: usize,
@@ -72,7 +84,32 @@ pub struct InternalReducer {
 
 impl InternalReducer {
     pub fn new(axis: Axis, top: usize) -> Self {
-        InternalReducer { classes: TopCounter::new(CLASS_CAPACITY), out: Internal { live_waste: vec![0; axis.count], ..Internal::default() }, live_waste: 0, top }
+        let dense = [
+            vec![ClassAgg::default(); (sizeclass::GLIBC_MMAP_THRESHOLD / 16) as usize + 1],
+            vec![ClassAgg::default(); (sizeclass::PYMALLOC_MAX / 16) as usize + 1],
+            vec![ClassAgg::default(); 32768 / 8 + 1],
+        ];
+        InternalReducer {
+            dense,
+            large: TopCounter::new(CLASS_CAPACITY),
+            out: Internal {
+                live_waste: vec![0; axis.count],
+                ..Internal::default()
+            },
+            live_waste: 0,
+            top,
+        }
+    }
+
+    #[inline]
+    fn class(&mut self, allocator: Allocator, class_bytes: u64) -> &mut ClassAgg {
+        let table = allocator as usize;
+        let index = (class_bytes / granule(allocator)) as usize;
+        if class_bytes.is_multiple_of(granule(allocator)) && index < self.dense[table].len() {
+            &mut self.dense[table][index]
+        } else {
+            self.large.entry((allocator, class_bytes))
+        }
     }
 }
 
@@ -80,44 +117,67 @@ impl Reducer for InternalReducer {
     type Output = Internal;
 
     fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.evs {
+        for ev in chunk.allocs() {
             let kind = ev.block.kind;
             let size = ev.block.size;
             let allocator = kind.allocator(size);
             let class = sizeclass::estimate(allocator, size);
             let waste = class.usable.saturating_sub(size);
-            match ev.kind {
-                EvKind::Alloc => {
-                    self.out.requested_bytes += size;
-                    self.out.usable_bytes += class.usable.max(size);
-                    self.out.waste_bytes += waste;
-                    self.out.mmapped_chunks += u64::from(class.mmapped);
-                    let agg = self.classes.entry((allocator, class.class_bytes));
-                    agg.count += 1;
-                    agg.requested += size;
-                    agg.usable += class.usable.max(size);
-                    if kind != BlockKind::Go {
-                        self.live_waste += waste;
-                        self.out.live_waste_peak = self.out.live_waste_peak.max(self.live_waste);
-                    }
-                }
-                EvKind::Free => self.live_waste = self.live_waste.saturating_sub(waste),
+            if kind != BlockKind::Go {
+                self.live_waste += waste;
             }
+            if ev.via == Via::Relabel {
+                continue;
+            }
+            let usable = class.usable.max(size);
+            self.out.requested_bytes = self.out.requested_bytes.saturating_add(size);
+            self.out.usable_bytes = self.out.usable_bytes.saturating_add(usable);
+            self.out.waste_bytes += waste;
+            self.out.mmapped_chunks += u64::from(class.mmapped);
+            let agg = self.class(allocator, class.class_bytes);
+            agg.count += 1;
+            agg.requested = agg.requested.saturating_add(size);
+            agg.usable = agg.usable.saturating_add(usable);
+        }
+        for ev in chunk.frees() {
+            let size = ev.block.size;
+            let waste = sizeclass::estimate(ev.block.kind.allocator(size), size)
+                .usable
+                .saturating_sub(size);
+            self.live_waste = self.live_waste.saturating_sub(waste);
         }
     }
 
     fn bucket_end(&mut self, b: usize, _state: HeapState<'_>) {
         self.out.live_waste[b] = self.live_waste;
+        self.out.live_waste_peak = self.out.live_waste_peak.max(self.live_waste);
     }
 
     fn finish(mut self, _end: &End<'_>) -> Internal {
         let out = &mut self.out;
         out.live_waste_end = self.live_waste;
-        out.waste_ratio = if out.usable_bytes > 0 { out.waste_bytes as f64 / out.usable_bytes as f64 } else { 0.0 };
-        out.classes_exact = self.classes.exact();
-        out.classes = self
-            .classes
-            .top(self.top, Counted::rank)
+        out.waste_ratio = if out.usable_bytes > 0 {
+            out.waste_bytes as f64 / out.usable_bytes as f64
+        } else {
+            0.0
+        };
+        out.classes_exact = self.large.exact();
+        let mut all = self.large.top(self.top, Counted::rank);
+        for (allocator, table) in [Allocator::Glibc, Allocator::Pymalloc, Allocator::Go]
+            .into_iter()
+            .zip(&self.dense)
+        {
+            all.extend(
+                table
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.count > 0)
+                    .map(|(i, a)| ((allocator, i as u64 * granule(allocator)), *a)),
+            );
+        }
+        all.sort_unstable_by(|a, b| b.1.rank().cmp(&a.1.rank()).then(a.0.cmp(&b.0)));
+        all.truncate(self.top);
+        out.classes = all
             .into_iter()
             .map(|((allocator, class_bytes), agg)| ClassRow {
                 allocator,

@@ -54,7 +54,10 @@ pub struct LeaksReducer {
 
 impl LeaksReducer {
     pub fn new(max_blocks: usize, max_sites: usize) -> Self {
-        LeaksReducer { max_blocks, max_sites }
+        LeaksReducer {
+            max_blocks,
+            max_sites,
+        }
     }
 }
 
@@ -72,7 +75,10 @@ impl Reducer for LeaksReducer {
             for (addr, block) in proc.live_blocks() {
                 out.blocks += 1;
                 out.bytes += block.size;
-                sites.entry((block.func, block.stack)).or_default().add(block.size);
+                sites
+                    .entry((block.func, block.stack))
+                    .or_default()
+                    .add(block.size);
                 let key = (block.size, Reverse(pid), Reverse(addr));
                 if largest.would_keep(&(key, *block)) {
                     largest.push((key, *block));
@@ -99,7 +105,12 @@ impl Reducer for LeaksReducer {
         out.sites = sites
             .into_iter()
             .take(self.max_sites)
-            .map(|((func, st), t)| LeakSite { func: end.func(func), stack_id: stack(st), blocks: t.count, bytes: t.bytes })
+            .map(|((func, st), t)| LeakSite {
+                func: end.func(func),
+                stack_id: stack(st),
+                blocks: t.count,
+                bytes: t.bytes,
+            })
             .collect();
         out
     }

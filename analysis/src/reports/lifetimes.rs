@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Chunk, End, EvKind, Reducer, Tally, Via};
+use super::{Chunk, End, Reducer, Tally, Via};
 use crate::util::Log2Hist;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -49,7 +49,14 @@ pub struct LifetimesReducer {
 
 impl LifetimesReducer {
     pub fn new(short_lived_ns: u64) -> Self {
-        LifetimesReducer { out: Lifetimes { short_lived_ns, ..Lifetimes::default() }, allocations: 0, temporary_funcs: Vec::new() }
+        LifetimesReducer {
+            out: Lifetimes {
+                short_lived_ns,
+                ..Lifetimes::default()
+            },
+            allocations: 0,
+            temporary_funcs: Vec::new(),
+        }
     }
 }
 
@@ -57,30 +64,25 @@ impl Reducer for LifetimesReducer {
     type Output = Lifetimes;
 
     fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.evs {
-            match (ev.kind, ev.via) {
-                (EvKind::Alloc, Via::Call) => self.allocations += 1,
-                (EvKind::Free, Via::Call) => {
-                    let out = &mut self.out;
-                    let size = ev.block.size;
-                    let lifetime = ev.ts.saturating_sub(ev.block.ts);
-                    out.freed += 1;
-                    out.wall_ns.add(lifetime, size);
-                    out.allocs_between.add(ev.between, size);
-                    if ev.between == 0 {
-                        out.temporary.add(size);
-                        out.temporary_sizes.add(size, size);
-                        let f = usize::from(ev.block.func);
-                        if self.temporary_funcs.len() <= f {
-                            self.temporary_funcs.resize(f + 1, Tally::default());
-                        }
-                        self.temporary_funcs[f].add(size);
-                    }
-                    if lifetime < out.short_lived_ns {
-                        out.short_lived.add(size);
-                    }
+        self.allocations += chunk.allocs().filter(|e| e.via == Via::Call).count() as u64;
+        for ev in chunk.frees().filter(|e| e.via == Via::Call) {
+            let out = &mut self.out;
+            let size = ev.block.size;
+            let lifetime = ev.ts.saturating_sub(ev.block.ts);
+            out.freed += 1;
+            out.wall_ns.add(lifetime, size);
+            out.allocs_between.add(ev.between, size);
+            if ev.between == 0 {
+                out.temporary.add(size);
+                out.temporary_sizes.add(size, size);
+                let f = usize::from(ev.block.func);
+                if self.temporary_funcs.len() <= f {
+                    self.temporary_funcs.resize(f + 1, Tally::default());
                 }
-                _ => {}
+                self.temporary_funcs[f].add(size);
+            }
+            if lifetime < out.short_lived_ns {
+                out.short_lived.add(size);
             }
         }
     }
@@ -90,13 +92,21 @@ impl Reducer for LifetimesReducer {
         out.p50_ns = out.wall_ns.quantile_low(0.5);
         out.p90_ns = out.wall_ns.quantile_low(0.9);
         out.p99_ns = out.wall_ns.quantile_low(0.99);
-        out.temporary_ratio = if self.allocations > 0 { out.temporary.count as f64 / self.allocations as f64 } else { 0.0 };
+        out.temporary_ratio = if self.allocations > 0 {
+            out.temporary.count as f64 / self.allocations as f64
+        } else {
+            0.0
+        };
         let mut funcs: Vec<FuncTally> = self
             .temporary_funcs
             .iter()
             .enumerate()
             .filter(|(_, t)| t.count > 0)
-            .map(|(f, t)| FuncTally { func: end.func(f as u16), count: t.count, bytes: t.bytes })
+            .map(|(f, t)| FuncTally {
+                func: end.func(f as u16),
+                count: t.count,
+                bytes: t.bytes,
+            })
             .collect();
         funcs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.func.cmp(&b.func)));
         out.temporary_funcs = funcs;

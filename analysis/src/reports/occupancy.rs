@@ -2,7 +2,7 @@
 //! heap and anonymous writable mappings), sampled over time. Definitions in `docs/metrics.md`.
 //!
 //! A sample sorts every live block by address, so it costs O(live blocks). Samples are taken at
-//! bucket ends, at most `samples` times, and only once at least `2 × live blocks` events went by
+//! bucket ends, at most `samples` times, and only once at least `4 × live blocks` events went by
 //! since the previous one: the scan never costs more than a small constant per event.
 //!
 //! ```no_run
@@ -14,7 +14,7 @@
 
 use serde::Serialize;
 
-use super::{Axis, Chunk, HeapState, Reducer, End};
+use super::{Axis, Chunk, End, HeapState, Reducer};
 pub use crate::replay::Region;
 
 /// Gaps shorter than this cannot hold the smallest glibc chunk (MINSIZE, 32 bytes): they are
@@ -23,7 +23,7 @@ pub const MIN_GAP: u64 = 32;
 /// Page size for the empty-page count.
 pub const PAGE: u64 = 4096;
 /// Events per live block that must pass between two samples.
-const EVENTS_PER_BLOCK: u64 = 2;
+const EVENTS_PER_BLOCK: u64 = 4;
 
 /// Occupancy at one instant, summed over processes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -83,20 +83,34 @@ impl OccupancyReducer {
     }
 
     fn sample(&mut self, t_ns: u64, state: HeapState<'_>) -> Sample {
-        let mut total = Sample { t_ns, ..Sample::default() };
+        let mut total = Sample {
+            t_ns,
+            ..Sample::default()
+        };
         for proc in state.processes() {
             self.blocks.clear();
-            self.blocks.extend(proc.live_blocks().map(|(addr, b)| (addr, addr.saturating_add(b.kind.extent(b.size)))));
+            self.blocks.extend(
+                proc.live_blocks()
+                    .map(|(addr, b)| (addr, addr.saturating_add(b.kind.extent(b.size)))),
+            );
             self.blocks.sort_unstable();
             proc.heap_regions(&mut self.regions);
             scan(&self.blocks, &self.regions, &mut total);
         }
-        total.frag_index = if total.free_bytes > 0 { 1.0 - total.largest_gap as f64 / total.free_bytes as f64 } else { 0.0 };
+        total.frag_index = if total.free_bytes > 0 {
+            1.0 - total.largest_gap as f64 / total.free_bytes as f64
+        } else {
+            0.0
+        };
         total
     }
 
     fn keep(&mut self, sample: Sample) {
-        if self.out.worst.is_none_or(|w| sample.free_bytes > w.free_bytes) {
+        if self
+            .out
+            .worst
+            .is_none_or(|w| sample.free_bytes > w.free_bytes)
+        {
             self.out.worst = Some(sample);
         }
         self.out.samples.push(sample);
@@ -167,7 +181,10 @@ impl Reducer for OccupancyReducer {
 
     fn bucket_end(&mut self, b: usize, state: HeapState<'_>) {
         let last_bucket = b + 1 == self.axis.count;
-        if last_bucket || self.out.samples.len() + 1 >= self.max_samples || (b + 1) % self.stride != 0 {
+        if last_bucket
+            || self.out.samples.len() + 1 >= self.max_samples
+            || !(b + 1).is_multiple_of(self.stride)
+        {
             return;
         }
         if self.events_since < EVENTS_PER_BLOCK * state.totals().live_blocks {
@@ -195,14 +212,26 @@ mod tests {
     /// outside every region, and an empty non-brk region that must be skipped.
     #[test]
     fn scan_counts_gaps_pages_and_outside() {
-        let region = |start, end| Region { start, end, brk: false };
-        let regions = [Region { start: 0x10000, end: 0x20000, brk: true }, region(0x7f00_0000_0000, 0x7f00_0000_4000), region(0x7f00_0001_0000, 0x7f00_0002_0000)];
+        let region = |start, end| Region {
+            start,
+            end,
+            brk: false,
+        };
+        let regions = [
+            Region {
+                start: 0x10000,
+                end: 0x20000,
+                brk: true,
+            },
+            region(0x7f00_0000_0000, 0x7f00_0000_4000),
+            region(0x7f00_0001_0000, 0x7f00_0002_0000),
+        ];
         let blocks = [
-            (0x8000, 0x8010),                              // outside
-            (0x10010, 0x10100),                            // 16-byte overhead gap before
-            (0x10100, 0x10200),                            // adjacent
-            (0x13000, 0x13100),                            // gap of 0x2e00
-            (0x7f00_0000_0000, 0x7f00_0000_4000),          // fills the second region
+            (0x8000, 0x8010),                     // outside
+            (0x10010, 0x10100),                   // 16-byte overhead gap before
+            (0x10100, 0x10200),                   // adjacent
+            (0x13000, 0x13100),                   // gap of 0x2e00
+            (0x7f00_0000_0000, 0x7f00_0000_4000), // fills the second region
         ];
         let mut s = Sample::default();
         scan(&blocks, &regions, &mut s);

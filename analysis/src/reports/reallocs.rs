@@ -52,13 +52,18 @@ type ChainKey = (u16, u64, Reverse<u32>, Reverse<u64>);
 
 pub struct ReallocsReducer {
     out: Reallocs,
-    old_size: u64,
     longest: TopK<(ChainKey, Block, Option<u64>)>,
 }
 
 impl ReallocsReducer {
     pub fn new(top: usize) -> Self {
-        ReallocsReducer { out: Reallocs { chain_lengths: vec![0; MAX_CHAIN_BUCKET + 1], ..Reallocs::default() }, old_size: 0, longest: TopK::new(top) }
+        ReallocsReducer {
+            out: Reallocs {
+                chain_lengths: vec![0; MAX_CHAIN_BUCKET + 1],
+                ..Reallocs::default()
+            },
+            longest: TopK::new(top),
+        }
     }
 
     fn chain_end(&mut self, pid: u32, block: &Block, end_ns: Option<u64>) {
@@ -79,24 +84,33 @@ impl Reducer for ReallocsReducer {
     type Output = Reallocs;
 
     fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.evs {
-            match (ev.kind, ev.via) {
-                (EvKind::Free, Via::Realloc) => self.old_size = ev.block.size,
-                (EvKind::Alloc, Via::Realloc) => {
-                    let out = &mut self.out;
-                    let (old, new) = (self.old_size, ev.block.size);
-                    out.count += 1;
-                    if ev.moved {
-                        out.moved += 1;
-                        out.bytes_copied += old.min(new);
-                    } else {
-                        out.in_place += 1;
-                    }
-                    out.grew += u64::from(new > old);
-                    out.shrank += u64::from(new < old);
+        for &i in chunk.alloc_index {
+            let ev = &chunk.evs[i as usize];
+            if ev.via != Via::Realloc {
+                continue;
+            }
+            // The replay emits a realloc as Free(old) immediately followed by Alloc(new).
+            let old = match i.checked_sub(1).map(|j| &chunk.evs[j as usize]) {
+                Some(prev) if prev.kind == EvKind::Free && prev.via == Via::Realloc => {
+                    prev.block.size
                 }
-                (EvKind::Free, _) => self.chain_end(ev.pid, &ev.block, Some(ev.ts)),
-                _ => {}
+                _ => continue,
+            };
+            let out = &mut self.out;
+            let new = ev.block.size;
+            out.count += 1;
+            if ev.moved {
+                out.moved += 1;
+                out.bytes_copied = out.bytes_copied.saturating_add(old.min(new));
+            } else {
+                out.in_place += 1;
+            }
+            out.grew += u64::from(new > old);
+            out.shrank += u64::from(new < old);
+        }
+        for ev in chunk.frees() {
+            if matches!(ev.via, Via::Call | Via::Implicit) && ev.block.chain > 0 {
+                self.chain_end(ev.pid, &ev.block, Some(ev.ts));
             }
         }
     }
@@ -107,7 +121,12 @@ impl Reducer for ReallocsReducer {
                 self.chain_end(proc.pid(), block, None);
             }
         }
-        let trim = self.out.chain_lengths.iter().rposition(|&c| c > 0).map_or(0, |k| k + 1);
+        let trim = self
+            .out
+            .chain_lengths
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0, |k| k + 1);
         self.out.chain_lengths.truncate(trim);
         self.out.longest = self
             .longest

@@ -9,11 +9,13 @@
 
 use serde::Serialize;
 
-use super::{Chunk, EvKind, HeapState, Reducer, Tally};
+use super::{Chunk, End, Reducer, Tally, Via};
 use crate::util::{Log2Hist, TopCounter};
 
 /// Distinct sizes counted exactly before the counter starts dropping rare ones.
 const SIZE_CAPACITY: usize = 1 << 16;
+/// Sizes below this are counted in a plain array (most requests are small).
+const DENSE_SIZES: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct TopSize {
@@ -40,13 +42,19 @@ pub struct Sizes {
 
 pub struct SizesReducer {
     out: Sizes,
+    small: Vec<u64>,
     exact: TopCounter<u64, Tally>,
     top: usize,
 }
 
 impl SizesReducer {
     pub fn new(top: usize) -> Self {
-        SizesReducer { out: Sizes::default(), exact: TopCounter::new(SIZE_CAPACITY), top }
+        SizesReducer {
+            out: Sizes::default(),
+            small: vec![0; DENSE_SIZES],
+            exact: TopCounter::new(SIZE_CAPACITY),
+            top,
+        }
     }
 }
 
@@ -54,21 +62,51 @@ impl Reducer for SizesReducer {
     type Output = Sizes;
 
     fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.evs.iter().filter(|e| e.kind == EvKind::Alloc) {
+        for ev in chunk.allocs().filter(|e| e.via != Via::Relabel) {
             let size = ev.block.size;
             self.out.allocations += 1;
             self.out.bytes += size;
             self.out.largest = self.out.largest.max(size);
             self.out.histogram.add(size, size);
-            self.exact.entry(size).add(size);
+            match self.small.get_mut(size as usize) {
+                Some(count) => *count += 1,
+                None => self.exact.entry(size).add(size),
+            }
         }
     }
 
     fn finish(mut self, _end: &End<'_>) -> Sizes {
         let out = &mut self.out;
-        out.mean = if out.allocations > 0 { out.bytes as f64 / out.allocations as f64 } else { 0.0 };
+        out.mean = if out.allocations > 0 {
+            out.bytes as f64 / out.allocations as f64
+        } else {
+            0.0
+        };
         out.median_bucket_low = out.histogram.quantile_low(0.5);
-        out.top = self.exact.top(self.top, |t| t.count).into_iter().map(|(size, t)| TopSize { size, count: t.count, bytes: t.bytes }).collect();
+        let mut top: Vec<TopSize> = self
+            .exact
+            .top(self.top, |t| t.count)
+            .into_iter()
+            .map(|(size, t)| TopSize {
+                size,
+                count: t.count,
+                bytes: t.bytes,
+            })
+            .collect();
+        top.extend(
+            self.small
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(size, &count)| TopSize {
+                    size: size as u64,
+                    count,
+                    bytes: size as u64 * count,
+                }),
+        );
+        top.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(a.size.cmp(&b.size)));
+        top.truncate(self.top);
+        out.top = top;
         out.top_exact = self.exact.exact();
         out.top_error_bound = self.exact.error_bound();
         self.out

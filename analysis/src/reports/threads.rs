@@ -11,7 +11,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{Chunk, End, EvKind, Reducer, Via};
+use super::{Chunk, End, Reducer, Via};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ThreadRow {
@@ -38,17 +38,45 @@ pub struct Threads {
 }
 
 pub struct ThreadsReducer {
-    rows: FxHashMap<(u32, u32), ThreadRow>,
+    index: FxHashMap<(u32, u32), usize>,
+    rows: Vec<ThreadRow>,
+    /// Direct-mapped cache of (pid, tid) → row, so the common lookups cost one compare
+    /// instead of a hash-map probe (events of a few threads interleave at random).
+    cache: [(u64, usize); 64],
     top: usize,
 }
 
 impl ThreadsReducer {
     pub fn new(top: usize) -> Self {
-        ThreadsReducer { rows: FxHashMap::default(), top }
+        ThreadsReducer {
+            index: FxHashMap::default(),
+            rows: Vec::new(),
+            cache: [(u64::MAX, 0); 64],
+            top,
+        }
     }
 
+    #[inline]
     fn row(&mut self, pid: u32, tid: u32) -> &mut ThreadRow {
-        self.rows.entry((pid, tid)).or_insert(ThreadRow { pid, tid, ..ThreadRow::default() })
+        let key = (u64::from(pid) << 32) | u64::from(tid);
+        let slot = (tid as usize ^ pid as usize) % self.cache.len();
+        let (cached, index) = self.cache[slot];
+        let index = if cached == key {
+            index
+        } else {
+            let next = self.rows.len();
+            let index = *self.index.entry((pid, tid)).or_insert(next);
+            if index == next {
+                self.rows.push(ThreadRow {
+                    pid,
+                    tid,
+                    ..ThreadRow::default()
+                });
+            }
+            self.cache[slot] = (key, index);
+            index
+        };
+        &mut self.rows[index]
     }
 }
 
@@ -56,35 +84,42 @@ impl Reducer for ThreadsReducer {
     type Output = Threads;
 
     fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.evs {
-            match ev.kind {
-                EvKind::Alloc => {
-                    let row = self.row(ev.pid, ev.tid);
-                    row.allocs += 1;
-                    row.alloc_bytes += ev.block.size;
-                    row.live_bytes += ev.block.size;
-                }
-                EvKind::Free => {
-                    let row = self.row(ev.pid, ev.tid);
-                    row.frees += 1;
-                    row.freed_bytes += ev.block.size;
-                    let cross = ev.block.tid != ev.tid;
-                    if cross && ev.via == Via::Call {
-                        row.cross_thread_frees += 1;
-                    }
-                    let owner = self.row(ev.pid, ev.block.tid);
-                    owner.live_bytes = owner.live_bytes.saturating_sub(ev.block.size);
-                }
-            }
+        for ev in chunk.allocs() {
+            let counted = ev.via != Via::Relabel;
+            let row = self.row(ev.pid, ev.tid);
+            row.allocs += u64::from(counted);
+            row.alloc_bytes =
+                row.alloc_bytes
+                    .saturating_add(if counted { ev.block.size } else { 0 });
+            row.live_bytes = row.live_bytes.saturating_add(ev.block.size);
+        }
+        for ev in chunk.frees() {
+            let counted = ev.via != Via::Relabel;
+            let row = self.row(ev.pid, ev.tid);
+            row.frees += u64::from(counted);
+            row.freed_bytes =
+                row.freed_bytes
+                    .saturating_add(if counted { ev.block.size } else { 0 });
+            row.cross_thread_frees += u64::from(ev.block.tid != ev.tid && ev.via == Via::Call);
+            let owner = self.row(ev.pid, ev.block.tid);
+            owner.live_bytes = owner.live_bytes.saturating_sub(ev.block.size);
         }
     }
 
     fn finish(self, _end: &End<'_>) -> Threads {
-        let mut rows: Vec<ThreadRow> = self.rows.into_values().collect();
-        rows.sort_unstable_by(|a, b| b.alloc_bytes.cmp(&a.alloc_bytes).then((a.pid, a.tid).cmp(&(b.pid, b.tid))));
+        let mut rows = self.rows;
+        rows.sort_unstable_by(|a, b| {
+            b.alloc_bytes
+                .cmp(&a.alloc_bytes)
+                .then((a.pid, a.tid).cmp(&(b.pid, b.tid)))
+        });
         let threads = rows.len() as u64;
         let cross_thread_frees = rows.iter().map(|r| r.cross_thread_frees).sum();
         rows.truncate(self.top);
-        Threads { threads, cross_thread_frees, rows }
+        Threads {
+            threads,
+            cross_thread_frees,
+            rows,
+        }
     }
 }

@@ -5,12 +5,12 @@
 //! ```no_run
 //! let report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
 //! let t = &report.timeline;
-//! println!("{} buckets of {} ns", t.live_bytes.len(), t.axis.width_ns);
+//! println!("{} buckets of {} ns", t.live_bytes.len(), t.axis.map_or(0, |a| a.width_ns));
 //! ```
 
 use serde::Serialize;
 
-use super::{Axis, Chunk, EvKind, HeapState, Mark, Reducer, End};
+use super::{Axis, Chunk, End, Ev, HeapState, Mark, Reducer, Via};
 
 /// Series over the time buckets of `axis`. Level series (live, footprint, ...) hold the value
 /// at the end of the bucket; flow series (counts, bytes, ns) the amount within it.
@@ -66,16 +66,21 @@ impl TimelineReducer {
             gc_ns: zeros.clone(),
             stw_ns: zeros,
         };
-        TimelineReducer { axis, out, released: 0, live_at_start: 0 }
+        TimelineReducer {
+            axis,
+            out,
+            released: 0,
+            live_at_start: 0,
+        }
     }
 
     /// Spreads `[start, end)` over the buckets it covers.
     fn spread(axis: &Axis, series: &mut [u64], start: u64, end: u64) {
         let (first, last) = (axis.bucket(start), axis.bucket(end));
-        for b in first..=last {
+        for (b, slot) in series.iter_mut().enumerate().take(last + 1).skip(first) {
             let lo = start.max(axis.start_ns + axis.offset_ns(b));
             let hi = end.min(axis.end_ns(b));
-            series[b] += hi.saturating_sub(lo);
+            *slot = slot.saturating_add(hi.saturating_sub(lo));
         }
     }
 }
@@ -86,28 +91,29 @@ impl Reducer for TimelineReducer {
     fn observe(&mut self, chunk: &Chunk<'_>) {
         let b = chunk.bucket;
         let out = &mut self.out;
-        let mut max = out.live_bytes_max[b];
-        for ev in chunk.evs {
-            match ev.kind {
-                EvKind::Alloc => {
-                    out.alloc_count[b] += 1;
-                    out.alloc_bytes[b] += ev.block.size;
-                }
-                EvKind::Free => {
-                    out.free_count[b] += 1;
-                    out.free_bytes[b] += ev.block.size;
-                }
-            }
-            max = max.max(ev.live_bytes);
+        let counted = |ev: &&Ev| ev.via != Via::Relabel;
+        for ev in chunk.allocs().filter(counted) {
+            out.alloc_count[b] += 1;
+            out.alloc_bytes[b] = out.alloc_bytes[b].saturating_add(ev.block.size);
         }
-        out.live_bytes_max[b] = max;
+        for ev in chunk.frees().filter(counted) {
+            out.free_count[b] += 1;
+            out.free_bytes[b] = out.free_bytes[b].saturating_add(ev.block.size);
+        }
+        out.live_bytes_max[b] = chunk
+            .evs
+            .iter()
+            .map(|e| e.live_bytes)
+            .fold(out.live_bytes_max[b], u64::max);
         for mark in chunk.marks {
             match mark {
                 Mark::Gc(gc) => {
                     out.gc_count[self.axis.bucket(gc.end_ns)] += 1;
                     Self::spread(&self.axis, &mut out.gc_ns, gc.start_ns, gc.end_ns);
                 }
-                Mark::Stw(stw) => Self::spread(&self.axis, &mut out.stw_ns, stw.start_ns, stw.end_ns),
+                Mark::Stw(stw) => {
+                    Self::spread(&self.axis, &mut out.stw_ns, stw.start_ns, stw.end_ns)
+                }
             }
         }
     }
@@ -116,7 +122,9 @@ impl Reducer for TimelineReducer {
         let totals = state.totals();
         let out = &mut self.out;
         out.live_bytes[b] = totals.live();
-        out.live_bytes_max[b] = out.live_bytes_max[b].max(self.live_at_start).max(totals.live());
+        out.live_bytes_max[b] = out.live_bytes_max[b]
+            .max(self.live_at_start)
+            .max(totals.live());
         out.live_blocks[b] = totals.live_blocks;
         out.footprint[b] = totals.footprint();
         out.arena_bytes[b] = totals.arena_bytes;

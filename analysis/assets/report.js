@@ -1,0 +1,570 @@
+// Page script of alloctrace reports and dashboards. Reads the embedded JSON
+// (#alloctrace-data), draws every section with ECharts, then checks itself: every chart must
+// hold data and have painted pixels, and no script error may have happened. The verdict is
+// written to #alloctrace-status (data-state="ok" | "fail") and to document.title, so a headless
+// browser can read it from the DOM.
+(function () {
+  'use strict';
+
+  var errors = [];
+  var charts = [];
+  var building = true;
+  var verified = false;
+  var statusEl = document.getElementById('alloctrace-status');
+
+  window.addEventListener('error', function (e) { errors.push('error: ' + (e.message || e)); finish(); });
+  window.addEventListener('unhandledrejection', function (e) { errors.push('unhandled rejection: ' + e.reason); finish(); });
+  var consoleError = console.error;
+  console.error = function () {
+    errors.push('console.error: ' + Array.prototype.join.call(arguments, ' '));
+    return consoleError.apply(console, arguments);
+  };
+
+  // ---------- formatting ----------
+  var UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  function bytes(b) {
+    if (b === null || b === undefined) return 'n/a';
+    var v = Number(b), u = 0;
+    while (Math.abs(v) >= 1024 && u + 1 < UNITS.length) { v /= 1024; u++; }
+    return u === 0 ? Math.round(v) + ' B' : v.toFixed(1) + ' ' + UNITS[u];
+  }
+  function ns(n) {
+    if (n === null || n === undefined) return 'n/a';
+    n = Number(n);
+    if (n < 1e3) return Math.round(n) + ' ns';
+    if (n < 1e6) return (n / 1e3).toFixed(1) + ' µs';
+    if (n < 1e9) return (n / 1e6).toFixed(1) + ' ms';
+    return (n / 1e9).toFixed(2) + ' s';
+  }
+  function num(n) {
+    if (n === null || n === undefined) return 'n/a';
+    n = Number(n);
+    if (!isFinite(n)) return String(n);
+    return Math.abs(n) >= 1e4 || Number.isInteger(n) ? Math.round(n).toLocaleString('en-US') : n.toFixed(2);
+  }
+  // Names come from the trace (function names like `operator new<T>`): escape them before
+  // they reach tooltip HTML.
+  function esc(text) {
+    return String(text).replace(/[&<>"']/g, function (c) { return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]; });
+  }
+  function pct(r) { return (r === null || r === undefined) ? 'n/a' : (100 * r).toFixed(1) + '%'; }
+    function log2Low(k) { return k === 0 ? 0 : Math.pow(2, k - 1); }
+  function log2Label(k, fmt) { return k === 0 ? fmt(0) : k === 1 ? fmt(1) : fmt(log2Low(k)) + '–' + fmt(Math.pow(2, k) - 1); }
+
+  // ---------- DOM ----------
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    if (attrs) Object.keys(attrs).forEach(function (k) { if (attrs[k] !== null && attrs[k] !== undefined) node.setAttribute(k, attrs[k]); });
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined) continue;
+      node.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+    }
+    return node;
+  }
+  function section(parent, title, id) {
+    var s = el('section', { id: id });
+    s.appendChild(el('h2', null, title));
+    parent.appendChild(s);
+    return s;
+  }
+  function note(parent, text, cls) { parent.appendChild(el('p', { 'class': cls || 'note' }, text)); }
+  function kpis(parent, items) {
+    var box = el('div', { 'class': 'kpis' });
+    items.forEach(function (it) {
+      if (!it) return;
+      box.appendChild(el('div', { 'class': 'kpi' }, el('div', { 'class': 'label' }, it[0]), el('div', { 'class': 'value' }, it[1]), it[2] ? el('div', { 'class': 'sub' }, it[2]) : null));
+    });
+    parent.appendChild(box);
+  }
+  // columns: [header, fn(row) -> text, isText]
+  function table(parent, columns, rows, id) {
+    var wrap = el('div', { 'class': 'table-wrap' });
+    var t = el('table', { id: id });
+    var head = el('tr');
+    columns.forEach(function (c) { head.appendChild(el('th', { 'class': c[2] ? 'text' : null }, c[0])); });
+    t.appendChild(el('thead', null, head));
+    var body = el('tbody');
+    rows.forEach(function (r) {
+      var tr = el('tr');
+      columns.forEach(function (c) { tr.appendChild(el('td', { 'class': c[2] ? 'text' : null }, String(c[1](r)))); });
+      body.appendChild(tr);
+    });
+    t.appendChild(body);
+    wrap.appendChild(t);
+    parent.appendChild(wrap);
+  }
+
+  // ---------- charts ----------
+  var PALETTE = ['#0969da', '#cf222e', '#1a7f37', '#9a6700', '#8250df', '#bf3989', '#1b7c83', '#953800', '#57606a', '#6639ba'];
+  function baseOption(extra) {
+    var o = {
+      animation: false,
+      color: PALETTE,
+      textStyle: { fontFamily: 'system-ui, sans-serif' },
+      tooltip: { trigger: 'axis', confine: true },
+      legend: { top: 0, type: 'scroll' },
+      grid: { left: 80, right: 80, top: 36, bottom: 60 },
+      toolbox: { right: 8, top: 0, feature: { dataZoom: { yAxisIndex: 'none' }, restore: {}, saveAsImage: { title: 'save PNG' } } }
+    };
+    Object.keys(extra).forEach(function (k) { o[k] = extra[k]; });
+    return o;
+  }
+  function chart(parent, id, title, option, opts) {
+    opts = opts || {};
+    var box = el('div', { 'class': 'chart-box' });
+    box.appendChild(el('h3', null, title));
+    if (opts.note) box.appendChild(el('p', { 'class': 'note' }, opts.note));
+    var div = el('div', { 'class': 'chart' + (opts.tall ? ' tall' : ''), id: 'chart-' + id });
+    box.appendChild(div);
+    parent.appendChild(box);
+    var entry = { id: id, el: div, finished: false, chart: null };
+    charts.push(entry);
+    var c = echarts.init(div, null, { renderer: 'canvas' });
+    entry.chart = c;
+    c.on('finished', function () {
+      if (!entry.finished) { entry.finished = true; finish(); }
+    });
+    c.setOption(baseOption(option));
+    return c;
+  }
+  var bytesAxis = { type: 'value', axisLabel: { formatter: function (v) { return bytes(v); } } };
+  function valueAxis(name, fmt) { return { type: 'value', name: name, axisLabel: { formatter: fmt || function (v) { return num(v); } } }; }
+  // x values are seconds since the trace start; labels pick the unit that fits.
+  var timeAxis = { type: 'value', axisLabel: { formatter: function (v) { return ns(v * 1e9); } }, min: 'dataMin', max: 'dataMax' };
+  function zoomX() { return [{ type: 'inside', xAxisIndex: 0 }, { type: 'slider', xAxisIndex: 0, height: 16, bottom: 8 }]; }
+  function line(name, data, extra) {
+    var s = { name: name, type: 'line', showSymbol: false, data: data, sampling: 'lttb' };
+    if (extra) Object.keys(extra).forEach(function (k) { s[k] = extra[k]; });
+    return s;
+  }
+  function bytesTooltip(params) {
+    return params.map(function (p) { return p.marker + esc(p.seriesName) + ': ' + bytes(Array.isArray(p.value) ? p.value[1] : p.value); }).join('<br>');
+  }
+  function nonZero(series) { return series.some(function (v) { return Number(v) !== 0; }); }
+  // Trim a log2 histogram to its non-empty range.
+  function histRange(counts) {
+    var first = counts.findIndex(function (c) { return c > 0; });
+    if (first < 0) return null;
+    var last = counts.length - 1;
+    while (last > first && counts[last] === 0) last--;
+    return [first, last];
+  }
+
+  // ---------- report ----------
+  function renderReport(app, data) {
+    var r = data.report, s = data.summary, t = r.trace, tl = r.timeline, axis = tl.axis || { start_ns: 0, width_ns: 1, count: tl.live_bytes.length };
+    var bucketEnd = function (b) { return (b + 1) * axis.width_ns / 1e9; };
+    var xy = function (series) { return series.map(function (v, b) { return [bucketEnd(b), v]; }); };
+    var widthS = Math.max(axis.width_ns / 1e9, 1e-9);
+
+    app.appendChild(el('h1', null, 'alloctrace report: ' + t.label));
+    note(app, (t.command && t.command.length ? t.command.join(' ') : t.exe) + ' · ' + t.mode + ' · ' + t.status + ' · pids ' + t.pids.join(', ') + ' · ' + num(t.rows) + ' rows in ' + t.segments + ' segments over ' + ns(t.duration_ns), 'meta');
+    if (t.lost_total > 0) note(app, 'The tracer lost ' + num(t.lost_total) + ' rows: live bytes and leaks may be off by the lost frees and allocations.', 'warn');
+    (t.warnings || []).forEach(function (w) { note(app, w, 'warn'); });
+    kpis(app, [
+      ['peak live', bytes(s.peak_live_bytes), num(s.peak_live_blocks) + ' blocks at ' + ns(s.peak_live_t_ns)],
+      ['peak footprint', bytes(s.peak_footprint_bytes), 'at ' + ns(s.peak_footprint_t_ns)],
+      ['footprint / live at peak', s.footprint_over_live_at_peak ? s.footprint_over_live_at_peak.toFixed(2) + '×' : 'n/a'],
+      ['allocations', num(s.allocations), bytes(s.bytes_allocated) + ' requested'],
+      ['frees · reallocs', num(s.frees) + ' · ' + num(s.reallocs), num(s.failed_allocations) + ' failed'],
+      ['still live at end', bytes(s.leaked_bytes), num(s.leaked_blocks) + ' blocks'],
+      ['temporary allocations', pct(s.temporary_ratio), num(s.temporary_allocations) + ' freed before any other allocation'],
+      ['external fragmentation (end)', s.frag_index_end.toFixed(2), bytes(s.free_gap_bytes_end) + ' in ' + num(s.gaps_end) + ' gaps'],
+      ['internal waste', pct(s.internal_waste_ratio), bytes(s.internal_waste_bytes) + ' of rounding'],
+      (s.gc_cycles || s.stw_pauses) ? ['GC', num(s.gc_cycles) + ' cycles', ns(s.stw_total_ns) + ' stopped in ' + num(s.stw_pauses) + ' pauses'] : null,
+      s.per_work_unit ? ['per work unit', num(s.per_work_unit.allocations) + ' allocs', bytes(s.per_work_unit.bytes_allocated) + ' requested · ' + num(s.work_units) + ' units'] : null
+    ]);
+
+    // Timeline
+    var sec = section(app, 'Timeline', 'timeline');
+    var gcAreas = r.gc.cycles.map(function (c) { return [{ xAxis: c.start_ns / 1e9, name: c.label }, { xAxis: Math.max(c.end_ns, c.start_ns + 1) / 1e9 }]; });
+    var stwLines = r.gc.stw.map(function (p) { return { xAxis: p.start_ns / 1e9, name: p.label }; });
+    var memSeries = [
+      line('live bytes', xy(tl.live_bytes), {
+        markArea: gcAreas.length ? { silent: true, itemStyle: { color: 'rgba(154,103,0,0.12)' }, label: { show: false }, data: gcAreas } : undefined,
+        markLine: stwLines.length ? { silent: true, symbol: 'none', label: { show: false }, lineStyle: { color: '#cf222e', width: 1, type: 'solid', opacity: 0.5 }, data: stwLines } : undefined
+      }),
+      line('footprint (brk + anon RW maps)', xy(tl.footprint))
+    ];
+    if (nonZero(tl.arena_bytes)) memSeries.push(line('pymalloc arenas', xy(tl.arena_bytes)));
+    if (nonZero(tl.go_live)) memSeries.push(line('Go heap (live)', xy(tl.go_live)));
+    if (nonZero(tl.go_heap_goal)) memSeries.push(line('Go heap goal', xy(tl.go_heap_goal), { lineStyle: { type: 'dashed' } }));
+    chart(sec, 'memory', 'Memory over time', {
+      tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+      xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(), series: memSeries
+    }, { tall: true, note: gcAreas.length ? 'Shaded: GC cycles (the ' + gcAreas.length + ' longest); red lines: stop-the-world pauses.' : null });
+    var grid = el('div', { 'class': 'grid2' });
+    sec.appendChild(grid);
+    if (nonZero(tl.live_blocks)) chart(grid, 'blocks', 'Live blocks', { xAxis: timeAxis, yAxis: valueAxis('blocks'), dataZoom: zoomX(), series: [line('live blocks', xy(tl.live_blocks))] });
+    else note(grid, 'No native or Python block was ever live (Go objects are not tracked one by one).');
+    chart(grid, 'rates', 'Allocation and free rates', {
+      xAxis: timeAxis, yAxis: valueAxis('per s'), dataZoom: zoomX(),
+      series: [line('allocations/s', tl.alloc_count.map(function (c, b) { return [bucketEnd(b), c / widthS]; })), line('frees/s', tl.free_count.map(function (c, b) { return [bucketEnd(b), c / widthS]; }))]
+    });
+    var hasGcTime = nonZero(tl.gc_ns) || nonZero(tl.stw_ns);
+    if (hasGcTime) {
+      chart(sec, 'gc-time', 'Time in GC per bucket', {
+        tooltip: { trigger: 'axis', confine: true, valueFormatter: function (v) { return ns(v); } },
+        xAxis: timeAxis, yAxis: valueAxis('ns', function (v) { return ns(v); }), dataZoom: zoomX(),
+        series: [{ name: 'GC cycles', type: 'bar', data: xy(tl.gc_ns), barMaxWidth: 6 }, { name: 'stop-the-world', type: 'bar', data: xy(tl.stw_ns), barMaxWidth: 6 }]
+      });
+    }
+
+    // Fragmentation
+    sec = section(app, 'Fragmentation', 'fragmentation');
+    var liveFloor = Math.max.apply(null, tl.live_bytes.concat([0])) / 100;
+    chart(sec, 'footprint-vs-live', '(a) Footprint versus live bytes', {
+      tooltip: { trigger: 'axis', confine: true },
+      xAxis: timeAxis,
+      yAxis: [bytesAxis, valueAxis('footprint / live', function (v) { return Number(v).toFixed(1) + '×'; })],
+      dataZoom: zoomX(),
+      series: [
+        line('footprint', xy(tl.footprint), { areaStyle: { opacity: 0.08 } }),
+        line('live bytes', xy(tl.live_bytes)),
+        // The ratio is left out while live bytes are under 1% of their peak: at start-up a few
+        // bytes live in a fresh heap make it huge and flatten the rest of the curve.
+        line('footprint / live', tl.footprint.map(function (f, b) { var l = tl.live_bytes[b]; return [bucketEnd(b), l > 0 && l >= liveFloor ? f / l : null]; }), { yAxisIndex: 1, lineStyle: { type: 'dashed' }, connectNulls: false })
+      ]
+    }, { note: 'Footprint: the brk heap plus anonymous writable mappings. The gap between the lines is allocator overhead, free space and unused mappings.' });
+    var occ = r.occupancy.samples.filter(function (x) { return x.regions > 0; });
+    if (occ.length) {
+      var ox = function (f) { return occ.map(function (x) { return [x.t_ns / 1e9, f(x)]; }); };
+      grid = el('div', { 'class': 'grid2' });
+      sec.appendChild(grid);
+      chart(grid, 'gaps', '(b) Free gaps between live blocks', {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(),
+        series: [line('free bytes in gaps', ox(function (x) { return x.free_bytes; }), { showSymbol: occ.length < 40 }), line('largest gap', ox(function (x) { return x.largest_gap; }), { showSymbol: occ.length < 40 }), line('headers/alignment (< 32 B gaps)', ox(function (x) { return x.overhead_bytes; }), { showSymbol: occ.length < 40 })]
+      }, { note: 'Inside each heap region (brk heap, anonymous writable mappings holding a live block), sampled ' + occ.length + ' times.' });
+      chart(grid, 'frag-index', '(b) External fragmentation index and empty pages', {
+        xAxis: timeAxis,
+        yAxis: [{ type: 'value', name: 'index', min: 0, max: 1 }, valueAxis('pages')],
+        dataZoom: zoomX(),
+        series: [line('1 − largest gap / free', ox(function (x) { return x.frag_index; }), { showSymbol: occ.length < 40 }), line('empty 4 KiB pages', ox(function (x) { return x.empty_pages; }), { yAxisIndex: 1, showSymbol: occ.length < 40 })]
+      });
+      var last = r.occupancy.last;
+      if (last) note(sec, 'At the end: ' + num(last.regions) + ' regions, ' + bytes(last.region_bytes) + ' mapped, ' + bytes(last.used_bytes) + ' in live blocks, ' + bytes(last.free_bytes) + ' free in ' + num(last.gaps) + ' gaps (largest ' + bytes(last.largest_gap) + '), ' + num(last.empty_pages) + ' empty pages' + (last.outside_bytes ? ', ' + bytes(last.outside_bytes) + ' live outside any known region' : '') + '.');
+    } else {
+      note(sec, '(b) No heap region with live blocks was seen (no brk/mmap rows, or no native/Python blocks): address-space occupancy is not available.');
+    }
+    var inr = r.internal;
+    grid = el('div', { 'class': 'grid2' });
+    sec.appendChild(grid);
+    if (nonZero(inr.live_waste)) {
+      chart(grid, 'internal-live', '(c) Internal waste in live blocks', {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(), series: [line('usable − requested', xy(inr.live_waste), { areaStyle: { opacity: 0.1 } })]
+      });
+    }
+    if (inr.classes.length) {
+      var cls = inr.classes.slice(0, 20);
+      chart(grid, 'internal-classes', '(c) Waste by size class', {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        grid: { left: 120, right: 30, top: 30, bottom: 30 },
+        xAxis: bytesAxis,
+        yAxis: { type: 'category', inverse: true, data: cls.map(function (c) { return c.allocator + ' ' + bytes(c.class_bytes); }) },
+        series: [{ name: 'waste', type: 'bar', data: cls.map(function (c) { return c.waste_bytes; }) }]
+      }, { note: 'Estimated: glibc chunk rounding, pymalloc 16-byte classes, Go size classes (see docs/metrics.md). Total waste ' + bytes(inr.waste_bytes) + ' (' + pct(inr.waste_ratio) + ' of usable bytes).' });
+      table(sec, [['allocator', function (c) { return c.allocator; }, true], ['class', function (c) { return bytes(c.class_bytes); }], ['allocations', function (c) { return num(c.count); }], ['requested', function (c) { return bytes(c.requested_bytes); }], ['usable', function (c) { return bytes(c.usable_bytes); }], ['waste', function (c) { return bytes(c.waste_bytes); }], ['waste %', function (c) { return pct(c.usable_bytes ? c.waste_bytes / c.usable_bytes : 0); }]], inr.classes, 'table-classes');
+    }
+
+    // Patterns
+    sec = section(app, 'Allocation patterns', 'patterns');
+    var sz = r.sizes, hr = histRange(sz.histogram.counts);
+    grid = el('div', { 'class': 'grid2' });
+    sec.appendChild(grid);
+    if (hr) {
+      var ks = []; for (var k = hr[0]; k <= hr[1]; k++) ks.push(k);
+      chart(grid, 'sizes', 'Request sizes (log2 buckets)', {
+        xAxis: { type: 'category', data: ks.map(function (k) { return log2Label(k, bytes); }), axisLabel: { rotate: 45 } },
+        yAxis: [valueAxis('allocations'), bytesAxis],
+        series: [{ name: 'allocations', type: 'bar', data: ks.map(function (k) { return sz.histogram.counts[k]; }) }, { name: 'bytes', type: 'bar', yAxisIndex: 1, data: ks.map(function (k) { return sz.histogram.sums[k]; }) }]
+      }, { note: num(sz.allocations) + ' allocations, mean ' + bytes(sz.mean) + ', largest ' + bytes(sz.largest) + '.' });
+    }
+    if (sz.top.length) {
+      chart(grid, 'top-sizes', 'Most frequent sizes' + (sz.top_exact ? '' : ' (approximate)'), {
+        grid: { left: 90, right: 30, top: 30, bottom: 30 },
+        xAxis: valueAxis('allocations'),
+        yAxis: { type: 'category', inverse: true, data: sz.top.slice(0, 20).map(function (x) { return bytes(x.size); }) },
+        series: [{ name: 'allocations', type: 'bar', data: sz.top.slice(0, 20).map(function (x) { return x.count; }) }]
+      });
+    }
+    var lf = r.lifetimes;
+    grid = el('div', { 'class': 'grid2' });
+    sec.appendChild(grid);
+    var lr = histRange(lf.wall_ns.counts);
+    if (lr) {
+      var lk = []; for (k = lr[0]; k <= lr[1]; k++) lk.push(k);
+      chart(grid, 'lifetimes', 'Lifetimes (wall time)', {
+        xAxis: { type: 'category', data: lk.map(function (k) { return '≥ ' + ns(log2Low(k)); }), axisLabel: { rotate: 45 } },
+        yAxis: valueAxis('allocations'),
+        series: [{ name: 'freed allocations', type: 'bar', data: lk.map(function (k) { return lf.wall_ns.counts[k]; }) }]
+      }, { note: 'Median ≥ ' + ns(lf.p50_ns) + ', p90 ≥ ' + ns(lf.p90_ns) + ', p99 ≥ ' + ns(lf.p99_ns) + ' (log2 bucket lower bounds).' });
+    }
+    var br = histRange(lf.allocs_between.counts);
+    if (br) {
+      var bk = []; for (k = br[0]; k <= br[1]; k++) bk.push(k);
+      chart(grid, 'between', 'Lifetimes (allocations in between)', {
+        xAxis: { type: 'category', data: bk.map(function (k) { return log2Label(k, num); }), axisLabel: { rotate: 45 } },
+        yAxis: valueAxis('allocations'),
+        series: [{ name: 'freed allocations', type: 'bar', data: bk.map(function (k) { return lf.allocs_between.counts[k]; }) }]
+      });
+    }
+    if (!lr) note(sec, 'No allocation was freed during the trace: no lifetimes.');
+    note(sec, 'Temporary allocations (freed before the process made any other allocation): ' + num(lf.temporary.count) + ' (' + pct(lf.temporary_ratio) + ' of allocations, ' + bytes(lf.temporary.bytes) + '). Short-lived (under ' + ns(lf.short_lived_ns) + '): ' + num(lf.short_lived.count) + '.');
+    if (lf.temporary_funcs.length) table(sec, [['function', function (f) { return f.func; }, true], ['temporary allocations', function (f) { return num(f.count); }], ['bytes', function (f) { return bytes(f.bytes); }]], lf.temporary_funcs, 'table-temporary');
+
+    // Reallocs
+    var ra = r.reallocs;
+    if (ra.count > 0) {
+      var sub = el('div');
+      sec.appendChild(sub);
+      sub.appendChild(el('h3', null, 'realloc'));
+      note(sub, num(ra.count) + ' reallocs: ' + num(ra.in_place) + ' in place, ' + num(ra.moved) + ' moved (' + bytes(ra.bytes_copied) + ' copied); ' + num(ra.grew) + ' grew, ' + num(ra.shrank) + ' shrank; ' + num(ra.chains) + ' chains.');
+      if (ra.chain_lengths.some(function (c) { return c > 0; })) {
+        var cl = ra.chain_lengths.map(function (c, n) { return [n, c]; }).filter(function (x) { return x[0] > 0; });
+        chart(sub, 'chains', 'realloc chain lengths', {
+          xAxis: { type: 'category', data: cl.map(function (x) { return x[0] === 64 ? '≥ 64' : String(x[0]); }), name: 'reallocs' },
+          yAxis: valueAxis('chains'),
+          series: [{ name: 'chains', type: 'bar', data: cl.map(function (x) { return x[1]; }) }]
+        });
+      }
+      if (ra.longest.length) table(sub, [['pid', function (c) { return c.pid; }], ['reallocs', function (c) { return c.reallocs; }], ['first size', function (c) { return bytes(c.first_size); }], ['last size', function (c) { return bytes(c.last_size); }], ['function', function (c) { return c.func; }, true], ['stack', function (c) { return c.stack_id === null ? '' : c.stack_id; }], ['from', function (c) { return ns(c.start_ns); }], ['to', function (c) { return c.end_ns === null ? 'still live' : ns(c.end_ns); }]], ra.longest, 'table-chains');
+    }
+
+    // Threads
+    var th = r.threads;
+    if (th.rows.length) {
+      var tsub = el('div');
+      sec.appendChild(tsub);
+      tsub.appendChild(el('h3', null, 'Threads'));
+      var trows = th.rows.slice(0, 30);
+      chart(tsub, 'threads', 'Bytes allocated and still live per thread', {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        xAxis: { type: 'category', data: trows.map(function (x) { return x.pid + '/' + x.tid; }), axisLabel: { rotate: 45 } },
+        yAxis: bytesAxis,
+        series: [{ name: 'allocated', type: 'bar', data: trows.map(function (x) { return x.alloc_bytes; }) }, { name: 'still live', type: 'bar', data: trows.map(function (x) { return x.live_bytes; }) }]
+      }, { note: num(th.threads) + ' threads; ' + num(th.cross_thread_frees) + ' frees of blocks allocated by another thread.' });
+      table(tsub, [['pid', function (x) { return x.pid; }], ['tid', function (x) { return x.tid; }], ['blocks made', function (x) { return num(x.allocs); }], ['bytes', function (x) { return bytes(x.alloc_bytes); }], ['blocks ended', function (x) { return num(x.frees); }], ['bytes', function (x) { return bytes(x.freed_bytes); }], ['still live', function (x) { return bytes(x.live_bytes); }], ['cross-thread frees', function (x) { return num(x.cross_thread_frees); }]], th.rows, 'table-threads');
+    }
+
+    // Call sites
+    var cs = r.callsites;
+    var csub = el('div');
+    sec.appendChild(csub);
+    csub.appendChild(el('h3', null, 'Call sites'));
+    if (cs.available) {
+      note(csub, cs.symbolized ? 'Stacks symbolized.' : 'Stacks are shown by id: symbolization comes with stacks.parquet.');
+      table(csub, [['stack', function (x) { return x.stack_id; }], ['allocations', function (x) { return num(x.allocs); }], ['bytes', function (x) { return bytes(x.bytes); }], ['still live', function (x) { return bytes(x.live_bytes); }], ['temporary', function (x) { return num(x.temporary); }], ['frames', function (x) { return x.frames.join(' ← '); }, true]], cs.sites, 'table-sites');
+    } else {
+      note(csub, 'No stack ids in this trace (record with stacks to see call sites).');
+    }
+
+    // Leaks
+    sec = section(app, 'Still live at the end (leaks)', 'leaks');
+    var lk2 = r.leaks;
+    note(sec, num(lk2.blocks) + ' native/Python blocks (' + bytes(lk2.bytes) + ') were never freed. Go objects are freed by the GC and never listed.');
+    if (lk2.sites.length) {
+      var ls = lk2.sites.slice(0, 15);
+      chart(sec, 'leak-sites', 'Live bytes at the end by site', {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        grid: { left: 200, right: 30, top: 30, bottom: 30 },
+        xAxis: bytesAxis,
+        yAxis: { type: 'category', inverse: true, data: ls.map(function (x) { return x.func + (x.stack_id === null ? '' : ' #' + x.stack_id); }) },
+        series: [{ name: 'bytes', type: 'bar', data: ls.map(function (x) { return x.bytes; }) }]
+      });
+      table(sec, [['pid', function (x) { return x.pid; }], ['address', function (x) { return '0x' + x.addr.toString(16); }], ['size', function (x) { return bytes(x.size); }], ['allocated at', function (x) { return ns(x.t_ns); }], ['tid', function (x) { return x.tid; }], ['function', function (x) { return x.func; }, true], ['kind', function (x) { return x.kind; }, true], ['stack', function (x) { return x.stack_id === null ? '' : x.stack_id; }], ['reallocs', function (x) { return x.reallocs; }]], lk2.largest, 'table-leaks');
+    }
+
+    // Peak
+    sec = section(app, 'Peak', 'peak');
+    var pk = r.peak;
+    kpis(sec, [
+      ['peak live', bytes(pk.live_bytes), 'at ' + ns(pk.t_ns)],
+      ['blocks at peak', num(pk.live_blocks)],
+      ['footprint at peak', bytes(pk.footprint)],
+      pk.go_live ? ['Go heap at peak', bytes(pk.go_live)] : null,
+      ['peak footprint', bytes(pk.footprint_peak), 'at ' + ns(pk.footprint_peak_t_ns)]
+    ]);
+    grid = el('div', { 'class': 'grid2' });
+    sec.appendChild(grid);
+    if (pk.by_size.length) {
+      chart(grid, 'peak-sizes', 'Live at the peak by block size', {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        xAxis: { type: 'category', data: pk.by_size.map(function (p) { return '≥ ' + bytes(Number(p.label)); }), axisLabel: { rotate: 45 } },
+        yAxis: bytesAxis,
+        series: [{ name: 'bytes', type: 'bar', data: pk.by_size.map(function (p) { return p.bytes; }) }]
+      });
+    }
+    if (pk.by_func.length) {
+      chart(grid, 'peak-funcs', 'Live at the peak by function and layer', {
+        tooltip: { trigger: 'item', confine: true, formatter: function (p) { return esc(p.name) + ': ' + bytes(p.value); } },
+        legend: { show: false },
+        series: [
+          { name: 'function', type: 'pie', radius: ['0%', '45%'], label: { show: true, formatter: '{b}' }, data: pk.by_func.map(function (p) { return { name: p.label, value: p.bytes }; }) },
+          { name: 'layer', type: 'pie', radius: ['55%', '70%'], label: { show: true, formatter: '{b}' }, data: pk.by_kind.map(function (p) { return { name: p.label, value: p.bytes }; }) }
+        ]
+      });
+    }
+    if (!pk.by_size.length && !pk.by_func.length) note(sec, 'No native or Python block was live at the peak.');
+
+    // GC
+    if (r.gc.runtimes.length || r.gc.pauses.count) {
+      sec = section(app, 'Garbage collection', 'gc');
+      table(sec, [['runtime', function (g) { return g.runtime; }, true], ['cycles', function (g) { return num(g.cycles); }], ['total', function (g) { return ns(g.total_ns); }], ['max', function (g) { return ns(g.max_ns); }], ['collected', function (g) { return num(g.collected); }], ['uncollectable', function (g) { return num(g.uncollectable); }], ['last heap live', function (g) { return g.last_heap_live === null ? '' : bytes(g.last_heap_live); }], ['last heap goal', function (g) { return g.last_heap_goal === null ? '' : bytes(g.last_heap_goal); }]], r.gc.runtimes, 'table-gc');
+      grid = el('div', { 'class': 'grid2' });
+      sec.appendChild(grid);
+      r.gc.runtimes.forEach(function (g) {
+        var gr = histRange(g.duration_ns.counts);
+        if (!gr) return;
+        var gk = []; for (var k = gr[0]; k <= gr[1]; k++) gk.push(k);
+        chart(grid, 'gc-' + g.runtime, g.runtime + ' GC cycle durations', {
+          xAxis: { type: 'category', data: gk.map(function (k) { return '≥ ' + ns(log2Low(k)); }), axisLabel: { rotate: 45 } },
+          yAxis: valueAxis('cycles'),
+          series: [{ name: 'cycles', type: 'bar', data: gk.map(function (k) { return g.duration_ns.counts[k]; }) }]
+        }, { note: g.generations.length ? g.generations.map(function (x) { return 'gen' + x.generation + ': ' + num(x.cycles) + ' cycles, ' + ns(x.total_ns); }).join(' · ') : null });
+      });
+      var pr = histRange(r.gc.pauses.duration_ns.counts);
+      if (pr) {
+        var pk2 = []; for (k = pr[0]; k <= pr[1]; k++) pk2.push(k);
+        chart(grid, 'stw', 'Stop-the-world pauses', {
+          xAxis: { type: 'category', data: pk2.map(function (k) { return '≥ ' + ns(log2Low(k)); }), axisLabel: { rotate: 45 } },
+          yAxis: valueAxis('pauses'),
+          series: [{ name: 'pauses', type: 'bar', data: pk2.map(function (k) { return r.gc.pauses.duration_ns.counts[k]; }) }]
+        }, { note: num(r.gc.pauses.count) + ' pauses, ' + ns(r.gc.pauses.total_ns) + ' in total, longest ' + ns(r.gc.pauses.max_ns) + '. ' + r.gc.pauses.reasons.map(function (x) { return x.reason + ': ' + num(x.count); }).join(' · ') });
+      }
+    }
+
+    // Counters
+    sec = section(app, 'Rows and anomalies', 'counters');
+    var ctr = r.counters;
+    table(sec, [['counter', function (k) { return k; }, true], ['value', function (k) { return num(ctr[k]); }]], Object.keys(ctr), 'table-counters');
+  }
+
+  // ---------- dashboard ----------
+  function renderDashboard(app, data) {
+    var d = data.dashboard, runs = d.runs, labels = runs.map(function (r) { return r.label; });
+    var unit = d.per_work_unit;
+    app.appendChild(el('h1', null, 'alloctrace compare: ' + runs.length + ' runs'));
+    note(app, unit ? 'Every run reports work_units: counts and bytes are per unit of work.' : 'Not every run reports work_units in run.json: numbers are totals, not per unit of work.', 'meta');
+    var per = function (r, key) { return unit ? r.summary.per_work_unit[key] : null; };
+    var metrics = [
+      ['allocations', function (r) { return unit ? per(r, 'allocations') : r.summary.allocations; }, num],
+      ['bytes allocated', function (r) { return unit ? per(r, 'bytes_allocated') : r.summary.bytes_allocated; }, bytes],
+      ['peak live', function (r) { return unit ? per(r, 'peak_live_bytes') : r.summary.peak_live_bytes; }, bytes],
+      ['peak footprint', function (r) { return unit ? per(r, 'peak_footprint_bytes') : r.summary.peak_footprint_bytes; }, bytes],
+      ['footprint / live at peak', function (r) { return r.summary.footprint_over_live_at_peak; }, function (v) { return Number(v).toFixed(2) + '×'; }],
+      ['temporary allocations', function (r) { return r.summary.temporary_ratio; }, pct],
+      ['internal waste', function (r) { return r.summary.internal_waste_ratio; }, pct],
+      ['external fragmentation (end)', function (r) { return r.summary.frag_index_end; }, function (v) { return Number(v).toFixed(2); }],
+      ['time in GC + pauses', function (r) { return r.summary.gc_total_ns + r.summary.stw_total_ns; }, ns],
+      ['duration', function (r) { return unit ? per(r, 'ns') : r.summary.duration_ns; }, ns]
+    ];
+    var sec = section(app, 'Side by side', 'side-by-side');
+    var cols = [['metric' + (unit ? ' (per work unit where it applies)' : ''), function (m) { return m[0]; }, true]];
+    runs.forEach(function (run) { cols.push([run.label, function (m) { return m[2](m[1](run)); }]); });
+    table(sec, cols, metrics, 'table-compare');
+    var grid = el('div', { 'class': 'grid2' });
+    sec.appendChild(grid);
+    metrics.forEach(function (m, i) {
+      chart(grid, 'metric-' + i, m[0] + (unit && i < 4 ? ' per work unit' : ''), {
+        tooltip: { trigger: 'axis', confine: true, valueFormatter: function (v) { return m[2](v); } },
+        grid: { left: 90, right: 30, top: 30, bottom: 60 },
+        xAxis: { type: 'category', data: labels, axisLabel: { interval: 0, rotate: labels.length > 3 ? 20 : 0 } },
+        yAxis: { type: 'value', axisLabel: { formatter: function (v) { return m[2](v); } } },
+        series: [{ name: m[0], type: 'bar', colorBy: 'data', data: runs.map(function (r) { return m[1](r) || 0; }) }]
+      });
+    });
+    sec = section(app, 'Over time', 'over-time');
+    function overlay(id, title, pick, fmt) {
+      chart(sec, id, title, {
+        tooltip: { trigger: 'axis', confine: true, valueFormatter: fmt },
+        xAxis: timeAxis,
+        yAxis: { type: 'value', axisLabel: { formatter: fmt } },
+        dataZoom: zoomX(),
+        series: runs.map(function (r) { return line(r.label, pick(r).map(function (v, b) { return [r.t_s[b], v]; })); })
+      });
+    }
+    overlay('live', 'Live bytes', function (r) { return r.live_bytes; }, bytes);
+    overlay('footprint', 'Footprint', function (r) { return r.footprint; }, bytes);
+    overlay('alloc-rate', 'Allocations per second', function (r) { return r.alloc_rate; }, num);
+    if (runs.some(function (r) { return r.fragmentation.length; })) {
+      chart(sec, 'frag', 'External fragmentation index', {
+        xAxis: timeAxis, yAxis: { type: 'value', min: 0, max: 1 }, dataZoom: zoomX(),
+        series: runs.map(function (r) { return line(r.label, r.fragmentation.map(function (x) { return [x[0], x[1]]; }), { showSymbol: r.fragmentation.length < 40 }); })
+      });
+    }
+    sec = section(app, 'Distributions', 'distributions');
+    grid = el('div', { 'class': 'grid2' });
+    sec.appendChild(grid);
+    function distribution(id, title, pick, fmt) {
+      var len = Math.max.apply(null, runs.map(function (r) { return pick(r).length; }).concat([1]));
+      var ks = []; for (var k = 0; k < len; k++) ks.push(k);
+      chart(grid, id, title, {
+        tooltip: { trigger: 'axis', confine: true, valueFormatter: function (v) { return Number(v).toFixed(1) + '%'; } },
+        xAxis: { type: 'category', data: ks.map(function (k) { return log2Label(k, fmt); }), axisLabel: { rotate: 45 } },
+        yAxis: { type: 'value', name: '%', axisLabel: { formatter: '{value}%' } },
+        series: runs.map(function (r) {
+          var h = pick(r), total = h.reduce(function (a, b) { return a + b; }, 0) || 1;
+          return { name: r.label, type: 'line', data: ks.map(function (k) { return 100 * (h[k] || 0) / total; }) };
+        })
+      });
+    }
+    distribution('dist-sizes', 'Request sizes (% of allocations)', function (r) { return r.sizes; }, bytes);
+    distribution('dist-lifetimes', 'Lifetimes (% of freed allocations)', function (r) { return r.lifetimes; }, ns);
+  }
+
+  // ---------- self-check ----------
+  function painted(canvas) {
+    var ctx = canvas.getContext('2d');
+    var px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    var count = 0;
+    for (var i = 3; i < px.length; i += 64) if (px[i] !== 0) count++;
+    return count;
+  }
+  function verify(deadline) {
+    if (verified) return;
+    var problems = errors.slice();
+    charts.forEach(function (c) {
+      if (!c.chart) { problems.push(c.id + ': not created'); return; }
+      if (!c.finished && deadline) problems.push(c.id + ': did not finish rendering');
+      var opt = c.chart.getOption();
+      var points = (opt.series || []).reduce(function (n, s) { return n + (Array.isArray(s.data) ? s.data.length : 0); }, 0);
+      if (points === 0) problems.push(c.id + ': no data');
+      var canvas = c.el.querySelector('canvas');
+      if (!canvas || !canvas.width || !canvas.height) problems.push(c.id + ': no canvas');
+      else if (painted(canvas) < 20) problems.push(c.id + ': blank');
+    });
+    if (!charts.length) problems.push('no chart rendered');
+    verified = true;
+    var ok = problems.length === 0;
+    statusEl.setAttribute('data-state', ok ? 'ok' : 'fail');
+    statusEl.setAttribute('data-charts', String(charts.length));
+    statusEl.textContent = ok ? 'OK: ' + charts.length + ' charts rendered' : 'FAIL: ' + problems.join('; ');
+    document.title = (ok ? '[ok] ' : '[fail] ') + document.title;
+  }
+  function finish() {
+    if (verified) return;
+    if (errors.length && !building) { verify(false); return; }
+    if (building) return;
+    if (charts.every(function (c) { return c.finished; })) verify(false);
+  }
+
+  try {
+    var data = JSON.parse(document.getElementById('alloctrace-data').textContent);
+    var app = document.getElementById('app');
+    app.innerHTML = '';
+    if (typeof echarts === 'undefined') throw new Error('the chart library did not load');
+    if (data.kind === 'report') renderReport(app, data);
+    else if (data.kind === 'dashboard') renderDashboard(app, data);
+    else throw new Error('unknown page kind ' + data.kind);
+    window.addEventListener('resize', function () { charts.forEach(function (c) { if (c.chart) c.chart.resize(); }); });
+  } catch (e) {
+    errors.push('render: ' + (e && e.stack ? e.stack.split('\n')[0] : e));
+  }
+  building = false;
+  finish();
+  // A chart that never reports 'finished' fails the check instead of leaving it pending.
+  setTimeout(function () { verify(true); }, 5000);
+})();

@@ -1,0 +1,99 @@
+//! Comparing runs: the same workload in several languages, or one program under several
+//! allocators, side by side on the same axes. Each run is reduced to its summary and a few
+//! series; numbers are divided by the workload's `work_units` when every run reports it.
+//!
+//! ```no_run
+//! use analysis::{compare, render, report::Options};
+//! let dirs = ["traces/rust", "traces/go", "traces/python"];
+//! let dashboard = compare::build(&dirs, &Options::default()).unwrap();
+//! render::html::write_dashboard(&dashboard, "dashboard.html".as_ref()).unwrap();
+//! ```
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::{
+    error::AnalysisError,
+    report::{self, Options},
+    summary::Summary,
+    util::Log2Hist,
+};
+
+/// One run of the dashboard.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    pub label: String,
+    pub summary: Summary,
+    /// Seconds since the run's start, one per timeline bucket.
+    pub t_s: Vec<f64>,
+    pub live_bytes: Vec<u64>,
+    pub footprint: Vec<u64>,
+    /// Allocations per second in each bucket.
+    pub alloc_rate: Vec<f64>,
+    /// Request sizes (log2 buckets, counts).
+    pub sizes: Vec<u64>,
+    /// Lifetimes in ns (log2 buckets, counts).
+    pub lifetimes: Vec<u64>,
+    /// (seconds, external fragmentation index, free gap bytes) per occupancy sample.
+    pub fragmentation: Vec<(f64, f64, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Dashboard {
+    pub runs: Vec<Run>,
+    /// Every run reports `work_units`, so per-unit numbers are comparable.
+    pub per_work_unit: bool,
+}
+
+fn digest(report: &report::Report) -> Run {
+    let t = &report.timeline;
+    let width_s = t.axis.map_or(1.0, |a| a.width_ns as f64 / 1e9).max(1e-9);
+    let trim = |h: &Log2Hist| h.counts[..h.used_len()].to_vec();
+    Run {
+        label: report.trace.label.clone(),
+        summary: report.summary(),
+        t_s: (0..t.live_bytes.len())
+            .map(|b| b as f64 * width_s)
+            .collect(),
+        live_bytes: t.live_bytes.clone(),
+        footprint: t.footprint.clone(),
+        alloc_rate: t.alloc_count.iter().map(|&c| c as f64 / width_s).collect(),
+        sizes: trim(&report.sizes.histogram),
+        lifetimes: trim(&report.lifetimes.wall_ns),
+        fragmentation: report
+            .occupancy
+            .samples
+            .iter()
+            .map(|s| (s.t_ns as f64 / 1e9, s.frag_index, s.free_bytes))
+            .collect(),
+    }
+}
+
+/// Builds the report of every trace (one at a time, so memory is that of the largest) and
+/// keeps what the dashboard shows.
+pub fn build<P: AsRef<Path>>(dirs: &[P], options: &Options) -> Result<Dashboard, AnalysisError> {
+    if dirs.is_empty() {
+        return Err(AnalysisError::NothingToCompare);
+    }
+    let mut runs = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        runs.push(digest(&report::build(dir.as_ref(), options)?));
+    }
+    // Two runs with the same label (same program twice) are told apart by directory name.
+    let labels: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        if labels.iter().filter(|l| **l == labels[i]).count() > 1 {
+            let dir = Path::new(&run.summary.trace_dir)
+                .file_name()
+                .map_or_else(|| i.to_string(), |n| n.to_string_lossy().into_owned());
+            run.label = format!("{} ({dir})", run.label);
+            run.summary.label = run.label.clone();
+        }
+    }
+    let per_work_unit = runs.iter().all(|r| r.summary.work_units.is_some());
+    Ok(Dashboard {
+        runs,
+        per_work_unit,
+    })
+}

@@ -1,0 +1,345 @@
+//! Building a report: opens a trace, streams every batch once through the replay and every
+//! reducer of [`crate::reports`], and collects their sections.
+//!
+//! Memory depends on the number of live blocks and mapped regions, and on the options (buckets,
+//! list lengths), never on the number of events.
+//!
+//! ```no_run
+//! use analysis::{render, report};
+//! let report = report::build("trace".as_ref(), &report::Options::default()).unwrap();
+//! render::html::write_report(&report, "report.html".as_ref()).unwrap();
+//! report.summary().write_json("summary.json".as_ref()).unwrap();
+//! print!("{}", render::text::summary(&report));
+//! ```
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::{
+    error::AnalysisError,
+    load::Trace,
+    replay::{Counters, Pending, Replay, Totals},
+    reports::{
+        Axis, Chunk, End, EvKind, Reducer,
+        callsites::{CallSites, CallSitesReducer},
+        gc::{Gc, GcReducer},
+        internal::{Internal, InternalReducer},
+        leaks::{Leaks, LeaksReducer},
+        lifetimes::{Lifetimes, LifetimesReducer},
+        occupancy::{Occupancy, OccupancyReducer},
+        peak::{Peak, PeakReducer},
+        reallocs::{Reallocs, ReallocsReducer},
+        sizes::{Sizes, SizesReducer},
+        threads::{Threads, ThreadsReducer},
+        timeline::{Timeline, TimelineReducer},
+    },
+    run::RunInfo,
+    summary::Summary,
+};
+
+/// Resolved events handed to the reducers at once: small enough to stay in cache.
+const CHUNK_EVENTS: usize = 1024;
+
+/// Knobs of a report. The defaults suit traces of any length.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Time buckets of the timeline.
+    pub buckets: usize,
+    /// Most occupancy samples (each scans the live blocks).
+    pub frag_samples: usize,
+    /// Length of the top-N lists (sizes, classes, sites, threads, chains).
+    pub top: usize,
+    /// Largest leaked blocks listed.
+    pub max_leaks: usize,
+    /// Lifetime under which a freed allocation counts as short-lived.
+    pub short_lived_ns: u64,
+    /// GC cycles and pauses kept for the timeline overlay (the longest).
+    pub gc_overlay: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            buckets: 600,
+            frag_samples: 120,
+            top: 25,
+            max_leaks: 100,
+            short_lived_ns: 1_000_000,
+            gc_overlay: 400,
+        }
+    }
+}
+
+/// What was traced, from `run.json` and the rows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TraceInfo {
+    pub dir: String,
+    /// Name of the run in dashboards (see [`label`]).
+    pub label: String,
+    pub command: Vec<String>,
+    pub exe: String,
+    pub mode: String,
+    pub status: String,
+    pub pids: Vec<u32>,
+    /// Runtimes whose allocations appear in the trace.
+    pub runtimes: Vec<String>,
+    pub rows: u64,
+    /// Rows the tracer knows it lost (run.json `lost_total`).
+    pub lost_total: u64,
+    pub segments: usize,
+    /// CLOCK_MONOTONIC of the first row and the span to the last.
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// CLOCK_REALTIME of the first row, when run.json has the clock pair.
+    pub realtime_start_ns: Option<u64>,
+    /// `workload.work_units` from run.json, when the program reported it.
+    pub work_units: Option<f64>,
+    pub workload: Option<serde_json::Value>,
+    pub warnings: Vec<String>,
+}
+
+/// Every section of a report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub trace: TraceInfo,
+    pub counters: Counters,
+    /// Totals after the last row.
+    pub end: Totals,
+    pub timeline: Timeline,
+    pub occupancy: Occupancy,
+    pub internal: Internal,
+    pub sizes: Sizes,
+    pub lifetimes: Lifetimes,
+    pub leaks: Leaks,
+    pub reallocs: Reallocs,
+    pub threads: Threads,
+    pub callsites: CallSites,
+    pub peak: Peak,
+    pub gc: Gc,
+}
+
+impl Report {
+    /// Every headline number, for `summary.json` and the dashboards.
+    pub fn summary(&self) -> Summary {
+        Summary::from_report(self)
+    }
+}
+
+/// The name of a run: the workload's own `label`/`variant`/`allocator` when it printed one,
+/// else the runtimes and program name, else the directory name.
+pub fn label(run: &RunInfo, runtimes: &[String], dir: &Path) -> String {
+    let workload_text = |key: &str| {
+        run.workload
+            .as_ref()
+            .and_then(|w| w.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    if let Some(label) = workload_text("label") {
+        return label;
+    }
+    let program = run
+        .command
+        .first()
+        .map(String::as_str)
+        .or((!run.exe.is_empty()).then_some(run.exe.as_str()))
+        .and_then(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let mut parts: Vec<String> = Vec::new();
+    if !runtimes.is_empty() {
+        parts.push(runtimes.join("+"));
+    }
+    parts.extend(program);
+    parts.extend(workload_text("variant").or_else(|| workload_text("allocator")));
+    if parts.is_empty() {
+        dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    } else {
+        parts.join(" · ")
+    }
+}
+
+/// All reducers, fed the same chunks.
+struct Reducers {
+    alloc_index: Vec<u32>,
+    free_index: Vec<u32>,
+    timeline: TimelineReducer,
+    occupancy: OccupancyReducer,
+    internal: InternalReducer,
+    sizes: SizesReducer,
+    lifetimes: LifetimesReducer,
+    leaks: LeaksReducer,
+    reallocs: ReallocsReducer,
+    threads: ThreadsReducer,
+    callsites: CallSitesReducer,
+    peak: PeakReducer,
+    gc: GcReducer,
+}
+
+impl Reducers {
+    fn new(axis: Axis, o: &Options) -> Self {
+        Reducers {
+            alloc_index: Vec::new(),
+            free_index: Vec::new(),
+            timeline: TimelineReducer::new(axis),
+            occupancy: OccupancyReducer::new(axis, o.frag_samples),
+            internal: InternalReducer::new(axis, o.top),
+            sizes: SizesReducer::new(o.top),
+            lifetimes: LifetimesReducer::new(o.short_lived_ns),
+            leaks: LeaksReducer::new(o.max_leaks, o.top),
+            reallocs: ReallocsReducer::new(o.top),
+            threads: ThreadsReducer::new(o.top.max(64)),
+            callsites: CallSitesReducer::new(o.top),
+            peak: PeakReducer::new(o.top),
+            gc: GcReducer::new(o.gc_overlay),
+        }
+    }
+
+    fn observe(&mut self, bucket: usize, pending: &mut Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        // Split indices by kind without branching: write to both, advance one.
+        let n = pending.evs.len();
+        self.alloc_index.resize(n, 0);
+        self.free_index.resize(n, 0);
+        let (mut allocs, mut frees) = (0, 0);
+        for (i, ev) in pending.evs.iter().enumerate() {
+            let is_alloc = usize::from(ev.kind == EvKind::Alloc);
+            self.alloc_index[allocs] = i as u32;
+            self.free_index[frees] = i as u32;
+            allocs += is_alloc;
+            frees += 1 - is_alloc;
+        }
+        let chunk = Chunk {
+            bucket,
+            evs: &pending.evs,
+            marks: &pending.marks,
+            alloc_index: &self.alloc_index[..allocs],
+            free_index: &self.free_index[..frees],
+        };
+        self.timeline.observe(&chunk);
+        self.occupancy.observe(&chunk);
+        self.internal.observe(&chunk);
+        self.sizes.observe(&chunk);
+        self.lifetimes.observe(&chunk);
+        self.leaks.observe(&chunk);
+        self.reallocs.observe(&chunk);
+        self.threads.observe(&chunk);
+        self.callsites.observe(&chunk);
+        self.peak.observe(&chunk);
+        self.gc.observe(&chunk);
+        pending.clear();
+    }
+
+    fn bucket_end(&mut self, bucket: usize, replay: &Replay) {
+        let state = replay.state();
+        self.timeline.bucket_end(bucket, state);
+        self.occupancy.bucket_end(bucket, state);
+        self.internal.bucket_end(bucket, state);
+    }
+}
+
+/// Reads the trace in `dir` and builds every section.
+pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
+    let trace = Trace::open(dir)?;
+    let (start, end) = trace.time_range()?.unwrap_or((
+        trace.run.clock.monotonic_start_ns,
+        trace.run.clock.monotonic_start_ns,
+    ));
+    let axis = Axis::new(start, end, options.buckets);
+    let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk);
+    let mut reducers = Reducers::new(axis, options);
+    let mut pending = Pending::default();
+    let mut reader = trace.reader();
+    let mut bucket = 0;
+    let mut bucket_end = axis.end_ns(0);
+    while let Some(batch) = reader.next_batch()? {
+        let ts = batch.ts.values();
+        for (i, &t) in ts.iter().enumerate().take(batch.rows) {
+            if t >= bucket_end && bucket + 1 < axis.count {
+                reducers.observe(bucket, &mut pending);
+                let next = axis.bucket(t);
+                while bucket < next {
+                    reducers.bucket_end(bucket, &replay);
+                    bucket += 1;
+                }
+                bucket_end = axis.end_ns(bucket);
+            } else if pending.evs.len() >= CHUNK_EVENTS {
+                reducers.observe(bucket, &mut pending);
+            }
+            replay.apply(&batch, i, &mut pending);
+        }
+    }
+    reducers.observe(bucket, &mut pending);
+    while bucket < axis.count {
+        reducers.bucket_end(bucket, &replay);
+        bucket += 1;
+    }
+    let names = reader.into_names();
+    let end_ctx = End {
+        state: replay.state(),
+        axis,
+        funcs: &names.funcs,
+        reasons: &names.reasons,
+    };
+    let r = reducers;
+    let runtimes: Vec<String> = replay
+        .runtimes()
+        .iter()
+        .map(|r| r.name().to_owned())
+        .collect();
+    let run = &trace.run;
+    let clock_offset =
+        (run.clock.realtime_start_ns > 0 && run.clock.monotonic_start_ns > 0).then(|| {
+            (start as i128 + run.clock.realtime_start_ns as i128
+                - run.clock.monotonic_start_ns as i128)
+                .max(0) as u64
+        });
+    let info = TraceInfo {
+        dir: dir.display().to_string(),
+        label: label(run, &runtimes, dir),
+        command: run.command.clone(),
+        exe: run.exe.clone(),
+        mode: run.mode.clone(),
+        status: serde_json::to_value(run.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        pids: replay.pids(),
+        runtimes,
+        rows: replay.counters().rows,
+        lost_total: run.lost_total,
+        segments: trace.segments.len(),
+        start_ns: start,
+        duration_ns: end - start,
+        realtime_start_ns: clock_offset,
+        work_units: run
+            .workload
+            .as_ref()
+            .and_then(|w| w.get("work_units"))
+            .and_then(serde_json::Value::as_f64)
+            .filter(|u| *u > 0.0),
+        workload: run.workload.clone(),
+        warnings: run.warnings.clone(),
+    };
+    Ok(Report {
+        trace: info,
+        counters: replay.counters().clone(),
+        end: *replay.totals(),
+        timeline: r.timeline.finish(&end_ctx),
+        occupancy: r.occupancy.finish(&end_ctx),
+        internal: r.internal.finish(&end_ctx),
+        sizes: r.sizes.finish(&end_ctx),
+        lifetimes: r.lifetimes.finish(&end_ctx),
+        leaks: r.leaks.finish(&end_ctx),
+        reallocs: r.reallocs.finish(&end_ctx),
+        threads: r.threads.finish(&end_ctx),
+        callsites: r.callsites.finish(&end_ctx),
+        peak: r.peak.finish(&end_ctx),
+        gc: r.gc.finish(&end_ctx),
+    })
+}

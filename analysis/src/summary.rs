@@ -1,0 +1,198 @@
+//! `summary.json`: every headline number of a report in one flat, stable object, so scripts and
+//! dashboards need not know the report's inner structure. Times are ns since the trace start
+//! unless the name says otherwise.
+//!
+//! ```no_run
+//! let report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
+//! let summary = report.summary();
+//! summary.write_json("summary.json".as_ref()).unwrap();
+//! println!("peak {} bytes", summary.peak_live_bytes);
+//! ```
+
+use std::{fs, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{error::AnalysisError, replay::Counters, report::Report};
+
+/// Headline numbers divided by the workload's `work_units`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerUnit {
+    pub allocations: f64,
+    pub bytes_allocated: f64,
+    pub peak_live_bytes: f64,
+    pub peak_footprint_bytes: f64,
+    pub temporary_allocations: f64,
+    pub ns: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub label: String,
+    pub trace_dir: String,
+    pub command: Vec<String>,
+    pub runtimes: Vec<String>,
+    pub status: String,
+    pub rows: u64,
+    pub rows_lost: u64,
+    pub duration_ns: u64,
+
+    pub allocations: u64,
+    pub frees: u64,
+    pub reallocs: u64,
+    pub go_allocations: u64,
+    pub failed_allocations: u64,
+    pub bytes_allocated: u64,
+    pub mean_size: f64,
+    pub largest_size: u64,
+
+    pub peak_live_bytes: u64,
+    pub peak_live_blocks: u64,
+    pub peak_live_t_ns: u64,
+    pub footprint_at_peak_live: u64,
+    pub peak_footprint_bytes: u64,
+    pub peak_footprint_t_ns: u64,
+    pub live_bytes_end: u64,
+    pub live_blocks_end: u64,
+    pub footprint_end: u64,
+    /// footprint / live at the live peak (1.0 = no overhead); 0 when nothing was live.
+    pub footprint_over_live_at_peak: f64,
+
+    pub leaked_blocks: u64,
+    pub leaked_bytes: u64,
+
+    pub temporary_allocations: u64,
+    pub temporary_ratio: f64,
+    pub short_lived_allocations: u64,
+    pub lifetime_p50_ns: Option<u64>,
+    pub lifetime_p99_ns: Option<u64>,
+
+    pub internal_waste_bytes: u64,
+    pub internal_waste_ratio: f64,
+    pub live_internal_waste_end: u64,
+
+    pub frag_index_end: f64,
+    pub free_gap_bytes_end: u64,
+    pub largest_gap_end: u64,
+    pub gaps_end: u64,
+    pub empty_pages_end: u64,
+    pub worst_free_gap_bytes: u64,
+    pub worst_free_gap_t_ns: u64,
+
+    pub realloc_moved: u64,
+    pub realloc_in_place: u64,
+    pub realloc_bytes_copied: u64,
+    pub longest_realloc_chain: u64,
+
+    pub threads: u64,
+    pub cross_thread_frees: u64,
+
+    pub gc_cycles: u64,
+    pub gc_total_ns: u64,
+    pub stw_pauses: u64,
+    pub stw_total_ns: u64,
+    pub stw_max_ns: u64,
+
+    pub work_units: Option<f64>,
+    pub per_work_unit: Option<PerUnit>,
+    pub counters: Counters,
+}
+
+impl Summary {
+    pub fn from_report(r: &Report) -> Summary {
+        let last = r.occupancy.last.unwrap_or_default();
+        let worst = r.occupancy.worst.unwrap_or_default();
+        let allocations = r.counters.allocs + r.counters.go_allocs;
+        let per_work_unit = r.trace.work_units.map(|units| PerUnit {
+            allocations: allocations as f64 / units,
+            bytes_allocated: r.sizes.bytes as f64 / units,
+            peak_live_bytes: r.peak.live_bytes as f64 / units,
+            peak_footprint_bytes: r.peak.footprint_peak as f64 / units,
+            temporary_allocations: r.lifetimes.temporary.count as f64 / units,
+            ns: r.trace.duration_ns as f64 / units,
+        });
+        Summary {
+            label: r.trace.label.clone(),
+            trace_dir: r.trace.dir.clone(),
+            command: r.trace.command.clone(),
+            runtimes: r.trace.runtimes.clone(),
+            status: r.trace.status.clone(),
+            rows: r.trace.rows,
+            rows_lost: r.trace.lost_total,
+            duration_ns: r.trace.duration_ns,
+            allocations,
+            frees: r.counters.frees,
+            reallocs: r.counters.reallocs,
+            go_allocations: r.counters.go_allocs,
+            failed_allocations: r.counters.failed_allocs + r.counters.failed_reallocs,
+            bytes_allocated: r.sizes.bytes,
+            mean_size: r.sizes.mean,
+            largest_size: r.sizes.largest,
+            peak_live_bytes: r.peak.live_bytes,
+            peak_live_blocks: r.peak.live_blocks,
+            peak_live_t_ns: r.peak.t_ns,
+            footprint_at_peak_live: r.peak.footprint,
+            peak_footprint_bytes: r.peak.footprint_peak,
+            peak_footprint_t_ns: r.peak.footprint_peak_t_ns,
+            live_bytes_end: r.end.live(),
+            live_blocks_end: r.end.live_blocks,
+            footprint_end: r.end.footprint(),
+            footprint_over_live_at_peak: if r.peak.live_bytes > 0 {
+                r.peak.footprint as f64 / r.peak.live_bytes as f64
+            } else {
+                0.0
+            },
+            leaked_blocks: r.leaks.blocks,
+            leaked_bytes: r.leaks.bytes,
+            temporary_allocations: r.lifetimes.temporary.count,
+            temporary_ratio: r.lifetimes.temporary_ratio,
+            short_lived_allocations: r.lifetimes.short_lived.count,
+            lifetime_p50_ns: r.lifetimes.p50_ns,
+            lifetime_p99_ns: r.lifetimes.p99_ns,
+            internal_waste_bytes: r.internal.waste_bytes,
+            internal_waste_ratio: r.internal.waste_ratio,
+            live_internal_waste_end: r.internal.live_waste_end,
+            frag_index_end: last.frag_index,
+            free_gap_bytes_end: last.free_bytes,
+            largest_gap_end: last.largest_gap,
+            gaps_end: last.gaps,
+            empty_pages_end: last.empty_pages,
+            worst_free_gap_bytes: worst.free_bytes,
+            worst_free_gap_t_ns: worst.t_ns,
+            realloc_moved: r.reallocs.moved,
+            realloc_in_place: r.reallocs.in_place,
+            realloc_bytes_copied: r.reallocs.bytes_copied,
+            longest_realloc_chain: r
+                .reallocs
+                .longest
+                .first()
+                .map_or(0, |c| u64::from(c.reallocs)),
+            threads: r.threads.threads,
+            cross_thread_frees: r.threads.cross_thread_frees,
+            gc_cycles: r.gc.runtimes.iter().map(|g| g.cycles).sum(),
+            gc_total_ns: r
+                .gc
+                .runtimes
+                .iter()
+                .fold(0u64, |a, g| a.saturating_add(g.total_ns)),
+            stw_pauses: r.gc.pauses.count,
+            stw_total_ns: r.gc.pauses.total_ns,
+            stw_max_ns: r.gc.pauses.max_ns,
+            work_units: r.trace.work_units,
+            per_work_unit,
+            counters: r.counters.clone(),
+        }
+    }
+
+    /// Writes the summary as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> Result<(), AnalysisError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| AnalysisError::Write {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+        fs::write(path, text + "\n").map_err(|source| AnalysisError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! A real browser opens the HTML pages: headless Chromium loads a report and a dashboard from
+//! `file://`, the page's own script checks that every chart holds data and painted pixels, and
+//! this test reads that verdict from the DOM, checks the console stayed silent and saves
+//! screenshots (to `$ALLOCTRACE_SCREENSHOT_DIR`, default `target/screenshots/`).
+//!
+//! The browser is bounded by `--timeout` and `--virtual-time-budget` (virtual time: the page's
+//! timers run without waiting), with a process watchdog in case Chromium itself hangs.
+
+// Tests may unwrap (the project rule); helpers outside #[test] functions need it said.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use analysis::{
+    compare, render,
+    report::{self, Options},
+    synth::{Flavor, Synth},
+};
+use wait_timeout::ChildExt;
+
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+fn chromium() -> PathBuf {
+    let path = env::var_os("ALLOCTRACE_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "headless Chromium not found at {}: run `cargo xtask setup` (installs the Debian package `chromium`)",
+        path.display()
+    );
+    path
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = env::var_os("ALLOCTRACE_SCREENSHOT_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots"),
+        PathBuf::from,
+    );
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
+fn run_chromium(page: &Path, extra: &[String]) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args([
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=15000",
+            "--timeout=60000",
+        ])
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let status = match child.wait_timeout(WATCHDOG).unwrap() {
+        Some(status) => status,
+        None => {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "chromium did not finish within {WATCHDOG:?} on {}",
+                page.display()
+            );
+        }
+    };
+    let stdout = fs::read_to_string(out.path()).unwrap();
+    let stderr = fs::read_to_string(err.path()).unwrap();
+    assert!(
+        status.success(),
+        "chromium failed ({status}) on {}:\n{stderr}",
+        page.display()
+    );
+    (stdout, stderr)
+}
+
+/// The page's verdict: Ok(number of charts) or Err(what failed).
+fn check_page(page: &Path) -> Result<usize, String> {
+    let (dom, stderr) = run_chromium(page, &["--dump-dom".to_owned()]);
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    let start = dom
+        .find("<div id=\"alloctrace-status\"")
+        .ok_or("no status element in the DOM")?;
+    let tag_end = start
+        + dom[start..]
+            .find('>')
+            .ok_or("unterminated status element")?;
+    let tag = &dom[start..tag_end];
+    let text_end = tag_end
+        + dom[tag_end..]
+            .find("</div>")
+            .ok_or("unterminated status element")?;
+    let text = &dom[tag_end + 1..text_end];
+    if !tag.contains("data-state=\"ok\"") {
+        return Err(format!("page check: {text}"));
+    }
+    if !console.is_empty() {
+        return Err(format!("console messages: {console:?}"));
+    }
+    let charts = tag
+        .split("data-charts=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or("no chart count")?;
+    Ok(charts)
+}
+
+fn screenshot(page: &Path, name: &str) -> PathBuf {
+    let path = screenshot_dir().join(name);
+    let _ = fs::remove_file(&path);
+    run_chromium(
+        page,
+        &[
+            format!("--screenshot={}", path.display()),
+            "--window-size=1400,3000".to_owned(),
+        ],
+    );
+    let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 20_000,
+        "screenshot {} is missing or blank ({size} bytes)",
+        path.display()
+    );
+    path
+}
+
+fn synth(dir: &Path, flavor: Flavor, label: &str, work_units: u64) {
+    Synth {
+        events: 40_000,
+        flavor,
+        max_live: 3000,
+        label: Some(label.to_owned()),
+        work_units: Some(work_units),
+        ..Synth::default()
+    }
+    .write(dir)
+    .unwrap();
+}
+
+/// Check in headless Chromium that reports of native, Go and Python traces and their
+/// comparison dashboard render every chart with data, with no script error or console message,
+/// and save screenshots of each.
+#[test]
+fn reports_and_dashboard_render_in_chromium() {
+    let work = tempfile::tempdir().unwrap();
+    let flavors = [
+        (Flavor::Native, "native"),
+        (Flavor::Go, "go"),
+        (Flavor::Python, "python"),
+    ];
+    let mut traces = Vec::new();
+    for (flavor, name) in flavors {
+        let dir = work.path().join(name);
+        synth(&dir, flavor, name, 500);
+        let report = report::build(&dir, &Options::default()).unwrap();
+        let page = work.path().join(format!("report-{name}.html"));
+        render::html::write_report(&report, &page).unwrap();
+        let charts = check_page(&page).unwrap_or_else(|e| panic!("report-{name}.html: {e}"));
+        // Timeline, rates, footprint and the size histogram are always there.
+        assert!(
+            charts >= 6,
+            "report-{name}.html rendered only {charts} charts"
+        );
+        screenshot(&page, &format!("report-{name}.png"));
+        traces.push(dir);
+    }
+    let dashboard = compare::build(&traces, &Options::default()).unwrap();
+    let page = work.path().join("dashboard.html");
+    render::html::write_dashboard(&dashboard, &page).unwrap();
+    let charts = check_page(&page).unwrap_or_else(|e| panic!("dashboard.html: {e}"));
+    assert!(charts >= 10, "dashboard rendered only {charts} charts");
+    screenshot(&page, "dashboard.png");
+}
+
+/// Check that the check can fail: a page whose chart library is broken reports failure
+/// instead of passing silently.
+#[test]
+fn broken_page_is_detected() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("trace");
+    synth(&dir, Flavor::Native, "native", 10);
+    let report = report::build(&dir, &Options::default()).unwrap();
+    let html = render::html::report_html(&report).unwrap();
+    let sabotage = "<script>echarts.init = function () { throw new Error('injected failure'); };</script>\n<script id=\"alloctrace-data\"";
+    let broken = html.replacen("<script id=\"alloctrace-data\"", sabotage, 1);
+    assert_ne!(broken, html);
+    let page = work.path().join("broken.html");
+    fs::write(&page, broken).unwrap();
+    let err = check_page(&page).unwrap_err();
+    assert!(err.contains("injected failure"), "{err}");
+}
