@@ -28,6 +28,35 @@ pub enum Command {
     /// Record a trace: run COMMAND (or attach to --pid) and write every allocator call and
     /// address-space syscall to a trace directory (run.json + events/*.parquet).
     Record(RecordArgs),
+    /// Reduce a trace into an interactive, self-contained HTML report (timeline, fragmentation
+    /// over time, size and lifetime patterns, leaks, peak, GC) and summary.json.
+    Report(ReportArgs),
+    /// Put several traces side by side in one dashboard (the same workload in several languages,
+    /// or one program under different allocators).
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The trace directory written by `record`.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+    /// Where to write the HTML report (default: TRACE/report.html).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Where to write the headline numbers as JSON (default: TRACE/summary.json).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Trace directories to compare (two or more).
+    #[arg(value_name = "TRACE", required = true, num_args = 1..)]
+    pub traces: Vec<PathBuf>,
+    /// Where to write the dashboard.
+    #[arg(short, long, value_name = "FILE", default_value = "dashboard.html")]
+    pub output: PathBuf,
 }
 
 #[derive(Args)]

@@ -10,6 +10,20 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // The analysis crate turns panics of the Parquet/Arrow decoders on malformed files into
+    // one-line errors; keep the default hook from printing them first. Any other panic is a bug
+    // in alloctrace: say so on one line (ALLOCTRACE_BACKTRACE=1 for the full report).
+    std::panic::set_hook(Box::new(|info| {
+        let file = info.location().map(|l| l.file()).unwrap_or_default();
+        let in_decoder = ["/parquet-", "/arrow-"]
+            .iter()
+            .any(|crate_dir| file.contains(crate_dir));
+        if std::env::var_os("ALLOCTRACE_BACKTRACE").is_some() {
+            eprintln!("{info}\n{}", std::backtrace::Backtrace::force_capture());
+        } else if !in_decoder {
+            eprintln!("alloctrace: internal error (please report): {info}");
+        }
+    }));
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => log::LevelFilter::Error,
         (false, 0) => log::LevelFilter::Warn,
@@ -31,6 +45,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Record(args) => cmd::record::run(args, cli.quiet),
+        cli::Command::Report(args) => cmd::report::run(args, cli.quiet),
+        cli::Command::Compare(args) => cmd::report::compare(args, cli.quiet),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

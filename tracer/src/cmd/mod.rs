@@ -1,3 +1,4 @@
 //! One handler per subcommand.
 
 pub mod record;
+pub mod report;
