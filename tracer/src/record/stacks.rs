@@ -7,13 +7,16 @@ use analysis::write::{WriteError, stacks_batch, write_table};
 use aya::maps::{MapData, StackTraceMap};
 use rustc_hash::FxHashMap;
 
+/// A kernel stack id and the caller fixup read with it.
+type KernelStack = (u32, u64);
+
 /// The stacks referenced by the rows written so far.
 #[derive(Default)]
 pub struct StackTable {
     /// (kernel stack id, caller fixup) → trace stack id.
-    ids: FxHashMap<(u32, u64), u32>,
+    ids: FxHashMap<KernelStack, u32>,
     /// Trace stack id → its frames (resolved lazily from the kernel map).
-    stacks: Vec<((u32, u64), Option<Vec<u64>>)>,
+    stacks: Vec<(KernelStack, Option<Vec<u64>>)>,
 }
 
 impl StackTable {
