@@ -1,22 +1,171 @@
 //! `cargo xtask suite`: the main job. Sets the machine up, builds alloctrace and the workload
-//! targets, traces them, and prints where the results are.
+//! targets, traces every target × scenario × variant of the manifest, reports each trace,
+//! builds one comparison dashboard per scenario and an index page, and prints where to open it.
 
-use std::{fs, path::PathBuf, process::Command};
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
 
 use crate::{setup, targets, util};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// A one-minute version: small sizes, fewer variants.
+    /// A one-minute version: one variant per language, three scenarios, small sizes.
     #[arg(long)]
     pub quick: bool,
+    /// Only these languages or runnable ids, comma-separated (e.g. `go,python` or `rust-system`).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Only these scenarios, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub scenarios: Vec<String>,
+    /// Where to write traces, reports and dashboards (default: target/suite).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
 }
 
-/// Where the suite's traces go.
-pub fn suite_dir() -> PathBuf {
-    util::target_dir().join("suite")
+/// Sizes traced by the suite: small enough that all ~90 runs finish in about ten minutes on two
+/// cores (Go allocations cost ~10 µs each traced: RET probes are single-stepped), the same for
+/// every language so the dashboards compare like with like.
+fn size(scenario: &str, quick: bool) -> u64 {
+    match (scenario, quick) {
+        ("binary-trees", false) => 12,
+        ("binary-trees", true) => 10,
+        ("growth", false) => 500,
+        ("growth", true) => 100,
+        ("churn" | "fragmentation" | "cache", false) => 300_000,
+        ("producer-consumer", false) => 200_000,
+        (_, true) => 50_000,
+        _ => 100_000,
+    }
+}
+
+const QUICK_RUNNABLES: &[&str] = &[
+    "rust-system",
+    "cpp-new",
+    "go1.27-gogc100",
+    "python-pymalloc",
+];
+const QUICK_SCENARIOS: &[&str] = &["binary-trees", "churn", "fragmentation"];
+
+/// One run of the suite.
+struct Run {
+    id: String,
+    scenario: String,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+fn planned_runs(manifest: &Value, args: &Args) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let runnables = manifest["runnables"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for r in runnables {
+        let id = r["id"].as_str().unwrap_or_default().to_owned();
+        let lang = r["lang"].as_str().unwrap_or_default().to_owned();
+        if args.quick && !QUICK_RUNNABLES.contains(&id.as_str()) {
+            continue;
+        }
+        if !args.only.is_empty() && !args.only.iter().any(|o| *o == lang || *o == id) {
+            continue;
+        }
+        for scenario in r["scenarios"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if args.quick && !QUICK_SCENARIOS.contains(&scenario) {
+                continue;
+            }
+            if !args.scenarios.is_empty() && !args.scenarios.iter().any(|s| s == scenario) {
+                continue;
+            }
+            let threads = if scenario == "producer-consumer" {
+                "2"
+            } else {
+                "1"
+            };
+            let size = size(scenario, args.quick).to_string();
+            let command = r["command"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|a| {
+                    a.replace("{scenario}", scenario)
+                        .replace("{size}", &size)
+                        .replace("{seed}", "1")
+                        .replace("{threads}", threads)
+                })
+                .collect();
+            let env = r["env"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            runs.push(Run {
+                id: id.clone(),
+                scenario: scenario.to_owned(),
+                command,
+                env,
+            });
+        }
+    }
+    runs
+}
+
+/// Records one run; returns the program's own JSON counters.
+fn record(alloctrace: &Path, run: &Run, dir: &Path) -> anyhow::Result<Value> {
+    let out = Command::new(alloctrace)
+        .args(["record", "-q", "--force", "-o"])
+        .arg(dir)
+        .arg("--")
+        .args(&run.command)
+        .envs(run.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running alloctrace for {}", run.id))?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("the program printed no counters")?;
+    let mut counters: Value = serde_json::from_str(line)?;
+    counters["label"] = Value::String(run.id.clone());
+    // The trace carries the workload's own counters: the dashboard divides by work_units.
+    let run_json = dir.join("run.json");
+    let mut info: Value = serde_json::from_str(&fs::read_to_string(&run_json)?)?;
+    info["workload"] = counters.clone();
+    fs::write(&run_json, serde_json::to_string_pretty(&info)? + "\n")?;
+    Ok(counters)
+}
+
+fn alloctrace_cmd(alloctrace: &Path, args: &[&str], paths: &[PathBuf]) -> anyhow::Result<()> {
+    let out = Command::new(alloctrace)
+        .args(args)
+        .args(paths)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -26,35 +175,104 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     util::build_release()?;
     targets::run(&targets::Args::default())?;
-    let bin = targets::out_dir().join("bin");
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(targets::manifest_path())?)?;
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| util::target_dir().join("suite"));
+    fs::create_dir_all(&out_dir)?;
     let alloctrace = util::alloctrace_bin();
-    let size = if args.quick { "12" } else { "16" };
-    let runs: [(&str, PathBuf, Vec<String>); 2] = [
-        (
-            "cpp-new-binary-trees",
-            bin.join("alloc-cpp"),
-            vec!["binary-trees".into(), "--size".into(), size.into()],
-        ),
-        (
-            "rust-system-binary-trees",
-            bin.join("alloc-rust-system"),
-            vec!["binary-trees".into(), "--size".into(), size.into()],
-        ),
-    ];
-    fs::create_dir_all(suite_dir())?;
-    for (name, program, program_args) in runs {
-        let out = suite_dir().join(name);
-        eprintln!("suite: tracing {name}");
-        util::run(
-            Command::new(&alloctrace)
-                .args(["record", "--force", "-o"])
-                .arg(&out)
-                .arg("--")
-                .arg(&program)
-                .args(&program_args),
-        )
-        .with_context(|| format!("tracing {name}"))?;
+    let runs = planned_runs(&manifest, args);
+    if runs.is_empty() {
+        bail!("no runs match --only/--scenarios");
     }
-    println!("suite: traces written under {}", suite_dir().display());
+
+    let bar = ProgressBar::new(runs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut done: Vec<(String, String, PathBuf)> = Vec::new();
+    for run in &runs {
+        bar.set_message(format!("{} {}", run.id, run.scenario));
+        let dir = out_dir.join(&run.scenario).join(&run.id);
+        let result = record(&alloctrace, run, &dir).and_then(|_| {
+            alloctrace_cmd(&alloctrace, &["report", "-q"], std::slice::from_ref(&dir))
+        });
+        match result {
+            Ok(()) => done.push((run.scenario.clone(), run.id.clone(), dir)),
+            Err(err) => {
+                bar.println(format!(
+                    "suite: {} {} failed: {err:#}",
+                    run.id, run.scenario
+                ));
+                failures.push(format!("{} {}: {err:#}", run.id, run.scenario));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    // One dashboard per scenario, and an index linking everything.
+    let mut index = String::from(
+        "<!doctype html><meta charset=utf-8><title>alloctrace suite</title><h1>alloctrace suite</h1>\n",
+    );
+    let mut scenarios: Vec<&str> = done.iter().map(|(s, _, _)| s.as_str()).collect();
+    scenarios.dedup();
+    for scenario in scenarios {
+        let dirs: Vec<PathBuf> = done
+            .iter()
+            .filter(|(s, _, _)| s == scenario)
+            .map(|(_, _, d)| d.clone())
+            .collect();
+        let dashboard = out_dir.join(format!("dashboard-{scenario}.html"));
+        let mut args: Vec<PathBuf> = dirs.clone();
+        args.push(PathBuf::from("-o"));
+        args.push(dashboard.clone());
+        if let Err(err) = alloctrace_cmd(&alloctrace, &["compare", "-q"], &args) {
+            failures.push(format!("dashboard {scenario}: {err:#}"));
+            continue;
+        }
+        let _ = writeln!(
+            index,
+            "<h2>{scenario}: <a href=\"dashboard-{scenario}.html\">dashboard</a></h2><ul>"
+        );
+        for (_, id, dir) in done.iter().filter(|(s, _, _)| s == scenario) {
+            let rel = dir
+                .strip_prefix(&out_dir)
+                .unwrap_or(dir)
+                .display()
+                .to_string();
+            let _ = writeln!(index, "<li><a href=\"{rel}/report.html\">{id}</a></li>");
+        }
+        index.push_str("</ul>\n");
+    }
+    if !failures.is_empty() {
+        index.push_str("<h2>Failed runs</h2><ul>");
+        for f in &failures {
+            let _ = write!(index, "<li>{}</li>", f.replace('<', "&lt;"));
+        }
+        index.push_str("</ul>\n");
+    }
+    let index_path = out_dir.join("index.html");
+    fs::write(&index_path, index)?;
+    println!(
+        "suite: {} runs traced in {:.0?}; open {}",
+        done.len(),
+        started.elapsed(),
+        index_path.display()
+    );
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed:\n  {}",
+            failures.len(),
+            runs.len(),
+            failures.join("\n  ")
+        );
+    }
     Ok(())
 }

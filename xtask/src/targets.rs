@@ -65,7 +65,6 @@ pub fn out_dir() -> PathBuf {
 }
 
 /// The manifest the suite reads.
-#[allow(dead_code, reason = "API for the suite runner")]
 pub fn manifest_path() -> PathBuf {
     out_dir().join("manifest.json")
 }
