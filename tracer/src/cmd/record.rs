@@ -58,6 +58,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
         stacks: !args.no_stacks,
         live: !quiet && std::io::stderr().is_terminal(),
         owner: caller,
+        announce: !quiet,
         ..RecordOptions::new(output.clone(), target)
     };
     let mut outcome = record(&options)?;

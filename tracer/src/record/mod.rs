@@ -77,6 +77,8 @@ pub struct RecordOptions {
     pub live: bool,
     /// Give the output directory to this user (the sudo caller) when done.
     pub owner: Option<(u32, u32)>,
+    /// Say on stderr when the probes are in place ("alloctrace: recording pid N ...").
+    pub announce: bool,
 }
 
 impl RecordOptions {
@@ -91,6 +93,7 @@ impl RecordOptions {
             stacks: true,
             live: false,
             owner: None,
+            announce: false,
         }
     }
 }
@@ -720,6 +723,13 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         attacher.table.uprobe_count()
     );
     log::debug!("target released {:?} after start", phase.elapsed());
+    if options.announce {
+        eprintln!(
+            "alloctrace: recording pid {pid} ({} probes) into {}",
+            attacher.table.uprobe_count(),
+            options.output.display()
+        );
+    }
 
     let writer = TraceWriter::create(
         &options.output,
