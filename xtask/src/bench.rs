@@ -77,10 +77,10 @@ struct Traced {
     rss: u64,
 }
 
-fn run_alloctrace(alloctrace: &Path, churn: &Path, pairs: u64) -> anyhow::Result<Traced> {
+fn run_alloctrace(alloctrace: &Path, churn: &Path, pairs: u64, stacks: bool) -> anyhow::Result<Traced> {
     let dir = bench_dir().join("trace");
     let out = Command::new(alloctrace)
-        .args(["record", "-q", "--force", "-o"])
+        .args(["record", "-q", "--force", if stacks { "--stacks" } else { "--no-stacks" }, "-o"])
         .arg(&dir)
         .arg("--")
         .arg(churn)
@@ -142,13 +142,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(bench_dir())?;
     let churn = build_churn()?;
     let alloctrace = util::alloctrace_bin();
-    let (mut untraced, mut traced, mut bpftrace) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut untraced, mut traced, mut with_stacks, mut bpftrace) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         eprintln!("bench: round {round}/{}", args.rounds);
         untraced.push(run_untraced(&churn, args.pairs)?);
-        traced.push(run_alloctrace(&alloctrace, &churn, args.pairs)?);
+        traced.push(run_alloctrace(&alloctrace, &churn, args.pairs, false)?);
+        with_stacks.push(run_alloctrace(&alloctrace, &churn, args.pairs, true)?);
         bpftrace.push(run_bpftrace(&churn, args.pairs)?);
     }
+    let stacks_ns = median(&mut with_stacks.iter().map(|t| t.ns_per_pair).collect::<Vec<_>>());
     let base = median(&mut untraced);
     let with_alloctrace = median(&mut traced.iter().map(|t| t.ns_per_pair).collect::<Vec<_>>());
     let with_bpftrace = median(&mut bpftrace);
@@ -168,6 +170,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "alloctrace_ns_added_per_event": added,
         "bpftrace_ns_added_per_event": added_bpftrace,
         "bpftrace_over_alloctrace": added_bpftrace / added,
+        "alloctrace_with_stacks_ns_per_pair": stacks_ns,
+        "alloctrace_with_stacks_ns_added_per_event": (stacks_ns - base) / 2.0,
+        "stacks_lost": with_stacks.iter().map(|t| t.lost).sum::<u64>(),
         "events_per_second_sustained": 2e9 / with_alloctrace,
         "events_lost": lost,
         "parquet_bytes_per_event": bytes as f64 / events.max(1) as f64,
