@@ -8,7 +8,7 @@ use iced_x86::{FlowControl, Instruction, OpKind, Register};
 use super::{
     AllocKind, ArgRegs, BuildFacts, Domain, FoundBy, Layer, Linkage, PyProbe, PyVersion,
     binary::Binary,
-    tables::{Table, Tables, rip_relative_address},
+    tables::{Table, Tables},
 };
 use crate::probes::placement::{Needs, place_probe};
 
@@ -82,36 +82,155 @@ use Layer::{Allocator, Api};
 /// Implementations take `ctx` first (`void *_PyObject_Malloc(void *ctx, size_t size)`), the
 /// public functions do not (`void *PyObject_Malloc(size_t size)`).
 const WANTED: &[Wanted] = &[
-    w("_PyObject_Malloc", Obj, Alloc, Allocator, size(RSI), Some(("_PyObject", 1))),
-    w("_PyObject_Calloc", Obj, Calloc, Allocator, nmemb_size(RSI, RDX), Some(("_PyObject", 2))),
-    w("_PyObject_Realloc", Obj, Realloc, Allocator, ptr_size(RSI, RDX), Some(("_PyObject", 3))),
-    w("_PyObject_Free", Obj, Free, Allocator, ptr(RSI), Some(("_PyObject", 4))),
-    w("_PyMem_RawMalloc", Raw, Alloc, Allocator, size(RSI), Some(("_PyMem_Raw", 1))),
-    w("_PyMem_RawCalloc", Raw, Calloc, Allocator, nmemb_size(RSI, RDX), Some(("_PyMem_Raw", 2))),
-    w("_PyMem_RawRealloc", Raw, Realloc, Allocator, ptr_size(RSI, RDX), Some(("_PyMem_Raw", 3))),
-    w("_PyMem_RawFree", Raw, Free, Allocator, ptr(RSI), Some(("_PyMem_Raw", 4))),
-    w("_PyObject_ArenaMmap", Domain::Arena, ArenaAlloc, Layer::Arena, size(RSI), Some(("_PyObject_Arena", 1))),
-    w("_PyObject_ArenaMunmap", Domain::Arena, ArenaFree, Layer::Arena, ptr_size(RSI, RDX), Some(("_PyObject_Arena", 2))),
+    w(
+        "_PyObject_Malloc",
+        Obj,
+        Alloc,
+        Allocator,
+        size(RSI),
+        Some(("_PyObject", 1)),
+    ),
+    w(
+        "_PyObject_Calloc",
+        Obj,
+        Calloc,
+        Allocator,
+        nmemb_size(RSI, RDX),
+        Some(("_PyObject", 2)),
+    ),
+    w(
+        "_PyObject_Realloc",
+        Obj,
+        Realloc,
+        Allocator,
+        ptr_size(RSI, RDX),
+        Some(("_PyObject", 3)),
+    ),
+    w(
+        "_PyObject_Free",
+        Obj,
+        Free,
+        Allocator,
+        ptr(RSI),
+        Some(("_PyObject", 4)),
+    ),
+    w(
+        "_PyMem_RawMalloc",
+        Raw,
+        Alloc,
+        Allocator,
+        size(RSI),
+        Some(("_PyMem_Raw", 1)),
+    ),
+    w(
+        "_PyMem_RawCalloc",
+        Raw,
+        Calloc,
+        Allocator,
+        nmemb_size(RSI, RDX),
+        Some(("_PyMem_Raw", 2)),
+    ),
+    w(
+        "_PyMem_RawRealloc",
+        Raw,
+        Realloc,
+        Allocator,
+        ptr_size(RSI, RDX),
+        Some(("_PyMem_Raw", 3)),
+    ),
+    w(
+        "_PyMem_RawFree",
+        Raw,
+        Free,
+        Allocator,
+        ptr(RSI),
+        Some(("_PyMem_Raw", 4)),
+    ),
+    w(
+        "_PyObject_ArenaMmap",
+        Domain::Arena,
+        ArenaAlloc,
+        Layer::Arena,
+        size(RSI),
+        Some(("_PyObject_Arena", 1)),
+    ),
+    w(
+        "_PyObject_ArenaMunmap",
+        Domain::Arena,
+        ArenaFree,
+        Layer::Arena,
+        ptr_size(RSI, RDX),
+        Some(("_PyObject_Arena", 2)),
+    ),
     // Builds without mmap use malloc'ed arenas.
-    w("_PyObject_ArenaMalloc", Domain::Arena, ArenaAlloc, Layer::Arena, size(RSI), None),
-    w("_PyObject_ArenaFree", Domain::Arena, ArenaFree, Layer::Arena, ptr_size(RSI, RDX), None),
+    w(
+        "_PyObject_ArenaMalloc",
+        Domain::Arena,
+        ArenaAlloc,
+        Layer::Arena,
+        size(RSI),
+        None,
+    ),
+    w(
+        "_PyObject_ArenaFree",
+        Domain::Arena,
+        ArenaFree,
+        Layer::Arena,
+        ptr_size(RSI, RDX),
+        None,
+    ),
     w("PyObject_Malloc", Obj, Alloc, Api, size(RDI), None),
-    w("PyObject_Calloc", Obj, Calloc, Api, nmemb_size(RDI, RSI), None),
-    w("PyObject_Realloc", Obj, Realloc, Api, ptr_size(RDI, RSI), None),
+    w(
+        "PyObject_Calloc",
+        Obj,
+        Calloc,
+        Api,
+        nmemb_size(RDI, RSI),
+        None,
+    ),
+    w(
+        "PyObject_Realloc",
+        Obj,
+        Realloc,
+        Api,
+        ptr_size(RDI, RSI),
+        None,
+    ),
     w("PyObject_Free", Obj, Free, Api, ptr(RDI), None),
     w("PyMem_Malloc", Mem, Alloc, Api, size(RDI), None),
     w("PyMem_Calloc", Mem, Calloc, Api, nmemb_size(RDI, RSI), None),
     w("PyMem_Realloc", Mem, Realloc, Api, ptr_size(RDI, RSI), None),
     w("PyMem_Free", Mem, Free, Api, ptr(RDI), None),
     w("PyMem_RawMalloc", Raw, Alloc, Api, size(RDI), None),
-    w("PyMem_RawCalloc", Raw, Calloc, Api, nmemb_size(RDI, RSI), None),
-    w("PyMem_RawRealloc", Raw, Realloc, Api, ptr_size(RDI, RSI), None),
+    w(
+        "PyMem_RawCalloc",
+        Raw,
+        Calloc,
+        Api,
+        nmemb_size(RDI, RSI),
+        None,
+    ),
+    w(
+        "PyMem_RawRealloc",
+        Raw,
+        Realloc,
+        Api,
+        ptr_size(RDI, RSI),
+        None,
+    ),
     w("PyMem_RawFree", Raw, Free, Api, ptr(RDI), None),
 ];
 
 /// libc functions whose probes fold under a Python probe.
 const LIBC: [&str; 8] = [
-    "malloc", "calloc", "realloc", "free", "mmap", "mmap64", "munmap", "posix_memalign",
+    "malloc",
+    "calloc",
+    "realloc",
+    "free",
+    "mmap",
+    "mmap64",
+    "munmap",
+    "posix_memalign",
 ];
 
 /// Bytes examined for a function whose size is unknown (stripped).
@@ -168,7 +287,8 @@ pub(crate) fn plan(bin: &Binary, tables: &Tables) -> Vec<PyProbe> {
         for (address, size, found_by) in resolve(bin, tables, wanted) {
             if let Some(&i) = index_by_address.get(&address) {
                 let existing = &mut probes[i];
-                if existing.func != wanted.name && !existing.aliases.iter().any(|a| a == wanted.name)
+                if existing.func != wanted.name
+                    && !existing.aliases.iter().any(|a| a == wanted.name)
                 {
                     existing.aliases.push(wanted.name.to_owned());
                 }
@@ -254,8 +374,19 @@ fn reachable(
             continue;
         };
         let end = address + code.len() as u64;
-        for instr in Binary::decode(code, address) {
-            for target in edges(bin, tables, &instr) {
+        let instructions = Binary::decode(code, address);
+        let mut targets: Vec<u64> = instructions.iter().filter_map(direct_target).collect();
+        // A table slot is only read to call through it.
+        targets.extend(
+            bin.data_addresses(&instructions)
+                .into_iter()
+                .filter_map(|(_, data)| tables.slot_at(data).map(|(_, _, function)| function)),
+        );
+        {
+            for target in targets {
+                if target == start {
+                    continue;
+                }
                 if (address..end).contains(&target) {
                     continue;
                 }
@@ -271,7 +402,9 @@ fn reachable(
                     }
                     continue;
                 }
-                let exported = bin.function_at(target).is_some_and(|s| bin.is_exported(&s.name));
+                let exported = bin
+                    .function_at(target)
+                    .is_some_and(|s| bin.is_exported(&s.name));
                 if !exported
                     && depth + 1 < MAX_DEPTH
                     && seen.len() < MAX_FUNCTIONS
@@ -286,26 +419,15 @@ fn reachable(
     found.into_iter().collect()
 }
 
-/// Code addresses an instruction may transfer control to: direct branch/call targets, and
-/// the default function of an allocator-table slot it reads (the table is only read to call
-/// through it).
-fn edges(bin: &Binary, tables: &Tables, instr: &Instruction) -> Vec<u64> {
-    let mut out = Vec::new();
-    match instr.flow_control() {
+/// The target of a direct call or jump.
+fn direct_target(instr: &Instruction) -> Option<u64> {
+    matches!(
+        instr.flow_control(),
         FlowControl::Call | FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
-            if matches!(instr.op0_kind(), OpKind::NearBranch64) =>
-        {
-            out.push(instr.near_branch_target());
-        }
-        _ => {}
-    }
-    if let Some(address) = rip_relative_address(instr)
-        && let Some((_, _, function)) = tables.slot_at(address)
-        && bin.is_executable_address(function)
-    {
-        out.push(function);
-    }
-    out
+    )
+    .then_some(())
+    .filter(|()| instr.op0_kind() == OpKind::NearBranch64)
+    .map(|()| instr.near_branch_target())
 }
 
 /// Sites in `.text` that compare a register with `target` as an immediate: the guard of a
@@ -354,10 +476,16 @@ const DEBUG_BUILD_MARKERS: [&str; 4] = [
 pub(crate) fn build_facts(bin: &Binary, tables: &Tables) -> BuildFacts {
     let mut evidence = Vec::new();
     let linkage = if bin.shared_library {
-        evidence.push(format!("{} is a shared library (ET_DYN, no PT_INTERP)", bin.path().display()));
+        evidence.push(format!(
+            "{} is a shared library (ET_DYN, no PT_INTERP)",
+            bin.path().display()
+        ));
         Linkage::Shared
     } else {
-        evidence.push(format!("{} is an executable defining the interpreter", bin.path().display()));
+        evidence.push(format!(
+            "{} is an executable defining the interpreter",
+            bin.path().display()
+        ));
         Linkage::Static
     };
     let has_symtab = bin.image.has_symtab();
@@ -380,12 +508,18 @@ pub(crate) fn build_facts(bin: &Binary, tables: &Tables) -> BuildFacts {
             obj != raw
         }
         _ => {
-            let found = bin.function("_PyObject_Malloc").is_some();
+            // Without tables (before 3.6, or unrecognized code): pymalloc's functions or its
+            // statistics entry point (only compiled WITH_PYMALLOC before 3.6).
+            let marker = ["_PyObject_Malloc", "_PyObject_DebugMallocStats"]
+                .into_iter()
+                .find(|m| bin.function(m).is_some());
             evidence.push(format!(
-                "allocator tables not recovered; _PyObject_Malloc symbol {}",
-                if found { "present" } else { "absent" }
+                "allocator tables not recovered; {}",
+                marker.map_or("no pymalloc function symbol".to_owned(), |m| format!(
+                    "{m} defined"
+                ))
             ));
-            found
+            marker.is_some()
         }
     };
 
@@ -436,7 +570,11 @@ pub(crate) fn limitations(
 ) -> Vec<String> {
     let mut out = Vec::new();
     let probes = plan(bin, tables);
-    let has = |name: &str| probes.iter().any(|p| p.func == name || p.aliases.iter().any(|a| a == name));
+    let has = |name: &str| {
+        probes
+            .iter()
+            .any(|p| p.func == name || p.aliases.iter().any(|a| a == name))
+    };
 
     if !version.at_least(3, 6) {
         out.push(format!(
@@ -483,7 +621,7 @@ pub(crate) fn limitations(
             out.push(format!("{name} not found: its layer is not probed"));
         }
     }
-    if !build.pymalloc {
+    if !build.pymalloc && version.at_least(3, 6) {
         out.push(
             "built without pymalloc: every domain uses _PyMem_RawMalloc & co. (libc)".to_owned(),
         );

@@ -53,6 +53,9 @@ pub(crate) struct Binary {
     exec_ranges: Vec<(u64, u64)>,
     /// Names of the functions defined in `.dynsym` (exported).
     exported: HashSet<String>,
+    /// Function ranges `(start, length)` from `.eh_frame` FDEs, sorted: exact bounds for
+    /// functions without a symbol (stripped files).
+    fde_ranges: Vec<(u64, u64)>,
 }
 
 impl Binary {
@@ -167,7 +170,47 @@ impl Binary {
             relative,
             exec_ranges,
             exported,
-        })
+            fde_ranges: Vec::new(),
+        }
+        .with_fde_ranges())
+    }
+
+    fn with_fde_ranges(mut self) -> Binary {
+        use gimli::UnwindSection as _;
+        let (Some(section), Some(data)) =
+            (self.section(".eh_frame"), self.section_data(".eh_frame"))
+        else {
+            return self;
+        };
+        let eh_frame = gimli::EhFrame::new(data, gimli::LittleEndian);
+        let mut bases = gimli::BaseAddresses::default().set_eh_frame(section.address);
+        if let Some(text) = self.section(".text") {
+            bases = bases.set_text(text.address);
+        }
+        let mut ranges = Vec::new();
+        let mut entries = eh_frame.entries(&bases);
+        while let Ok(Some(entry)) = entries.next() {
+            if let gimli::CieOrFde::Fde(partial) = entry
+                && let Ok(fde) = partial.parse(gimli::EhFrame::cie_from_offset)
+                && fde.len() > 0
+            {
+                ranges.push((fde.initial_address(), fde.len()));
+            }
+        }
+        ranges.sort_unstable();
+        self.fde_ranges = ranges;
+        self
+    }
+
+    /// The `.eh_frame` range starting exactly at `address`: its length.
+    fn fde_length_at(&self, address: u64) -> Option<u64> {
+        let i = self
+            .fde_ranges
+            .partition_point(|&(start, _)| start < address);
+        self.fde_ranges
+            .get(i)
+            .filter(|&&(start, _)| start == address)
+            .map(|&(_, len)| len)
     }
 
     pub fn path(&self) -> &Path {
@@ -265,11 +308,13 @@ impl Binary {
         std::str::from_utf8(&bytes[..end]).ok()
     }
 
-    /// The code of the function at `address`: its symbol's size when known, else up to the
-    /// next known symbol (at most `max` bytes).
+    /// The code of the function at `address`: its symbol's size when known, else its
+    /// `.eh_frame` range, else up to the next known symbol (at most `max` bytes).
     pub fn function_code(&self, address: u64, size: u64, max: u64) -> Option<&[u8]> {
         let len = if size > 0 {
             size
+        } else if let Some(len) = self.fde_length_at(address) {
+            len
         } else {
             self.next_function_after(address)
                 .map_or(max, |next| (next - address).min(max))
@@ -283,6 +328,52 @@ impl Binary {
             .into_iter()
             .take_while(|i| !i.is_invalid())
             .collect()
+    }
+
+    /// The data addresses that `instructions` (straight-line code of one function) access:
+    /// RIP-relative operands, and `[reg+disp]` operands whose base register was loaded from a
+    /// GOT slot of a symbol defined in this file (`mov rax,[rip+GOT(_PyRuntime)]; mov rdi,
+    /// [rax+0x310]` in 3.13's shared library). Returns `(instruction address, data address)`.
+    pub fn data_addresses(&self, instructions: &[Instruction]) -> Vec<(u64, u64)> {
+        let mut from_got: HashMap<Register, u64> = HashMap::new();
+        let mut out = Vec::new();
+        for instr in instructions {
+            let has_memory = (0..instr.op_count()).any(|i| instr.op_kind(i) == OpKind::Memory);
+            if has_memory {
+                let base = instr.memory_base();
+                if base == Register::RIP {
+                    out.push((instr.ip(), instr.ip_rel_memory_address()));
+                } else if let Some(&symbol) = from_got.get(&base.full_register())
+                    && instr.memory_index() == Register::None
+                {
+                    out.push((
+                        instr.ip(),
+                        symbol.wrapping_add(instr.memory_displacement64()),
+                    ));
+                }
+            }
+            // Track `mov reg, [rip+GOT]` of a locally defined data symbol; forget registers
+            // written otherwise.
+            if instr.op_count() == 2 && instr.op0_kind() == OpKind::Register {
+                let dest = instr.op0_register().full_register();
+                let got_symbol = (instr.mnemonic() == iced_x86::Mnemonic::Mov
+                    && instr.op1_kind() == OpKind::Memory
+                    && instr.memory_base() == Register::RIP)
+                    .then(|| self.got_names.get(&instr.ip_rel_memory_address()))
+                    .flatten()
+                    .and_then(|name| self.object(name))
+                    .map(|sym| sym.address);
+                match got_symbol {
+                    Some(address) => {
+                        from_got.insert(dest, address);
+                    }
+                    None => {
+                        from_got.remove(&dest);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// If `address` is a PLT stub (`jmp [rip+GOT]`, possibly after `endbr64`), the name of the

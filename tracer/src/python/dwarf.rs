@@ -19,6 +19,14 @@ pub(crate) struct Param {
     pub register_at_entry: Option<Register>,
 }
 
+/// A function's DWARF description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FunctionInfo {
+    pub name: String,
+    pub params: Vec<Param>,
+    pub returns_value: bool,
+}
+
 /// A struct's members and size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StructLayout {
@@ -65,7 +73,9 @@ pub(crate) fn unit_for(bin: &Binary, pc: u64) -> Option<CompUnit<'_>> {
         while let Ok(Some(entry)) = entries.next() {
             let range = entry.range();
             if range.begin <= pc && pc < range.end {
-                let info = dwarf.debug_info.header_from_offset(header.debug_info_offset());
+                let info = dwarf
+                    .debug_info
+                    .header_from_offset(header.debug_info_offset());
                 if let Some(unit) = info.ok().and_then(|h| dwarf.unit(h).ok()) {
                     return Some(CompUnit { dwarf, unit });
                 }
@@ -145,9 +155,26 @@ impl<'a> CompUnit<'a> {
         None
     }
 
-    /// The parameters of the out-of-line function starting at `pc`, with their registers at
-    /// entry (from `DW_AT_location`: an expression or the location-list entry covering `pc`).
-    pub fn params_at(&self, pc: u64) -> Option<(String, Vec<Param>)> {
+    /// Whether the entry (or its abstract origin) has `DW_AT_type`: a non-void function.
+    fn has_type(&self, entry: &DebuggingInformationEntry<R<'a>>) -> bool {
+        if entry.attr_value(constants::DW_AT_type).is_some() {
+            return true;
+        }
+        [
+            constants::DW_AT_abstract_origin,
+            constants::DW_AT_specification,
+        ]
+        .into_iter()
+        .any(|link| {
+            matches!(entry.attr_value(link), Some(AttributeValue::UnitRef(offset))
+                    if self.unit.entry(offset).is_ok_and(|origin| self.has_type(&origin)))
+        })
+    }
+
+    /// The out-of-line function starting at `pc`: its parameters with their registers at
+    /// entry (from `DW_AT_location`: an expression or the location-list entry covering `pc`),
+    /// and whether it returns a value.
+    pub fn function_at(&self, pc: u64) -> Option<FunctionInfo> {
         let function = self.find(|e| {
             e.tag() == constants::DW_TAG_subprogram
                 && matches!(e.attr_value(constants::DW_AT_low_pc), Some(AttributeValue::Addr(a)) if a == pc)
@@ -162,7 +189,11 @@ impl<'a> CompUnit<'a> {
                 register_at_entry: self.register_at(e, pc),
             })
             .collect();
-        Some((name, params))
+        Some(FunctionInfo {
+            name,
+            params,
+            returns_value: self.has_type(&function),
+        })
     }
 
     fn register_at(&self, entry: &DebuggingInformationEntry<R<'a>>, pc: u64) -> Option<Register> {
@@ -200,7 +231,9 @@ impl<'a> CompUnit<'a> {
                     .and_then(|v| self.string(v))
                     .is_some_and(|n| n == name)
         })?;
-        let size = entry.attr_value(constants::DW_AT_byte_size)?.udata_value()?;
+        let size = entry
+            .attr_value(constants::DW_AT_byte_size)?
+            .udata_value()?;
         let members = self
             .children(entry.offset())
             .iter()

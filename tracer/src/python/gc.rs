@@ -125,13 +125,20 @@ pub(crate) fn points(bin: &Binary, version: &PyVersion, usdt: Vec<UsdtProbe>) ->
     }
 
     let callers = callers_of(bin, &candidates.iter().map(|c| c.1).collect::<Vec<_>>());
-    let unit = candidates
-        .first()
-        .and_then(|c| dwarf::unit_for(bin, c.1));
+    let unit = candidates.first().and_then(|c| dwarf::unit_for(bin, c.1));
     for (symbol, address, size) in &candidates {
-        let Some(function) = describe(bin, version, unit.as_ref(), symbol, *address, *size, &callers)
-        else {
-            out.notes.push(format!("{symbol}: arguments unknown (no DWARF, unknown prototype)"));
+        let Some(function) = describe(
+            bin,
+            version,
+            unit.as_ref(),
+            symbol,
+            *address,
+            *size,
+            &callers,
+        ) else {
+            out.notes.push(format!(
+                "{symbol}: arguments unknown (no DWARF, unknown prototype)"
+            ));
             continue;
         };
         out.functions.push(function);
@@ -159,27 +166,34 @@ fn describe(
             .find(|p| p.name == name)
             .and_then(|p| p.register_at_entry)
     };
-    let (tstate, generation, n_collected, n_uncollectable, params_from) =
-        match unit.and_then(|u| u.params_at(address)) {
-            Some((_, params)) => (
-                by_name(&params, "tstate"),
-                by_name(&params, "generation"),
-                by_name(&params, "n_collected"),
-                by_name(&params, "n_uncollectable"),
-                "DWARF: DW_AT_location of each DW_TAG_formal_parameter at the entry address"
-                    .to_owned(),
-            ),
-            None if symbol == "gc_collect_main" && version.at_least(3, 10) && !version.at_least(3, 13) => (
+    let (tstate, generation, n_collected, n_uncollectable, returns_total, params_from) = match unit
+        .and_then(|u| u.function_at(address))
+    {
+        Some(info) => (
+            by_name(&info.params, "tstate"),
+            by_name(&info.params, "generation"),
+            by_name(&info.params, "n_collected"),
+            by_name(&info.params, "n_uncollectable"),
+            info.returns_value,
+            "DWARF: DW_AT_location of each DW_TAG_formal_parameter at the entry address".to_owned(),
+        ),
+        None if symbol == "gc_collect_main"
+            && version.at_least(3, 10)
+            && !version.at_least(3, 13) =>
+        {
+            (
                 Some(SYSV_ARGS[0]),
                 Some(SYSV_ARGS[1]),
                 Some(SYSV_ARGS[2]),
                 Some(SYSV_ARGS[3]),
+                true,
                 "CPython 3.10–3.12 prototype gc_collect_main(tstate, generation, n_collected, \
                  n_uncollectable, nofail) in SysV order (no DWARF; not a compiler clone)"
                     .to_owned(),
-            ),
-            None => return None,
-        };
+            )
+        }
+        None => return None,
+    };
     let code = bin.image.bytes_at(address, size)?;
     let needs: Vec<Register> = [tstate, generation, n_collected, n_uncollectable]
         .into_iter()
@@ -194,8 +208,6 @@ fn describe(
         },
     );
     let file_offset = bin.image.file_offset(address + placement.offset)?;
-    // Returns Py_ssize_t up to 3.12 (`collected + uncollectable`); 3.13's returns void.
-    let returns_total = !version.at_least(3, 13);
     Some(GcFunction {
         symbol: symbol.to_owned(),
         address,
@@ -243,7 +255,9 @@ fn callers_of(bin: &Binary, targets: &[u64]) -> Vec<(u64, String)> {
         let caller = bin
             .function_containing(instr.ip())
             .map_or_else(|| format!("{:#x}", instr.ip()), |s| s.name.clone());
-        if !targets.iter().any(|&t| bin.function_at(t).is_some_and(|s| s.name == caller))
+        if !targets
+            .iter()
+            .any(|&t| bin.function_at(t).is_some_and(|s| s.name == caller))
             && !out.iter().any(|(t, c)| *t == target && *c == caller)
         {
             out.push((target, caller));

@@ -12,8 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use iced_x86::{Instruction, OpKind, Register};
-
 use super::binary::Binary;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,12 +61,6 @@ const OBJ_API: [(&str, u8); 4] = [
     ("PyObject_Free", 4),
 ];
 
-/// RIP-relative memory addresses an instruction reads or writes.
-pub(crate) fn rip_relative_address(instr: &Instruction) -> Option<u64> {
-    let has_memory = (0..instr.op_count()).any(|i| instr.op_kind(i) == OpKind::Memory);
-    (has_memory && instr.memory_base() == Register::RIP).then(|| instr.ip_rel_memory_address())
-}
-
 fn rip_addresses(bin: &Binary, function: &str) -> Vec<u64> {
     let Some(func) = bin.function(function) else {
         return Vec::new();
@@ -76,9 +68,10 @@ fn rip_addresses(bin: &Binary, function: &str) -> Vec<u64> {
     let Some(code) = bin.function_code(func.address, func.size, 1024) else {
         return Vec::new();
     };
-    Binary::decode(code, func.address)
-        .iter()
-        .filter_map(rip_relative_address)
+    let instructions = Binary::decode(code, func.address);
+    bin.data_addresses(&instructions)
+        .into_iter()
+        .map(|(_, address)| address)
         .collect()
 }
 

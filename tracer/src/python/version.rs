@@ -50,7 +50,14 @@ impl PyVersion {
                 let level = if suffix.starts_with('a') { 'a' } else { 'b' };
                 (level, suffix.get(1..)?.trim_end_matches('+').parse().ok()?)
             }
-            Some(b'r') => ('c', suffix.strip_prefix("rc")?.trim_end_matches('+').parse().ok()?),
+            Some(b'r') => (
+                'c',
+                suffix
+                    .strip_prefix("rc")?
+                    .trim_end_matches('+')
+                    .parse()
+                    .ok()?,
+            ),
             _ => return None,
         };
         (2..=4).contains(&major).then_some(PyVersion {
@@ -92,7 +99,9 @@ pub(crate) fn read_version(bin: &Binary) -> Result<PyVersion, PyError> {
     let why = match bin.function("Py_GetVersion") {
         None => "neither Py_Version nor Py_GetVersion is defined".to_owned(),
         Some(func) => {
-            let code = bin.function_code(func.address, func.size, 256).unwrap_or(&[]);
+            let code = bin
+                .function_code(func.address, func.size, 256)
+                .unwrap_or(&[]);
             for instr in Binary::decode(code, func.address) {
                 let rip_relative = (0..instr.op_count())
                     .any(|i| instr.op_kind(i) == OpKind::Memory)
