@@ -17,6 +17,9 @@ pub(crate) struct Param {
     pub name: String,
     /// The register holding it at the function's first instruction, when DWARF says so.
     pub register_at_entry: Option<Register>,
+    /// Its value when the compiler specialised the function for a constant argument
+    /// (`DW_AT_const_value` in a `.constprop` clone).
+    pub const_value: Option<i64>,
 }
 
 /// A function's DWARF description.
@@ -187,6 +190,10 @@ impl<'a> CompUnit<'a> {
             .map(|e| Param {
                 name: self.name(e).unwrap_or_default(),
                 register_at_entry: self.register_at(e, pc),
+                const_value: e.attr_value(constants::DW_AT_const_value).and_then(|v| {
+                    v.sdata_value()
+                        .or_else(|| v.udata_value().and_then(|u| i64::try_from(u).ok()))
+                }),
             })
             .collect();
         Some(FunctionInfo {

@@ -27,6 +27,9 @@ use crate::probes::placement::{Needs, Placement, place_probe};
 pub enum GcValue {
     /// An argument register at the entry probe; `bytes` of it are the value (4 for `int`).
     EntryRegister { register: Register, bytes: u8 },
+    /// A constant: the compiler specialised this copy of the function for it (e.g. the
+    /// generation in `collect.constprop.0`, called only for full collections).
+    Constant(i64),
     /// The return register at the return probe.
     ReturnRegister { register: Register, bytes: u8 },
     /// A `Py_ssize_t *` argument (register at entry) that the function writes through before
@@ -166,8 +169,14 @@ fn describe(
             .find(|p| p.name == name)
             .and_then(|p| p.register_at_entry)
     };
-    let (tstate, generation, n_collected, n_uncollectable, returns_total, params_from) = match unit
-        .and_then(|u| u.function_at(address))
+    let info = unit.and_then(|u| u.function_at(address));
+    let generation_constant = info.as_ref().and_then(|info| {
+        info.params
+            .iter()
+            .find(|p| p.name == "generation")
+            .and_then(|p| p.const_value)
+    });
+    let (tstate, generation, n_collected, n_uncollectable, returns_total, params_from) = match info
     {
         Some(info) => (
             by_name(&info.params, "tstate"),
@@ -215,7 +224,9 @@ fn describe(
         placement,
         file_offset,
         tstate: tstate.map(|register| GcValue::EntryRegister { register, bytes: 8 }),
-        generation: generation.map(|register| GcValue::EntryRegister { register, bytes: 4 }),
+        generation: generation
+            .map(|register| GcValue::EntryRegister { register, bytes: 4 })
+            .or(generation_constant.map(GcValue::Constant)),
         collected: n_collected.map(|register| GcValue::OutPointer { register }),
         uncollectable: n_uncollectable.map(|register| GcValue::OutPointer { register }),
         total: returns_total.then_some(GcValue::ReturnRegister {

@@ -145,6 +145,28 @@ fn detects_pyenv_38() {
     ] {
         assert!(funcs.contains_key(name), "{name} missing");
     }
+    // 3.8's collect() exists as two .constprop clones; the full-collection clone has the
+    // generation folded in (DW_AT_const_value 2) and its other arguments shifted down a
+    // register, which only DWARF tells.
+    let gc = py.gc_points();
+    let full = gc
+        .functions
+        .iter()
+        .find(|f| f.generation == Some(GcValue::Constant(2)))
+        .unwrap_or_else(|| panic!("{gc:#?}"));
+    assert_eq!(
+        full.collected,
+        Some(GcValue::OutPointer {
+            register: Register::RDI
+        })
+    );
+    assert!(full.callers.iter().any(|c| c == "PyGC_Collect"));
+    assert!(gc.functions.iter().any(|f| f.generation
+        == Some(GcValue::EntryRegister {
+            register: Register::RDI,
+            bytes: 4
+        })
+        && f.callers.iter().any(|c| c == "gc_collect")));
 }
 
 /// Check every installed pyenv version (2.7–3.13): detection, a plausible version matching
