@@ -179,6 +179,24 @@ const WANTED: &[Wanted] = &[
         ptr_size(RSI, RDX),
         None,
     ),
+    // 3.11+: the frame data stack (`_PyThreadState_BumpFramePointerSlow`) takes its chunks
+    // from the arena allocator through these (16 KiB and up; pymalloc's arenas are 1 MiB).
+    w(
+        "_PyObject_VirtualAlloc",
+        Domain::Arena,
+        ArenaAlloc,
+        Api,
+        size(RDI),
+        None,
+    ),
+    w(
+        "_PyObject_VirtualFree",
+        Domain::Arena,
+        ArenaFree,
+        Api,
+        ptr_size(RDI, RSI),
+        None,
+    ),
     w("PyObject_Malloc", Obj, Alloc, Api, size(RDI), None),
     w(
         "PyObject_Calloc",

@@ -43,6 +43,13 @@
 //!   `mmap`) and grows pymalloc's bookkeeping with `PyMem_RawRealloc`/`PyMem_RawCalloc`;
 //!   `_PyObject_Free` may release an arena (`_PyObject_ArenaMunmap` → `munmap`).
 //!
+//! * The arena allocator has a second client in 3.11+: the frame data stack
+//!   (`_PyThreadState_BumpFramePointerSlow` → `_PyObject_VirtualAlloc(size)` →
+//!   `_PyObject_ArenaMmap`, freed by `_PyThreadState_PopFrame` → `_PyObject_VirtualFree`), in
+//!   chunks of 16 KiB and up, where pymalloc's arenas are 1 MiB (256 KiB before 3.10). An arena
+//!   event under `_PyObject_VirtualAlloc/Free` is a frame-stack chunk, one under
+//!   `_PyObject_Malloc/Free` a pymalloc arena.
+//!
 //! **Folding rule for the eBPF side:** a Python allocation counts once, at the *outermost*
 //! active probe of [`Layer::Api`] or [`Layer::Allocator`] on the thread; everything that fires
 //! while it is active (inner Python probes, and native libc `malloc`/`free` probes) belongs to
@@ -164,6 +171,8 @@ pub enum Layer {
     /// first argument `ctx`.
     Allocator,
     /// pymalloc's arena allocator (`_PyObject_ArenaMmap/Munmap`): `(ctx, size)`, `(ctx, ptr, size)`.
+    /// (Its public entry points `_PyObject_VirtualAlloc/Free` are [`Layer::Api`] probes of
+    /// the `arena` domain.)
     Arena,
 }
 

@@ -326,6 +326,20 @@ fn pyenv_311_allocator_probes() {
             [Some(RSI), None, Some(RDX)],
         ),
         (
+            "_PyObject_VirtualAlloc",
+            Domain::Arena,
+            ArenaAlloc,
+            Layer::Api,
+            [None, None, Some(RDI)],
+        ),
+        (
+            "_PyObject_VirtualFree",
+            Domain::Arena,
+            ArenaFree,
+            Layer::Api,
+            [Some(RDI), None, Some(RSI)],
+        ),
+        (
             "PyObject_Malloc",
             Domain::Obj,
             Alloc,
@@ -551,6 +565,11 @@ fn pyenv_311_nesting() {
     assert!(nests("_PyObject_Free", "_PyObject_ArenaMunmap"));
     assert!(nests("_PyMem_RawFree", "libc:free"));
     assert!(nests("_PyObject_ArenaMmap", "libc:mmap64"));
+    assert!(
+        nests("_PyObject_VirtualAlloc", "_PyObject_ArenaMmap"),
+        "frame stack chunks"
+    );
+    assert!(nests("_PyObject_VirtualFree", "_PyObject_ArenaMunmap"));
     assert!(
         nests("_PyObject_Realloc", "_PyObject_Malloc")
             && nests("_PyObject_Realloc", "_PyObject_Free")
