@@ -325,7 +325,10 @@ pub(crate) fn plan(bin: &Binary, tables: &Tables) -> Vec<PyProbe> {
                     return_address: has_return,
                 },
             );
-            let Some(file_offset) = bin.image.file_offset(address + placement.offset) else {
+            let Some(file_offset) = address
+                .checked_add(placement.offset)
+                .and_then(|a| bin.image.file_offset(a))
+            else {
                 continue;
             };
             index_by_address.insert(address, probes.len());
@@ -391,7 +394,7 @@ fn reachable(
         let Some(code) = bin.function_code(address, size, UNKNOWN_SIZE_MAX) else {
             continue;
         };
-        let end = address + code.len() as u64;
+        let end = address.saturating_add(code.len() as u64);
         let instructions = Binary::decode(code, address);
         let mut targets: Vec<u64> = instructions.iter().filter_map(direct_target).collect();
         // A table slot is only read to call through it.

@@ -253,7 +253,7 @@ impl Binary {
     pub fn function_containing(&self, address: u64) -> Option<&FunctionSymbol> {
         let end = self.by_address.partition_point(|s| s.address <= address);
         let sym = self.by_address.get(end.checked_sub(1)?)?;
-        (sym.size == 0 || address < sym.address + sym.size).then_some(sym)
+        (sym.size == 0 || address < sym.address.saturating_add(sym.size)).then_some(sym)
     }
 
     /// Address of the first function symbol after `address` (bounds a function whose own
@@ -319,7 +319,8 @@ impl Binary {
             self.next_function_after(address)
                 .map_or(max, |next| (next - address).min(max))
         };
-        self.image.bytes_at(address, len.max(1))
+        // Symbol sizes come from the file: bound them (no function is 16 MiB).
+        self.image.bytes_at(address, len.clamp(1, 1 << 24))
     }
 
     /// Decoded instructions of `code` starting at `address`.

@@ -283,6 +283,6 @@ impl<'a> CompUnit<'a> {
         subrange
             .attr_value(constants::DW_AT_upper_bound)?
             .udata_value()
-            .map(|upper| upper + 1)
+            .and_then(|upper| upper.checked_add(1))
     }
 }

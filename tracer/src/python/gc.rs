@@ -203,7 +203,7 @@ fn describe(
         }
         None => return None,
     };
-    let code = bin.image.bytes_at(address, size)?;
+    let code = bin.function_code(address, size, 1 << 16)?;
     let needs: Vec<Register> = [tstate, generation, n_collected, n_uncollectable]
         .into_iter()
         .flatten()
@@ -216,7 +216,9 @@ fn describe(
             return_address: true,
         },
     );
-    let file_offset = bin.image.file_offset(address + placement.offset)?;
+    let file_offset = bin
+        .image
+        .file_offset(address.checked_add(placement.offset)?)?;
     Some(GcFunction {
         symbol: symbol.to_owned(),
         address,

@@ -78,7 +78,9 @@ fn rip_addresses(bin: &Binary, function: &str) -> Vec<u64> {
 fn read_slots(bin: &Binary, address: u64, count: u8) -> Vec<Option<u64>> {
     (1..=u64::from(count))
         .map(|slot| {
-            bin.pointer_at(address + 8 * slot)
+            address
+                .checked_add(8 * slot)
+                .and_then(|a| bin.pointer_at(a))
                 .filter(|&f| bin.is_executable_address(f))
         })
         .collect()

@@ -935,3 +935,52 @@ fn version_forms() {
     assert!(PyVersion::parse("GCC 12.2.0").is_none());
     assert!(PyVersion::parse("11.4.0").is_none());
 }
+
+/// Check that damaged files give errors or partial answers, never panics: a truncated
+/// libpython, and Debian's python3.11 with garbage in its `.note.stapsdt` sizes and in its
+/// allocator tables.
+#[test]
+fn damaged_files_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = std::fs::read(require(LIBPYTHON_311)).unwrap();
+    for cut in [64, 4096, lib.len() / 3, lib.len() / 2, lib.len() - 1000] {
+        let path = dir.path().join(format!("cut{cut}"));
+        std::fs::write(&path, &lib[..cut]).unwrap();
+        if let Ok(py) = PythonRuntime::from_file(&path) {
+            let _ = (
+                py.allocator_probes(),
+                py.limitations(),
+                py.usdt_probes(),
+                py.gc_points(),
+            );
+        }
+    }
+    let mut exe = std::fs::read(require(DEBIAN_311)).unwrap();
+    let file = object::File::parse(&*exe).unwrap();
+    use object::{Object as _, ObjectSection as _};
+    let (notes, _) = file
+        .section_by_name(".note.stapsdt")
+        .unwrap()
+        .file_range()
+        .unwrap();
+    let data_section = file.section_by_name(".data").unwrap();
+    let (data_offset, _) = data_section.file_range().unwrap();
+    // `_PyObject` at 0x959f40 in this build: point its slots at garbage.
+    let table = usize::try_from(0x959f40 - data_section.address() + data_offset).unwrap();
+    drop(file);
+    let notes = usize::try_from(notes).unwrap();
+    exe[notes..notes + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    exe[notes + 4..notes + 8].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    exe[table + 8..table + 40].fill(0xff);
+    let path = dir.path().join("python3.11");
+    std::fs::write(&path, &exe).unwrap();
+    let py = PythonRuntime::from_file(&path).unwrap();
+    assert!(
+        py.usdt_probes().is_empty(),
+        "the first note's sizes are garbage"
+    );
+    let probes = py.allocator_probes();
+    assert!(!probes.iter().any(|p| p.func == "_PyObject_Malloc"));
+    assert!(probes.iter().any(|p| p.func == "PyObject_Malloc"));
+    let _ = (py.limitations(), py.gc_points(), py.build());
+}

@@ -95,18 +95,18 @@ pub(crate) fn parse(bin: &Binary) -> Option<Vec<UsdtProbe>> {
         let name_start = at + 12;
         let Some(desc_start) = usize::try_from(namesz)
             .ok()
-            .and_then(|n| align4(name_start + n))
+            .and_then(|n| align4(name_start.checked_add(n)?))
         else {
             break;
         };
         let Some(next) = usize::try_from(descsz)
             .ok()
-            .and_then(|n| align4(desc_start + n))
+            .and_then(|n| align4(desc_start.checked_add(n)?))
         else {
             break;
         };
-        let owner = notes.get(name_start..name_start + namesz as usize);
-        let desc = notes.get(desc_start..desc_start + descsz as usize);
+        let owner = notes.get(name_start..name_start.saturating_add(namesz as usize));
+        let desc = notes.get(desc_start..desc_start.saturating_add(descsz as usize));
         at = next;
         if kind != NT_STAPSDT || owner != Some(b"stapsdt\0".as_slice()) {
             continue;
