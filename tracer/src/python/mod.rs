@@ -345,6 +345,11 @@ impl PythonRuntime {
         self.bin.path()
     }
 
+    /// The interpreter file's GNU build id (hex), for matching probes to the mapped file.
+    pub fn build_id(&self) -> Option<&str> {
+        self.bin.image.build_id()
+    }
+
     pub fn build(&self) -> BuildFacts {
         self.build.clone()
     }

@@ -123,6 +123,7 @@ fn detects_pyenv_311() {
     assert_eq!(py.version(), (3, 11, 7));
     assert_eq!(py.full_version().release_level, 'f');
     assert_eq!(py.interpreter_file(), Path::new(LIBPYTHON_311));
+    assert!(py.build_id().is_some_and(|id| id.len() == 40));
     let build = py.build();
     assert_eq!(build.linkage, Linkage::Shared);
     assert!(build.has_symtab && build.has_debug_info && build.pymalloc);
