@@ -9,5 +9,6 @@ pub mod ebpf;
 pub mod elf;
 pub mod probes;
 pub mod procmaps;
+pub mod python;
 pub mod record;
 pub mod sys;

@@ -1,0 +1,987 @@
+//! Tests against the interpreters installed on this machine. A missing interpreter fails the
+//! test with the command that installs it.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use iced_x86::{
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, OpAccess,
+};
+
+use super::*;
+use crate::elf::ElfImage;
+
+const PYENV_311: &str = "/root/.pyenv/versions/3.11.7";
+const LIBPYTHON_311: &str = "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0";
+const PYENV_38: &str = "/root/.pyenv/versions/3.8.18";
+const DEBIAN_311: &str = "/usr/bin/python3.11";
+const DEBIAN_LIBPYTHON_311: &str = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0";
+const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
+
+/// Fails (never skips) when `path` is missing, saying how to install it.
+fn require(path: &str) -> PathBuf {
+    let how = if path.starts_with("/root/.pyenv/versions/") {
+        let version = path
+            .trim_start_matches("/root/.pyenv/versions/")
+            .split('/')
+            .next()
+            .unwrap_or("?");
+        format!(
+            "install it with pyenv, shared and with symbols: \
+             `PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {version}`"
+        )
+    } else if path.contains("libpython3.11") {
+        "install Debian's shared libpython: `apt-get update && apt-get install -y libpython3.11`"
+            .to_owned()
+    } else if path.contains("python3.11") {
+        "install Debian's interpreter: `apt-get update && apt-get install -y python3.11`".to_owned()
+    } else {
+        "install the package that provides it".to_owned()
+    };
+    assert!(Path::new(path).exists(), "{path} is missing: {how}");
+    PathBuf::from(path)
+}
+
+fn pyenv(version_dir: &str, minor: &str) -> PythonRuntime {
+    let exe = require(&format!("{version_dir}/bin/python{minor}"));
+    let lib = require(&format!("{version_dir}/lib/libpython{minor}.so.1.0"));
+    PythonRuntime::detect(&exe, &[require(LIBC), lib])
+        .unwrap()
+        .unwrap_or_else(|| panic!("{version_dir}: CPython not detected"))
+}
+
+fn debian() -> PythonRuntime {
+    PythonRuntime::detect(&require(DEBIAN_311), &[require(LIBC)])
+        .unwrap()
+        .unwrap()
+}
+
+fn by_func(probes: &[PyProbe]) -> BTreeMap<&str, &PyProbe> {
+    probes.iter().map(|p| (p.func.as_str(), p)).collect()
+}
+
+fn decode_function(image: &ElfImage, address: u64, len: u64) -> Vec<Instruction> {
+    let code = image.bytes_at(address, len).unwrap();
+    Decoder::with_ip(64, code, address, DecoderOptions::NONE)
+        .into_iter()
+        .collect()
+}
+
+fn symbol<'a>(image: &'a ElfImage, name: &str) -> &'a crate::elf::FunctionSymbol {
+    image
+        .function_symbols()
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{name} not in {}", image.path().display()))
+}
+
+/// Whether `reg` carries an input of the function: read by one of the first instructions
+/// before anything writes it, or still untouched when control first leaves the straight-line
+/// prologue (passed on to a callee, e.g. `_PyObject_ArenaMmap`'s size to `mmap`).
+fn register_is_input(instructions: &[Instruction], reg: Register) -> bool {
+    let mut factory = InstructionInfoFactory::new();
+    for instr in instructions.iter().take(16) {
+        let info = factory.info(instr);
+        let mut read = false;
+        let mut written = false;
+        for used in info.used_registers() {
+            if used.register().full_register() != reg {
+                continue;
+            }
+            match used.access() {
+                OpAccess::Read
+                | OpAccess::CondRead
+                | OpAccess::ReadWrite
+                | OpAccess::ReadCondWrite => {
+                    read = true;
+                }
+                OpAccess::Write | OpAccess::CondWrite => written = true,
+                _ => {}
+            }
+        }
+        if read {
+            return true;
+        }
+        if written {
+            return false;
+        }
+        if instr.flow_control() != FlowControl::Next {
+            return true;
+        }
+    }
+    false
+}
+
+/// Check that pyenv 3.11.7 is found through its libpython (not the small executable) when the
+/// caller passes the executable plus mapped libraries, and that its version is read from
+/// `Py_Version`.
+#[test]
+fn detects_pyenv_311() {
+    let py = pyenv(PYENV_311, "3.11");
+    assert_eq!(py.version(), (3, 11, 7));
+    assert_eq!(py.full_version().release_level, 'f');
+    assert_eq!(py.interpreter_file(), Path::new(LIBPYTHON_311));
+    assert!(py.build_id().is_some_and(|id| id.len() == 40));
+    let build = py.build();
+    assert_eq!(build.linkage, Linkage::Shared);
+    assert!(build.has_symtab && build.has_debug_info && build.pymalloc);
+    assert!(!build.allocator_inlined && !build.debug_build && !build.usdt);
+}
+
+/// Check another pyenv version (3.8.18, before `Py_Version` existed): the version comes from
+/// the string `Py_GetVersion` formats, and the allocator layout is found the same way.
+#[test]
+fn detects_pyenv_38() {
+    let py = pyenv(PYENV_38, "3.8");
+    assert_eq!(py.version(), (3, 8, 18));
+    let probes = py.allocator_probes();
+    let funcs = by_func(&probes);
+    for name in [
+        "_PyObject_Malloc",
+        "_PyObject_Free",
+        "_PyMem_RawMalloc",
+        "_PyObject_ArenaMmap",
+    ] {
+        assert!(funcs.contains_key(name), "{name} missing");
+    }
+    // 3.8's collect() exists as two .constprop clones; the full-collection clone has the
+    // generation folded in (DW_AT_const_value 2) and its other arguments shifted down a
+    // register, which only DWARF tells.
+    let gc = py.gc_points();
+    let full = gc
+        .functions
+        .iter()
+        .find(|f| f.generation == Some(GcValue::Constant(2)))
+        .unwrap_or_else(|| panic!("{gc:#?}"));
+    assert_eq!(
+        full.collected,
+        Some(GcValue::OutPointer {
+            register: Register::RDI
+        })
+    );
+    assert!(full.callers.iter().any(|c| c == "PyGC_Collect"));
+    assert!(gc.functions.iter().any(|f| f.generation
+        == Some(GcValue::EntryRegister {
+            register: Register::RDI,
+            bytes: 4
+        })
+        && f.callers.iter().any(|c| c == "gc_collect")));
+}
+
+/// Check every installed pyenv version (2.7–3.13): detection, a plausible version matching
+/// the directory, and probe offsets on instruction boundaries. 3.11.7 and 3.8.18 must be
+/// there (checked by the other tests); the rest are checked when present.
+#[test]
+fn all_pyenv_versions_are_consistent() {
+    let root = Path::new("/root/.pyenv/versions");
+    let entries = std::fs::read_dir(root)
+        .unwrap_or_else(|e| panic!("{}: {e}: install pyenv and CPython 3.11.7", root.display()));
+    let mut checked = 0;
+    for entry in entries {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut parts = name.split('.');
+        let (Some(major), Some(minor)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let lib_dir = dir.join("lib");
+        let Some(lib) = std::fs::read_dir(&lib_dir).ok().and_then(|d| {
+            d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                let f = p.file_name().unwrap().to_string_lossy();
+                f.starts_with("libpython") && f.ends_with(".so.1.0")
+            })
+        }) else {
+            continue;
+        };
+        let exe = dir.join(format!("bin/python{major}.{minor}"));
+        let py = PythonRuntime::detect(&exe, std::slice::from_ref(&lib))
+            .unwrap()
+            .unwrap();
+        let (ma, mi, _) = py.version();
+        assert_eq!(format!("{ma}.{mi}"), format!("{major}.{minor}"), "{name}");
+        let image = ElfImage::open(&lib).unwrap();
+        for p in py.allocator_probes() {
+            let boundaries: Vec<u64> = decode_function(&image, p.address, p.placement.offset + 16)
+                .iter()
+                .map(|i| i.ip() - p.address)
+                .collect();
+            assert!(
+                boundaries.contains(&p.placement.offset),
+                "{name} {}",
+                p.func
+            );
+            assert_eq!(
+                image.file_offset(p.address + p.placement.offset),
+                Some(p.file_offset)
+            );
+        }
+        assert!(
+            !py.gc_points().functions.is_empty(),
+            "{name}: no GC function"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} pyenv versions found");
+}
+
+/// Check that a process without CPython (ls + libc) is not detected, and that non-ELF paths
+/// among the libraries are skipped.
+#[test]
+fn not_cpython() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("not-elf");
+    std::fs::write(&text, "hello").unwrap();
+    let found = PythonRuntime::detect(Path::new("/bin/ls"), &[require(LIBC), text]).unwrap();
+    assert!(found.is_none());
+}
+
+/// Function, domain, kind, layer, (ptr, nmemb, size) registers.
+type Expected = (
+    &'static str,
+    Domain,
+    AllocKind,
+    Layer,
+    [Option<Register>; 3],
+);
+
+/// Check the 3.11.7 plan: all four layers' functions, one probe per address, domains, kinds,
+/// argument registers (the ctx-first ABI of the implementations), and placements.
+#[test]
+fn pyenv_311_allocator_probes() {
+    let py = pyenv(PYENV_311, "3.11");
+    let probes = py.allocator_probes();
+    let funcs = by_func(&probes);
+    use AllocKind::*;
+    use Register::{RDI, RDX, RSI};
+    let expected: &[Expected] = &[
+        (
+            "_PyObject_Malloc",
+            Domain::Obj,
+            Alloc,
+            Layer::Allocator,
+            [None, None, Some(RSI)],
+        ),
+        (
+            "_PyObject_Calloc",
+            Domain::Obj,
+            Calloc,
+            Layer::Allocator,
+            [None, Some(RSI), Some(RDX)],
+        ),
+        (
+            "_PyObject_Realloc",
+            Domain::Obj,
+            Realloc,
+            Layer::Allocator,
+            [Some(RSI), None, Some(RDX)],
+        ),
+        (
+            "_PyObject_Free",
+            Domain::Obj,
+            Free,
+            Layer::Allocator,
+            [Some(RSI), None, None],
+        ),
+        (
+            "_PyMem_RawMalloc",
+            Domain::Raw,
+            Alloc,
+            Layer::Allocator,
+            [None, None, Some(RSI)],
+        ),
+        (
+            "_PyMem_RawCalloc",
+            Domain::Raw,
+            Calloc,
+            Layer::Allocator,
+            [None, Some(RSI), Some(RDX)],
+        ),
+        (
+            "_PyMem_RawRealloc",
+            Domain::Raw,
+            Realloc,
+            Layer::Allocator,
+            [Some(RSI), None, Some(RDX)],
+        ),
+        (
+            "_PyMem_RawFree",
+            Domain::Raw,
+            Free,
+            Layer::Allocator,
+            [Some(RSI), None, None],
+        ),
+        (
+            "_PyObject_ArenaMmap",
+            Domain::Arena,
+            ArenaAlloc,
+            Layer::Arena,
+            [None, None, Some(RSI)],
+        ),
+        (
+            "_PyObject_ArenaMunmap",
+            Domain::Arena,
+            ArenaFree,
+            Layer::Arena,
+            [Some(RSI), None, Some(RDX)],
+        ),
+        (
+            "_PyObject_VirtualAlloc",
+            Domain::Arena,
+            ArenaAlloc,
+            Layer::Api,
+            [None, None, Some(RDI)],
+        ),
+        (
+            "_PyObject_VirtualFree",
+            Domain::Arena,
+            ArenaFree,
+            Layer::Api,
+            [Some(RDI), None, Some(RSI)],
+        ),
+        (
+            "PyObject_Malloc",
+            Domain::Obj,
+            Alloc,
+            Layer::Api,
+            [None, None, Some(RDI)],
+        ),
+        (
+            "PyObject_Calloc",
+            Domain::Obj,
+            Calloc,
+            Layer::Api,
+            [None, Some(RDI), Some(RSI)],
+        ),
+        (
+            "PyObject_Realloc",
+            Domain::Obj,
+            Realloc,
+            Layer::Api,
+            [Some(RDI), None, Some(RSI)],
+        ),
+        (
+            "PyObject_Free",
+            Domain::Obj,
+            Free,
+            Layer::Api,
+            [Some(RDI), None, None],
+        ),
+        (
+            "PyMem_Malloc",
+            Domain::Mem,
+            Alloc,
+            Layer::Api,
+            [None, None, Some(RDI)],
+        ),
+        (
+            "PyMem_Calloc",
+            Domain::Mem,
+            Calloc,
+            Layer::Api,
+            [None, Some(RDI), Some(RSI)],
+        ),
+        (
+            "PyMem_Realloc",
+            Domain::Mem,
+            Realloc,
+            Layer::Api,
+            [Some(RDI), None, Some(RSI)],
+        ),
+        (
+            "PyMem_Free",
+            Domain::Mem,
+            Free,
+            Layer::Api,
+            [Some(RDI), None, None],
+        ),
+        (
+            "PyMem_RawMalloc",
+            Domain::Raw,
+            Alloc,
+            Layer::Api,
+            [None, None, Some(RDI)],
+        ),
+        (
+            "PyMem_RawCalloc",
+            Domain::Raw,
+            Calloc,
+            Layer::Api,
+            [None, Some(RDI), Some(RSI)],
+        ),
+        (
+            "PyMem_RawRealloc",
+            Domain::Raw,
+            Realloc,
+            Layer::Api,
+            [Some(RDI), None, Some(RSI)],
+        ),
+        (
+            "PyMem_RawFree",
+            Domain::Raw,
+            Free,
+            Layer::Api,
+            [Some(RDI), None, None],
+        ),
+    ];
+    assert_eq!(probes.len(), expected.len(), "{:#?}", funcs.keys());
+    for (name, domain, kind, layer, [ptr, nmemb, size]) in expected {
+        let p = funcs.get(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(
+            (p.domain, p.kind, p.layer),
+            (*domain, *kind, *layer),
+            "{name}"
+        );
+        assert_eq!(
+            p.args,
+            ArgRegs {
+                ptr: *ptr,
+                nmemb: *nmemb,
+                size: *size
+            },
+            "{name}"
+        );
+        assert_eq!(p.has_return, kind.has_return(), "{name}");
+        assert_eq!(p.found_by, FoundBy::Symbol, "{name}");
+    }
+    let mut addresses: Vec<u64> = probes.iter().map(|p| p.address).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    assert_eq!(addresses.len(), probes.len(), "one probe per address");
+    assert_eq!(Domain::Arena.as_str(), "arena");
+    assert_eq!(funcs["PyMem_Malloc"].domain.as_str(), "mem");
+
+    // The hot implementations get emulated spots (placement.rs rules).
+    for name in [
+        "_PyObject_Malloc",
+        "_PyObject_Calloc",
+        "_PyObject_Realloc",
+        "_PyObject_Free",
+        "_PyMem_RawMalloc",
+        "_PyMem_RawFree",
+    ] {
+        assert!(
+            funcs[name].placement.emulated,
+            "{name}: {}",
+            funcs[name].placement.describe()
+        );
+    }
+    // `lea rax,[rsi-1]` is single-stepped and reads the size; `push rbx` at +4 is the first
+    // emulated instruction.
+    assert_eq!(funcs["_PyObject_Malloc"].placement.offset, 4);
+    assert_eq!(funcs["_PyObject_Malloc"].placement.instruction, "push rbx");
+    // `test rsi,rsi; je` → the `je` at +3.
+    assert_eq!(funcs["_PyObject_Free"].placement.offset, 3);
+}
+
+/// Check the argument registers against the code: every register a probe reads is an input
+/// of its function (read before written, or passed on untouched); `_PyObject_Malloc` compares
+/// `size - 1` with 511 (SMALL_REQUEST_THRESHOLD - 1) using the size register; placements are
+/// instruction boundaries and keep the registers intact.
+#[test]
+fn pyenv_311_registers_match_disassembly() {
+    let py = pyenv(PYENV_311, "3.11");
+    let image = ElfImage::open(py.interpreter_file()).unwrap();
+    let mut factory = InstructionInfoFactory::new();
+    for p in py.allocator_probes() {
+        let sym = symbol(&image, &p.func);
+        let code = decode_function(&image, sym.address, sym.size);
+        for reg in p.args.registers() {
+            assert!(
+                register_is_input(&code, reg),
+                "{}: {reg:?} is not an input",
+                p.func
+            );
+        }
+        // The implementations never use rdi (ctx) as the size.
+        if p.layer != Layer::Api {
+            assert_ne!(p.args.size, Some(Register::RDI), "{}", p.func);
+        }
+        let boundaries: Vec<u64> = code.iter().map(|i| i.ip() - sym.address).collect();
+        assert!(boundaries.contains(&p.placement.offset), "{}", p.func);
+        assert_eq!(
+            image.file_offset(p.address + p.placement.offset),
+            Some(p.file_offset)
+        );
+        for instr in code
+            .iter()
+            .take_while(|i| i.ip() < p.address + p.placement.offset)
+        {
+            for used in factory.info(instr).used_registers() {
+                let writes = matches!(
+                    used.access(),
+                    OpAccess::Write
+                        | OpAccess::ReadWrite
+                        | OpAccess::CondWrite
+                        | OpAccess::ReadCondWrite
+                );
+                assert!(
+                    !(writes
+                        && p.args
+                            .registers()
+                            .contains(&used.register().full_register())),
+                    "{}: {instr} before the probe clobbers an argument",
+                    p.func
+                );
+            }
+        }
+    }
+    let malloc = symbol(&image, "_PyObject_Malloc");
+    let code = decode_function(&image, malloc.address, malloc.size);
+    let lea = code
+        .iter()
+        .position(|i| i.mnemonic() == iced_x86::Mnemonic::Lea)
+        .unwrap();
+    assert_eq!(code[lea].memory_base(), Register::RSI);
+    assert_eq!(code[lea].memory_displacement64() as i64, -1);
+    let cmp = code
+        .iter()
+        .find(|i| i.mnemonic() == iced_x86::Mnemonic::Cmp)
+        .unwrap();
+    assert_eq!(cmp.immediate(1), 511);
+}
+
+/// Check the nesting found by following calls: PyObject_Malloc → _PyObject_Malloc →
+/// PyMem_RawMalloc → _PyMem_RawMalloc → libc malloc, arenas under pymalloc, frees likewise.
+#[test]
+fn pyenv_311_nesting() {
+    let py = pyenv(PYENV_311, "3.11");
+    let probes = py.allocator_probes();
+    let funcs = by_func(&probes);
+    let nests = |name: &str, inner: &str| funcs[name].nests.iter().any(|n| n == inner);
+    assert!(nests("PyObject_Malloc", "_PyObject_Malloc"));
+    assert!(
+        nests("PyMem_Malloc", "_PyObject_Malloc"),
+        "the mem domain is pymalloc"
+    );
+    assert!(
+        nests("_PyObject_Malloc", "PyMem_RawMalloc"),
+        "> 512 bytes go to the raw domain"
+    );
+    assert!(nests("_PyObject_Malloc", "_PyObject_ArenaMmap"));
+    assert!(nests("PyMem_RawMalloc", "_PyMem_RawMalloc"));
+    assert!(nests("_PyMem_RawMalloc", "libc:malloc"));
+    assert!(nests("_PyObject_Free", "PyMem_RawFree"));
+    assert!(nests("_PyObject_Free", "_PyObject_ArenaMunmap"));
+    assert!(nests("_PyMem_RawFree", "libc:free"));
+    assert!(nests("_PyObject_ArenaMmap", "libc:mmap64"));
+    assert!(
+        nests("_PyObject_VirtualAlloc", "_PyObject_ArenaMmap"),
+        "frame stack chunks"
+    );
+    assert!(nests("_PyObject_VirtualFree", "_PyObject_ArenaMunmap"));
+    assert!(
+        nests("_PyObject_Realloc", "_PyObject_Malloc")
+            && nests("_PyObject_Realloc", "_PyObject_Free")
+    );
+    assert!(!nests("_PyMem_RawMalloc", "_PyObject_Malloc"));
+}
+
+/// Check Debian's python3.11: a static, stripped LTO+PGO build whose pymalloc is inlined; the
+/// allocator functions are recovered from the tables (checked against the `cmp` guard in
+/// `PyObject_Malloc`), the exported functions are probed, and the limitations say what is
+/// missed and what to do.
+#[test]
+fn debian_311_inlined_allocator() {
+    let py = debian();
+    assert_eq!(py.interpreter_file(), Path::new(DEBIAN_311));
+    assert_eq!(py.version().0, 3);
+    assert_eq!(py.version().1, 11);
+    let build = py.build();
+    assert_eq!(build.linkage, Linkage::Static);
+    assert!(!build.has_symtab && !build.has_debug_info);
+    assert!(build.allocator_inlined, "{:#?}", build.evidence);
+    assert!(build.pymalloc && build.usdt && !build.debug_build);
+
+    let probes = py.allocator_probes();
+    let funcs = by_func(&probes);
+    let malloc = funcs["_PyObject_Malloc"];
+    assert!(matches!(
+        malloc.found_by,
+        FoundBy::AllocatorTable {
+            table: "_PyObject",
+            slot: 1,
+            ..
+        }
+    ));
+    // PyObject_Malloc's guard compares the table slot with the out-of-line _PyObject_Malloc.
+    let image = ElfImage::open(Path::new(DEBIAN_311)).unwrap();
+    let wrapper = symbol(&image, "PyObject_Malloc");
+    let guard = decode_function(&image, wrapper.address, wrapper.size)
+        .into_iter()
+        .find(|i| {
+            i.mnemonic() == iced_x86::Mnemonic::Cmp
+                && i.op1_kind() == iced_x86::OpKind::Immediate32to64
+        })
+        .unwrap();
+    assert_eq!(guard.immediate(1), malloc.address);
+    for name in [
+        "PyObject_Malloc",
+        "PyObject_Free",
+        "PyMem_Malloc",
+        "PyMem_Free",
+        "_PyObject_Free",
+        "_PyMem_RawMalloc",
+        "_PyObject_ArenaMmap",
+    ] {
+        assert!(funcs.contains_key(name), "{name} missing");
+    }
+    assert_eq!(funcs["PyObject_Free"].found_by, FoundBy::Symbol);
+    assert_eq!(funcs["PyObject_Free"].args.ptr, Some(Register::RDI));
+    let limitations = py.limitations().join("\n");
+    assert!(limitations.contains("pymalloc is inlined"), "{limitations}");
+    assert!(limitations.contains("PYTHONMALLOC=malloc"), "{limitations}");
+    assert!(
+        limitations.contains("PyObject_Malloc/Calloc/Realloc/Free"),
+        "{limitations}"
+    );
+}
+
+/// Check the USDT notes of Debian's python3.11: the gc probes' names, `.stapsdt.base`-corrected
+/// addresses that land on a `nop`, semaphores inside `.probes` with their file offsets, and
+/// the argument specs parsed into typed operands.
+#[test]
+fn debian_311_usdt() {
+    let py = debian();
+    let probes = py.usdt_probes();
+    let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+    for name in [
+        "gc__start",
+        "gc__done",
+        "function__entry",
+        "function__return",
+        "line",
+        "import__find__load__start",
+        "import__find__load__done",
+        "audit",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let image = ElfImage::open(Path::new(DEBIAN_311)).unwrap();
+    let data = std::fs::read(DEBIAN_311).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    use object::{Object as _, ObjectSection as _};
+    let probes_section = file.section_by_name(".probes").unwrap();
+    let (probes_offset, probes_size) = probes_section.file_range().unwrap();
+    for p in &probes {
+        assert_eq!(p.provider, "python");
+        let code = image.bytes_at(p.pc, 16).unwrap();
+        let instr = Decoder::with_ip(64, code, p.pc, DecoderOptions::NONE).decode();
+        assert_eq!(
+            instr.mnemonic(),
+            iced_x86::Mnemonic::Nop,
+            "{}: {instr}",
+            p.name
+        );
+        assert_eq!(image.file_offset(p.pc), Some(p.file_offset));
+        let sem = p.semaphore.unwrap();
+        assert!(
+            sem >= probes_section.address() && sem + 2 <= probes_section.address() + probes_size,
+            "{}",
+            p.name
+        );
+        assert_eq!(
+            p.semaphore_offset,
+            Some(probes_offset + sem - probes_section.address())
+        );
+        // The semaphore is a zero u16 in the file (the kernel counts attached probes in it).
+        let off = usize::try_from(p.semaphore_offset.unwrap()).unwrap();
+        assert_eq!(&data[off..off + 2], &[0, 0]);
+    }
+    let start = probes.iter().find(|p| p.name == "gc__start").unwrap();
+    assert_eq!(start.args.len(), 1);
+    assert_eq!(
+        (start.args[0].size, start.args[0].signed),
+        (4, true),
+        "int generation"
+    );
+    assert!(
+        matches!(
+            start.args[0].location,
+            UsdtLocation::Memory {
+                base: Some(Register::RSP),
+                index: None,
+                ..
+            } | UsdtLocation::Register(_)
+        ),
+        "{:?}",
+        start.args[0]
+    );
+    let done = probes.iter().find(|p| p.name == "gc__done").unwrap();
+    assert_eq!(done.args.len(), 1);
+    assert_eq!(
+        (done.args[0].size, done.args[0].signed),
+        (8, true),
+        "Py_ssize_t n"
+    );
+    // Every spec of this build is understood.
+    for p in &probes {
+        assert!(
+            p.args
+                .iter()
+                .all(|a| !matches!(a.location, UsdtLocation::Unknown(_))),
+            "{}: {}",
+            p.name,
+            p.raw_args
+        );
+        assert_eq!(p.args.len(), p.raw_args.split_whitespace().count());
+    }
+    let gc = py.gc_points();
+    assert_eq!(gc.usdt_start.as_ref().map(|p| p.pc), Some(start.pc));
+    assert_eq!(gc.usdt_done.as_ref().map(|p| p.pc), Some(done.pc));
+    assert!(
+        gc.functions.is_empty(),
+        "stripped: no collection function symbol"
+    );
+}
+
+/// Check Debian's shared, stripped libpython3.11: the allocator tables are found through
+/// `R_X86_64_RELATIVE` relocations, and `_PyObject_Malloc` is the function `PyObject_Malloc`
+/// tail-jumps to through `_PyObject.malloc`.
+#[test]
+fn debian_shared_libpython_tables() {
+    let lib = require(DEBIAN_LIBPYTHON_311);
+    let py = PythonRuntime::from_file(&lib).unwrap();
+    let build = py.build();
+    assert!(!build.has_symtab && !build.allocator_inlined && build.pymalloc);
+    let probes = py.allocator_probes();
+    let funcs = by_func(&probes);
+    let bin = binary::Binary::open(&lib).unwrap();
+    let wrapper = symbol(&bin.image, "PyObject_Malloc");
+    let jump = decode_function(&bin.image, wrapper.address, wrapper.size)
+        .into_iter()
+        .find(|i| i.flow_control() == FlowControl::IndirectBranch)
+        .unwrap();
+    assert_eq!(
+        bin.pointer_at(jump.ip_rel_memory_address()),
+        Some(funcs["_PyObject_Malloc"].address)
+    );
+    assert!(funcs["_PyObject_Malloc"].placement.emulated);
+    assert!(funcs.contains_key("_PyObject_ArenaMunmap") && funcs.contains_key("_PyMem_RawFree"));
+}
+
+/// Check the GC points of 3.11.7: `gc_collect_main` (not inlined: 4 direct callers), its
+/// arguments from DWARF location lists (generation in esi, out-pointers in rdx/rcx), its
+/// return value, and the generation_stats offsets — checked against the prologue's own
+/// accesses (`mov rbp,[rdi+0x10]` = tstate->interp, `lea rax,[rbp+0x288]` = &interp->gc).
+#[test]
+fn pyenv_311_gc_points() {
+    let py = pyenv(PYENV_311, "3.11");
+    let gc = py.gc_points();
+    assert!(
+        gc.usdt_start.is_none() && gc.usdt_done.is_none(),
+        "pyenv is built without dtrace"
+    );
+    assert_eq!(gc.functions.len(), 1, "{gc:#?}");
+    let f = &gc.functions[0];
+    assert_eq!(f.symbol, "gc_collect_main");
+    assert!(f.params_from.starts_with("DWARF"));
+    assert_eq!(
+        f.tstate,
+        Some(GcValue::EntryRegister {
+            register: Register::RDI,
+            bytes: 8
+        })
+    );
+    assert_eq!(
+        f.generation,
+        Some(GcValue::EntryRegister {
+            register: Register::RSI,
+            bytes: 4
+        })
+    );
+    assert_eq!(
+        f.collected,
+        Some(GcValue::OutPointer {
+            register: Register::RDX
+        })
+    );
+    assert_eq!(
+        f.uncollectable,
+        Some(GcValue::OutPointer {
+            register: Register::RCX
+        })
+    );
+    assert_eq!(
+        f.total,
+        Some(GcValue::ReturnRegister {
+            register: Register::RAX,
+            bytes: 8
+        })
+    );
+    for caller in [
+        "gc_collect",
+        "PyGC_Collect",
+        "_PyGC_CollectNoFail",
+        "_PyObject_GC_Link",
+    ] {
+        assert!(
+            f.callers.iter().any(|c| c == caller),
+            "{caller} not in {:?}",
+            f.callers
+        );
+    }
+    assert!(f.placement.emulated, "{}", f.placement.describe());
+    let stats = gc.stats.clone().unwrap();
+    assert_eq!(
+        stats,
+        GcStatsLayout {
+            tstate_interp: 0x10,
+            interp_gc: 0x288,
+            gc_generation_stats: 128,
+            generations: 3,
+            stats_size: 24,
+            collections: 0,
+            collected: 8,
+            uncollectable: 16,
+        }
+    );
+    // The prologue itself reads tstate->interp and computes &interp->gc with these offsets,
+    // and saves the generation from esi.
+    let image = ElfImage::open(py.interpreter_file()).unwrap();
+    let code = decode_function(&image, f.address, 64);
+    assert!(code.iter().any(|i| i.mnemonic() == iced_x86::Mnemonic::Mov
+        && i.memory_base() == Register::RDI
+        && i.memory_displacement64() == stats.tstate_interp));
+    assert!(
+        code.iter().any(|i| i.mnemonic() == iced_x86::Mnemonic::Lea
+            && i.memory_displacement64() == stats.interp_gc)
+    );
+    assert!(code.iter().any(|i| i.mnemonic() == iced_x86::Mnemonic::Mov
+        && i.op_count() == 2
+        && i.op1_kind() == iced_x86::OpKind::Register
+        && i.op1_register() == Register::ESI));
+}
+
+/// Check the USDT argument-spec parser on the operand forms GAS emits.
+#[test]
+fn usdt_arg_specs() {
+    let args = usdt::parse_args(
+        "-4@%eax 8@%rbx -4@112(%rsp) 8@$5 -8@-16(%rbp,%rax,8) 8@sym+4(%rip) 2@%r12w 1@%sil 8@-0x10(%r8) 8@?",
+    );
+    assert_eq!(args.len(), 10);
+    assert_eq!(
+        args[0],
+        UsdtArg {
+            size: 4,
+            signed: true,
+            location: UsdtLocation::Register(Register::EAX)
+        }
+    );
+    assert_eq!(args[1].location, UsdtLocation::Register(Register::RBX));
+    assert_eq!(
+        args[2].location,
+        UsdtLocation::Memory {
+            base: Some(Register::RSP),
+            index: None,
+            scale: 1,
+            offset: 112,
+            symbol: None
+        }
+    );
+    assert_eq!(args[3].location, UsdtLocation::Immediate(5));
+    assert_eq!(
+        args[4].location,
+        UsdtLocation::Memory {
+            base: Some(Register::RBP),
+            index: Some(Register::RAX),
+            scale: 8,
+            offset: -16,
+            symbol: None
+        }
+    );
+    assert_eq!(
+        args[5].location,
+        UsdtLocation::Memory {
+            base: Some(Register::RIP),
+            index: None,
+            scale: 1,
+            offset: 4,
+            symbol: Some("sym".into())
+        }
+    );
+    assert_eq!(args[6].location, UsdtLocation::Register(Register::R12W));
+    assert_eq!(args[7].location, UsdtLocation::Register(Register::SIL));
+    assert_eq!(
+        args[8].location,
+        UsdtLocation::Memory {
+            base: Some(Register::R8),
+            index: None,
+            scale: 1,
+            offset: -16,
+            symbol: None
+        }
+    );
+    assert!(matches!(args[9].location, UsdtLocation::Unknown(_)));
+}
+
+/// Check version parsing from `PY_VERSION_HEX` and from `PY_VERSION` strings.
+#[test]
+fn version_forms() {
+    let v = PyVersion::from_hex(0x030b07f0).unwrap();
+    assert_eq!(
+        (v.major, v.minor, v.micro, v.release_level, v.serial),
+        (3, 11, 7, 'f', 0)
+    );
+    assert_eq!(
+        PyVersion::from_hex(0x030c00c1).unwrap().to_string(),
+        "3.12.0rc1"
+    );
+    assert_eq!(PyVersion::parse("3.11.2+").unwrap().to_string(), "3.11.2");
+    assert_eq!(
+        PyVersion::parse("3.13.0b3").unwrap().to_string(),
+        "3.13.0b3"
+    );
+    assert!(PyVersion::parse("GCC 12.2.0").is_none());
+    assert!(PyVersion::parse("11.4.0").is_none());
+}
+
+/// Check that damaged files give errors or partial answers, never panics: a truncated
+/// libpython, and Debian's python3.11 with garbage in its `.note.stapsdt` sizes and in its
+/// allocator tables.
+#[test]
+fn damaged_files_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = std::fs::read(require(LIBPYTHON_311)).unwrap();
+    for cut in [64, 4096, lib.len() / 3, lib.len() / 2, lib.len() - 1000] {
+        let path = dir.path().join(format!("cut{cut}"));
+        std::fs::write(&path, &lib[..cut]).unwrap();
+        if let Ok(py) = PythonRuntime::from_file(&path) {
+            let _ = (
+                py.allocator_probes(),
+                py.limitations(),
+                py.usdt_probes(),
+                py.gc_points(),
+            );
+        }
+    }
+    let mut exe = std::fs::read(require(DEBIAN_311)).unwrap();
+    let file = object::File::parse(&*exe).unwrap();
+    use object::{Object as _, ObjectSection as _};
+    let (notes, _) = file
+        .section_by_name(".note.stapsdt")
+        .unwrap()
+        .file_range()
+        .unwrap();
+    let data_section = file.section_by_name(".data").unwrap();
+    let (data_offset, _) = data_section.file_range().unwrap();
+    // `_PyObject` at 0x959f40 in this build: point its slots at garbage.
+    let table = usize::try_from(0x959f40 - data_section.address() + data_offset).unwrap();
+    drop(file);
+    let notes = usize::try_from(notes).unwrap();
+    exe[notes..notes + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    exe[notes + 4..notes + 8].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    exe[table + 8..table + 40].fill(0xff);
+    let path = dir.path().join("python3.11");
+    std::fs::write(&path, &exe).unwrap();
+    let py = PythonRuntime::from_file(&path).unwrap();
+    assert!(
+        py.usdt_probes().is_empty(),
+        "the first note's sizes are garbage"
+    );
+    let probes = py.allocator_probes();
+    assert!(!probes.iter().any(|p| p.func == "_PyObject_Malloc"));
+    assert!(probes.iter().any(|p| p.func == "PyObject_Malloc"));
+    let _ = (py.limitations(), py.gc_points(), py.build());
+}
