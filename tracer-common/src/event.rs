@@ -18,11 +18,17 @@ pub enum EventKind {
     GcEnd = 11,
     StwStart = 12,
     StwEnd = 13,
+    /// A region obtained by a runtime's own page allocator (CPython's arenas), recorded apart
+    /// from the object allocations made inside it: a `RuntimeEvent` whose `arg` is the address
+    /// and `values[0]` the size. Written as `event = alloc`.
+    RegionAlloc = 14,
+    /// Its release (`arg` = address). Written as `event = free`.
+    RegionFree = 15,
 }
 
 impl EventKind {
     /// All kinds, in discriminant order.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Alloc,
         EventKind::Free,
         EventKind::Realloc,
@@ -36,6 +42,8 @@ impl EventKind {
         EventKind::GcEnd,
         EventKind::StwStart,
         EventKind::StwEnd,
+        EventKind::RegionAlloc,
+        EventKind::RegionFree,
     ];
 
     pub const fn from_u32(v: u32) -> Option<EventKind> {
@@ -53,6 +61,8 @@ impl EventKind {
             11 => EventKind::GcEnd,
             12 => EventKind::StwStart,
             13 => EventKind::StwEnd,
+            14 => EventKind::RegionAlloc,
+            15 => EventKind::RegionFree,
             _ => return None,
         })
     }
@@ -73,6 +83,8 @@ impl EventKind {
             EventKind::GcEnd => "gc_end",
             EventKind::StwStart => "stw_start",
             EventKind::StwEnd => "stw_end",
+            EventKind::RegionAlloc => "alloc",
+            EventKind::RegionFree => "free",
         }
     }
 }

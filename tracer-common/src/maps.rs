@@ -9,8 +9,11 @@ pub const TARGETS: &str = "TARGETS";
 pub const PROBES: &str = "PROBES";
 /// User stacks (`BPF_MAP_TYPE_STACK_TRACE`), referenced by events' `stack_id`.
 pub const STACKS: &str = "STACKS";
-/// Entries of [`STACKS`] (each holds up to 127 frames).
-pub const MAX_STACKS: u32 = 16384;
+/// Entries (hash buckets) of [`STACKS`]. Two different stacks hashing to one bucket lose the
+/// second (counted as `stacks_lost`); with N distinct stacks about N²/2·MAX_STACKS collide.
+pub const MAX_STACKS: u32 = 65536;
+/// Frames kept per stack (the innermost ones).
+pub const MAX_STACK_FRAMES: u32 = 64;
 /// Go allocation calls in progress, keyed by goroutine.
 pub const GO_CALLS: &str = "GO_CALLS";
 

@@ -35,6 +35,15 @@ pub const STACK_CAPTURE: u8 = 1;
 /// repairs that itself only when the probed instruction is `push %rbp` or `endbr64`.
 pub const STACK_CALLER_FIXUP: u8 = 2;
 
+/// `ProbeConfig::runtime`: at the entry, save the values at `out` and `nmemb` in the thread's
+/// stash slots `stash_base` and `stash_base + 1`, for the return probe.
+pub const RUNTIME_STASH: u8 = 1;
+/// `ProbeConfig::runtime`: the entry probe only stashes; the return probe writes the row.
+pub const RUNTIME_NO_EMIT: u8 = 2;
+/// `ProbeConfig::runtime`: at the return, `values[0..2]` are read *through* the stashed
+/// pointers (8 bytes each, 0 for a NULL pointer) instead of being the stashed values.
+pub const RUNTIME_DEREF_STASH: u8 = 4;
+
 /// Where a probe reads a value: a System V argument slot, or a named register (Go's
 /// register ABI, USDT argument specs).
 pub mod loc {
@@ -94,11 +103,14 @@ pub struct ProbeConfig {
     pub arg_size: u8,
     /// `STACK_*` bits: capture the user stack at this probe.
     pub stack: u8,
-    pub _pad: u8,
+    /// `RUNTIME_*` bits for the runtime-event programs.
+    pub runtime: u8,
     pub arg_offset: i32,
     pub reads: [u64; 3],
     pub read_sizes: [u8; 3],
-    pub _pad2: [u8; 5],
+    /// First of the two per-thread stash slots this probe uses (0 or 2).
+    pub stash_base: u8,
+    pub _pad2: [u8; 4],
 }
 
 impl ProbeConfig {
@@ -115,11 +127,12 @@ impl ProbeConfig {
         arg_deref: 0,
         arg_size: 0,
         stack: 0,
-        _pad: 0,
+        runtime: 0,
         arg_offset: 0,
         reads: [0; 3],
         read_sizes: [0; 3],
-        _pad2: [0; 5],
+        stash_base: 0,
+        _pad2: [0; 4],
     };
 }
 

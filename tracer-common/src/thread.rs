@@ -33,9 +33,12 @@ pub struct ThreadState {
     pub stack_id: i32,
     pub _pad: u32,
     pub caller: u64,
+    /// Values saved by runtime-event entry probes for their return probes (CPython's GC
+    /// out-pointers, arena sizes); see `probe::RUNTIME_STASH`.
+    pub stash: [u64; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<ThreadState>() == 88);
+const _: () = assert!(core::mem::size_of::<ThreadState>() == 120);
 
 #[cfg(feature = "user")]
 // SAFETY: `ThreadState` is `#[repr(C)]` with integer fields and no implicit padding.

@@ -2,15 +2,16 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE,
+        BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE,
+        bpf_map_type::{BPF_MAP_TYPE_STACK_TRACE, BPF_MAP_TYPE_TASK_STORAGE},
     },
     helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     counter::Counter,
-    maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
+    maps::{DEFAULT_RING_BYTES, MAX_STACK_FRAMES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
     probe::{MAX_PROBES, ProbeConfig},
     thread::ThreadState,
@@ -115,8 +116,40 @@ pub struct GoCall {
 }
 
 /// User stacks of allocations (frame-pointer walks), deduplicated by the kernel.
-#[map]
-pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+#[unsafe(link_section = ".maps")]
+#[unsafe(export_name = "STACKS")]
+pub static STACKS: StackMap = StackMap::new();
+
+/// A `BPF_MAP_TYPE_STACK_TRACE` map with [`MAX_STACK_FRAMES`]-frame values and
+/// [`MAX_STACKS`] entries, in libbpf's BTF map layout. aya-ebpf's `StackTrace` fixes the value
+/// at 127 frames, which would make a map with enough buckets to keep hash collisions (lost
+/// stacks) rare cost over 60 MiB of kernel memory; the innermost 64 frames are what a call
+/// site needs.
+#[repr(C)]
+pub struct StackMap {
+    r#type: *const [i32; BPF_MAP_TYPE_STACK_TRACE as usize],
+    key: *const u32,
+    value: *const [u64; MAX_STACK_FRAMES as usize],
+    max_entries: *const [i32; MAX_STACKS as usize],
+}
+
+// SAFETY: placeholder pointers never dereferenced; the kernel owns the storage.
+unsafe impl Sync for StackMap {}
+
+impl StackMap {
+    pub const fn new() -> Self {
+        StackMap {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+        }
+    }
+
+    pub fn as_ptr(&self) -> *mut core::ffi::c_void {
+        core::ptr::from_ref(self).cast_mut().cast()
+    }
+}
 
 /// Processes (tgid) whose syscalls are traced. Uprobes are filtered by the kernel per process at
 /// attach time; syscall tracepoints fire system-wide and check this map first.

@@ -95,7 +95,6 @@ pub fn capture_stack(ctx: &ProbeContext, stack: u8) -> (i32, u64) {
     use aya_ebpf::{
         bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
         helpers::bpf_probe_read_user,
-        programs::tracing::StackIdContext as _,
     };
     use tracer_common::{
         counter::Counter,
@@ -105,15 +104,19 @@ pub fn capture_stack(ctx: &ProbeContext, stack: u8) -> (i32, u64) {
     if stack & STACK_CAPTURE == 0 {
         return (NO_STACK, 0);
     }
-    let id = match ctx.get_stackid(
-        &crate::maps::STACKS,
-        u64::from(BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP),
-    ) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            crate::emit::bump(Counter::StackLost);
-            NO_STACK
-        }
+    // SAFETY: `ctx` is the program's context and STACKS a stack-trace map definition.
+    let id = unsafe {
+        aya_ebpf::helpers::generated::bpf_get_stackid(
+            ctx.as_ptr(),
+            crate::maps::STACKS.as_ptr(),
+            u64::from(BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP),
+        )
+    };
+    let id = if id < 0 {
+        crate::emit::bump(Counter::StackLost);
+        NO_STACK
+    } else {
+        id as i32
     };
     let caller = if stack & STACK_CALLER_FIXUP != 0 {
         // SAFETY: reads user memory through the helper, which handles faults.

@@ -6,10 +6,15 @@ use aya_ebpf::{
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use tracer_common::{counter::Counter, gc::RuntimeEvent, probe::ProbeConfig};
+use tracer_common::{
+    counter::Counter,
+    gc::RuntimeEvent,
+    probe::{ProbeConfig, RUNTIME_DEREF_STASH, RUNTIME_NO_EMIT, RUNTIME_STASH},
+};
 
 use crate::{
     emit::{bump, emit, header},
+    maps::THREADS,
     regs::{config, cookie, read},
 };
 
@@ -39,6 +44,19 @@ fn event(cfg: &ProbeConfig, probe: u32, arg: u64) -> RuntimeEvent {
     }
 }
 
+/// Saves the probe's `out`/`nmemb` values in the thread's stash for its return probe.
+fn stash(ctx: &ProbeContext, cfg: &ProbeConfig) {
+    let Some(state) = THREADS.current(true) else {
+        bump(Counter::ThreadMapFull);
+        return;
+    };
+    // SAFETY: task-storage value of the current thread.
+    let state = unsafe { &mut *state };
+    let base = usize::from(cfg.stash_base & 2);
+    state.stash[base] = read(ctx, cfg.out).unwrap_or(0);
+    state.stash[base + 1] = read(ctx, cfg.nmemb).unwrap_or(0);
+}
+
 /// A runtime event at a function entry or USDT site.
 #[uprobe]
 pub fn runtime_event(ctx: ProbeContext) -> u32 {
@@ -47,6 +65,12 @@ pub fn runtime_event(ctx: ProbeContext) -> u32 {
         bump(Counter::NoConfig);
         return 0;
     };
+    if cfg.runtime & RUNTIME_STASH != 0 {
+        stash(&ctx, cfg);
+    }
+    if cfg.runtime & RUNTIME_NO_EMIT != 0 {
+        return 0;
+    }
     let mut arg = read(&ctx, cfg.arg).unwrap_or(0);
     if cfg.arg_deref != 0 {
         arg = read_user(arg.wrapping_add(cfg.arg_offset as i64 as u64), cfg.arg_size);
@@ -67,6 +91,23 @@ pub fn runtime_return(ctx: RetProbeContext) -> u32 {
         return 0;
     };
     let ret: u64 = ctx.ret();
-    emit(event(cfg, probe, ret));
+    let mut ev = event(cfg, probe, ret);
+    if cfg.runtime & RUNTIME_STASH != 0
+        && let Some(state) = THREADS.current(false)
+    {
+        // SAFETY: task-storage value of the current thread.
+        let state = unsafe { &*state };
+        let base = usize::from(cfg.stash_base & 2);
+        let (a, b) = (state.stash[base], state.stash[base + 1]);
+        if cfg.runtime & RUNTIME_DEREF_STASH != 0 {
+            // A NULL out-pointer (CPython's collection at shutdown) means "not reported".
+            ev.values[0] = if a == 0 { u64::MAX } else { read_user(a, 8) };
+            ev.values[1] = if b == 0 { u64::MAX } else { read_user(b, 8) };
+        } else {
+            ev.values[0] = a;
+            ev.values[1] = b;
+        }
+    }
+    emit(ev);
     0
 }

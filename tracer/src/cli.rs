@@ -97,6 +97,11 @@ pub struct RecordArgs {
     /// docs/benchmarks.md for what stacks cost per event).
     #[arg(long, overrides_with = "stacks")]
     pub no_stacks: bool,
+    /// For CPython: also probe the public PyObject_*/PyMem_* functions, so rows tell the `obj`
+    /// and `mem` domains apart (pymalloc serves both through the same functions). Their
+    /// breakpoints are single-stepped: each allocation costs ~10 µs more.
+    #[arg(long)]
+    pub python_domains: bool,
     /// Capture the call stack of each allocation (the default).
     #[arg(long, overrides_with = "no_stacks")]
     pub stacks: bool,

@@ -236,6 +236,9 @@ impl Programs {
     pub fn attach(&mut self, spec: &ProbeSpec, id: u32, pid: u32) -> Result<(), AttachError> {
         self.set_config(id, &spec.config)?;
         match &spec.attach {
+            Attach::Return { program } => {
+                self.attach_uprobe(program, spec, spec.file_offset, id, pid)
+            }
             Attach::Entry { program } => {
                 self.attach_uprobe(program, spec, spec.file_offset, id, pid)
             }

@@ -77,10 +77,21 @@ struct Traced {
     rss: u64,
 }
 
-fn run_alloctrace(alloctrace: &Path, churn: &Path, pairs: u64, stacks: bool) -> anyhow::Result<Traced> {
+fn run_alloctrace(
+    alloctrace: &Path,
+    churn: &Path,
+    pairs: u64,
+    stacks: bool,
+) -> anyhow::Result<Traced> {
     let dir = bench_dir().join("trace");
     let out = Command::new(alloctrace)
-        .args(["record", "-q", "--force", if stacks { "--stacks" } else { "--no-stacks" }, "-o"])
+        .args([
+            "record",
+            "-q",
+            "--force",
+            if stacks { "--stacks" } else { "--no-stacks" },
+            "-o",
+        ])
         .arg(&dir)
         .arg("--")
         .arg(churn)
@@ -142,7 +153,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(bench_dir())?;
     let churn = build_churn()?;
     let alloctrace = util::alloctrace_bin();
-    let (mut untraced, mut traced, mut with_stacks, mut bpftrace) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut untraced, mut traced, mut with_stacks, mut bpftrace) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         eprintln!("bench: round {round}/{}", args.rounds);
         untraced.push(run_untraced(&churn, args.pairs)?);
@@ -150,7 +162,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         with_stacks.push(run_alloctrace(&alloctrace, &churn, args.pairs, true)?);
         bpftrace.push(run_bpftrace(&churn, args.pairs)?);
     }
-    let stacks_ns = median(&mut with_stacks.iter().map(|t| t.ns_per_pair).collect::<Vec<_>>());
+    let stacks_ns = median(
+        &mut with_stacks
+            .iter()
+            .map(|t| t.ns_per_pair)
+            .collect::<Vec<_>>(),
+    );
     let base = median(&mut untraced);
     let with_alloctrace = median(&mut traced.iter().map(|t| t.ns_per_pair).collect::<Vec<_>>());
     let with_bpftrace = median(&mut bpftrace);

@@ -9,6 +9,7 @@
 
 pub mod native;
 pub mod placement;
+pub mod python;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -159,6 +160,8 @@ pub const RUNTIME_RETURN_PROGRAM: &str = "runtime_return";
 pub enum Attach {
     /// An entry program only.
     Entry { program: &'static str },
+    /// A uretprobe only.
+    Return { program: &'static str },
     /// An entry program and a uretprobe on the same instruction (one breakpoint).
     EntryReturn {
         entry: &'static str,
@@ -183,6 +186,7 @@ impl Attach {
     pub fn describe(&self) -> String {
         match self {
             Attach::Entry { .. } => "uprobe".into(),
+            Attach::Return { .. } => "uretprobe".into(),
             Attach::EntryReturn { .. } => "uprobe+uretprobe".into(),
             Attach::EntryRets { ret_offsets, .. } => {
                 format!("uprobe+{} ret uprobes", ret_offsets.len())
@@ -206,6 +210,8 @@ pub enum ValueRole {
     Generation,
     Collected,
     Uncollectable,
+    /// A generation fixed by the probed code (a compiler clone specialised for it).
+    GenerationConst(u32),
     /// An index into a table of reason names.
     Reason(&'static [&'static str]),
 }

@@ -13,6 +13,7 @@ use crate::{
     elf::ElfImage,
     probes::{self, ProbeSpec, ValueRole},
     procmaps::{self, Mapping},
+    python::PythonRuntime,
 };
 
 /// Resolves a runtime's type pointers to names (Go's `*_type` → `main.Node`).
@@ -134,6 +135,10 @@ pub struct Attacher {
     scanned: HashSet<(String, u64)>,
     /// Capture call stacks at allocation probes.
     stacks: bool,
+    /// Also probe CPython's public allocator API (tells `obj` from `mem`; costlier).
+    pub python_api: bool,
+    /// Facts about language runtimes found (run.json `runtimes`).
+    pub runtimes: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Attacher {
@@ -145,6 +150,8 @@ impl Attacher {
             warnings: Vec::new(),
             scanned: HashSet::new(),
             stacks,
+            python_api: false,
+            runtimes: std::collections::BTreeMap::new(),
         }
     }
 
@@ -185,8 +192,31 @@ impl Attacher {
             perms: mapping.perms.clone(),
             build_id: image.build_id().unwrap_or_default().to_owned(),
         });
-        let specs = probes::plan(&image);
-        self.attach_specs(programs, specs, None)
+        let mut attached = self.attach_specs(programs, probes::plan(&image), None)?;
+        if is_python_interpreter(&image) {
+            attached += self.attach_python(programs, &path)?;
+        }
+        Ok(attached)
+    }
+
+    fn attach_python(
+        &mut self,
+        programs: &mut Programs,
+        path: &std::path::Path,
+    ) -> Result<usize, AttachError> {
+        let runtime = match PythonRuntime::from_file(path) {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                self.warn(format!("{}: not probing CPython: {err}", path.display()));
+                return Ok(0);
+            }
+        };
+        let plan = probes::python::plan(&runtime, self.python_api);
+        for warning in plan.warnings {
+            self.warn(warning);
+        }
+        self.runtimes.insert("python".to_owned(), plan.facts);
+        self.attach_specs(programs, plan.specs, None)
     }
 
     /// Registers and attaches `specs`; per-probe failures become warnings.
@@ -241,6 +271,17 @@ impl Attacher {
             .map(|image| !image.has_symtab())
             .unwrap_or(false)
     }
+}
+
+/// Whether the file holds a CPython interpreter (libpython or a static python executable).
+fn is_python_interpreter(image: &ElfImage) -> bool {
+    let has = |name: &str| {
+        image
+            .function_symbols()
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .is_ok()
+    };
+    has("Py_InitializeEx") && has("PyObject_Malloc")
 }
 
 /// Whether a probe's rows are allocations (which get call stacks).

@@ -74,7 +74,12 @@ pub fn decode(b: &[u8]) -> Option<Event> {
                 event,
             })
         }
-        EventKind::GcStart | EventKind::GcEnd | EventKind::StwStart | EventKind::StwEnd => {
+        EventKind::GcStart
+        | EventKind::GcEnd
+        | EventKind::StwStart
+        | EventKind::StwEnd
+        | EventKind::RegionAlloc
+        | EventKind::RegionFree => {
             if b.len() < size_of::<RuntimeEvent>() {
                 return None;
             }

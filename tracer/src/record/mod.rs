@@ -73,6 +73,9 @@ pub struct RecordOptions {
     pub syscalls: bool,
     /// Capture the user call stack of every allocation.
     pub stacks: bool,
+    /// Also probe CPython's public allocator functions, to tell the `obj` and `mem` domains
+    /// apart (their breakpoints are single-stepped: slower).
+    pub python_api: bool,
     /// Draw the live status line (stderr is a terminal).
     pub live: bool,
     /// Give the output directory to this user (the sudo caller) when done.
@@ -91,6 +94,7 @@ impl RecordOptions {
             writer: WriterOptions::default(),
             syscalls: true,
             stacks: true,
+            python_api: false,
             live: false,
             owner: None,
             announce: false,
@@ -350,8 +354,10 @@ fn fill_role<'a>(row: &mut Row<'a>, role: probes::ValueRole, value: u64) {
         ValueRole::HeapLive => row.heap_live = Some(value),
         ValueRole::HeapGoal => row.heap_goal = Some(value),
         ValueRole::Generation => row.gc_generation = u32::try_from(value).ok(),
-        ValueRole::Collected => row.collected = Some(value),
-        ValueRole::Uncollectable => row.uncollectable = Some(value),
+        ValueRole::GenerationConst(g) => row.gc_generation = Some(g),
+        // u64::MAX: the runtime did not report it (see RUNTIME_DEREF_STASH).
+        ValueRole::Collected => row.collected = (value != u64::MAX).then_some(value),
+        ValueRole::Uncollectable => row.uncollectable = (value != u64::MAX).then_some(value),
         ValueRole::Reason(names) => {
             row.reason = usize::try_from(value)
                 .ok()
@@ -399,6 +405,26 @@ fn to_row<'a>(
                 ..base
             }
         }
+        Event::Runtime {
+            kind: EventKind::RegionAlloc,
+            event,
+            ..
+        } => Row {
+            event: analysis::schema::event::ALLOC,
+            addr: event.arg,
+            size: event.values[0],
+            ..base
+        },
+        Event::Runtime {
+            kind: EventKind::RegionFree,
+            event,
+            ..
+        } => Row {
+            event: analysis::schema::event::FREE,
+            addr: event.arg,
+            size: event.values[0],
+            ..base
+        },
         Event::Runtime { kind, event, .. } => {
             let mut row = Row {
                 event: kind.name(),
@@ -475,6 +501,8 @@ struct Recording<'a> {
     stats: Stats,
     types: TypeCache,
     stacks: stacks::StackTable,
+    /// Last GC generation started per thread.
+    gc_generation: rustc_hash::FxHashMap<u32, u32>,
     stack_map: Option<aya::maps::StackTraceMap<MapData>>,
     live: LiveLine,
     rescan: bool,
@@ -497,8 +525,21 @@ impl Recording<'_> {
             let stack_id = event
                 .stack()
                 .and_then(|(id, caller)| self.stacks.intern(id, caller));
-            self.writer
-                .push(&to_row(&event, &self.attacher.table, &self.types, stack_id))?;
+            let mut row = to_row(&event, &self.attacher.table, &self.types, stack_id);
+            // A collection's end row carries the generation its start row announced (CPython's
+            // end probes cannot read it; a thread runs one collection at a time).
+            if row.runtime == analysis::schema::runtime::PYTHON {
+                if row.event == analysis::schema::event::GC_START
+                    && let Some(g) = row.gc_generation
+                {
+                    self.gc_generation.insert(row.tid, g);
+                } else if row.event == analysis::schema::event::GC_END
+                    && row.gc_generation.is_none()
+                {
+                    row.gc_generation = self.gc_generation.get(&row.tid).copied();
+                }
+            }
+            self.writer.push(&row)?;
         }
         if std::mem::take(&mut self.rescan)
             && let Some(programs) = self.programs.as_mut()
@@ -585,6 +626,7 @@ impl Recording<'_> {
         }
         run.modules = self.attacher.modules.clone();
         run.warnings = self.attacher.warnings.clone();
+        run.runtimes = self.attacher.runtimes.clone();
         run.segments = self.writer.segments().to_vec();
         run.events_written = self.writer.rows_written();
         if let Some(status) = final_status {
@@ -672,6 +714,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         Err(_) => return Err(RecordError::NoSuchProcess { pid }),
     };
     let mut attacher = Attacher::new(pid, options.syscalls, options.stacks);
+    attacher.python_api = options.python_api;
     programs.add_target(pid)?;
     if options.syscalls {
         programs.attach_syscalls()?;
@@ -748,6 +791,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         stats: Stats::default(),
         types: TypeCache::default(),
         stacks: stacks::StackTable::default(),
+        gc_generation: rustc_hash::FxHashMap::default(),
         stack_map,
         live: LiveLine::new(options.live),
         rescan: false,

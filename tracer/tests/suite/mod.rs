@@ -2,4 +2,5 @@ mod attach;
 mod bad_input;
 mod common;
 mod native;
+mod python;
 mod stop;
