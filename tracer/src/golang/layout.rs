@@ -22,7 +22,12 @@
 //!   exactly once per cycle, with the world stopped.
 //! * At the RET instructions of `gcMarkTermination`, numgc, heapMarked and lastHeapGoal all
 //!   describe the cycle that just ended (probe the RETs, not a uretprobe: Go may move the
-//!   goroutine's stack).
+//!   goroutine's stack). `gcMarkTermination` releases `worldsema` and `gcsema` before it
+//!   returns, so its RET can come after an unrelated stop-the-world and even after the next
+//!   cycle's `startCycle` (seen under gdb with both versions): pair starts and ends by the
+//!   numbers read (`work.cycles` at the start, `numgc` at the end), not by order. The fields
+//!   read at the RET are still the ended cycle's: the next cycle changes them only in its own
+//!   mark termination.
 //!
 //! Stop-the-world: Go 1.19 `stopTheWorldWithSema()` takes no argument (proc.go 1179);
 //! `stopTheWorld(reason string)` stores the reason in `getg().m.preemptoff` before switching to

