@@ -6,15 +6,16 @@
 //! * `memstats.numgc uint32` (mstats.go 39 / 40) counts completed cycles; it is incremented in
 //!   `gcMarkTermination` (mgc.go 1038 / 1473), which `gcMarkDone` calls once per cycle
 //!   (mgc.go 918 / 1155), before the world is restarted and gctrace is printed.
-//! * gctrace's `A->B->C MB` prints `work.heap0`, `work.heap1`, `work.heap2` (mgc.go 1121 /
-//!   1625); `work.heap2 = work.bytesMarked` (mgc.go 964 / 1394) and `gcMark` stores the same
-//!   value into `gcController.heapMarked` via `resetLive(work.bytesMarked)` (mgcpacer.go), so
+//! * gctrace's `A->B->C MB` prints `work.heap0`, `work.heap1`, `work.heap2` (mgc.go 1122 /
+//!   1625); `work.heap2 = work.bytesMarked` (mgc.go 955 / 1394) and `gcMark` stores the same
+//!   value into `gcController.heapMarked` via `resetLive(work.bytesMarked)` (mgc.go 1480 /
+//!   2054), so
 //!   `gcController.heapMarked uint64` (mgcpacer.go 256 / 235) is C once mark termination is
 //!   done.
 //! * gctrace's `N MB goal` prints `gcController.lastHeapGoal` (mgc.go 1123 / 1626), stored by
 //!   `gcControllerState.endCycle` (mgcpacer.go 666 / 601), which `gcMarkDone` calls before
 //!   `gcMarkTermination`. Same field in both versions.
-//! * `work.cycles` (`uint32` in 1.19, `atomic.Uint32` in 1.27: mgc.go 113 / 175) counts started
+//! * `work.cycles` (`uint32` in 1.19, `atomic.Uint32` in 1.27: mgc.go 396 / 501) counts started
 //!   cycles: `gcStart` increments it (mgc.go 675 / 859) right before
 //!   `gcController.startCycle(…)` (mgc.go 679 / 863), the only caller of
 //!   `runtime.(*gcControllerState).startCycle`; `gcStart` runs many times per cycle but

@@ -1,17 +1,19 @@
 //! `.gopclntab` (functions of a stripped binary) and `runtime.firstmoduledata`.
 //!
 //! Layout (Go ≥ 1.18, magics `0xfffffff0` for 1.18/1.19 and `0xfffffff1` for 1.20+, Go 1.27.3
-//! `src/internal/abi/symtab.go` lines 16-34): a `pcHeader` (Go 1.27.3 `src/runtime/symtab.go`
-//! `type pcHeader`; 1.19 `src/runtime/symtab.go` line 396) of
+//! `src/internal/abi/symtab.go` lines 22-34): a `pcHeader` (Go 1.27.3 `src/runtime/symtab.go`
+//! line 376; 1.19 `src/runtime/symtab.go` line 395) of
 //! `magic u32, pad u8 ×2, minLC u8, ptrSize u8, nfunc, nfiles, textStart, funcnameOffset,
 //! cuOffset, filetabOffset, pctabOffset, pclnOffset` (words of `ptrSize`). `textStart` is only
-//! stored up to Go 1.2x; 1.27 leaves it zero and uses `moduledata.text`. At `pclnOffset`, the
+//! stored by older versions (1.19 does); 1.27 leaves it zero and uses `moduledata.text`. At `pclnOffset`, the
 //! function table has `nfunc+1` pairs `{entryoff u32, funcoff u32}` (`funcoff` relative to the
 //! same table) and each `_func` starts `entryOff u32, nameOff i32, args i32, deferreturn u32,
 //! pcsp u32, …`; names are NUL-terminated in `funcnametab`. A function's end is where its
-//! `pcsp` pc-value table ends (`runtime.step`, symtab.go: zig-zag value delta then pc delta,
-//! both uvarints, a zero value delta after the first pair ends the table), which is exactly
-//! the function's size without the alignment padding that follows it.
+//! `pcsp` pc-value table ends (`runtime.step`, symtab.go 1118 / 1284: zig-zag value delta
+//! then pc delta, both uvarints, a zero value delta after the first pair ends the table),
+//! which is exactly the function's size without the alignment padding that follows it (the
+//! tests compare it with `.symtab` sizes for every function). `_func.flag` (`FuncFlagAsm` =
+//! 4) follows `funcID` at offset 37 (1.18/1.19) or 41 (1.20+, after `startLine`).
 
 use super::{GoFunc, buildinfo::uvarint, file::GoFile};
 
@@ -137,7 +139,7 @@ pub(super) struct ModuleData {
     pub source: String,
 }
 
-// Byte offsets in `moduledata` (Go 1.19 and 1.27.3 `src/runtime/symtab.go` `type moduledata`):
+// Byte offsets in `moduledata` (Go 1.19 `src/runtime/symtab.go` line 415, Go 1.27.3 line 402):
 // pcHeader 0, six slices 8..152, findfunctab 152, minpc 160, maxpc 168, text 176, etext 184,
 // noptrdata..enoptrbss 192..256; then Go ≤1.19 has end, gcdata, gcbss, types (280), etypes
 // (288); Go 1.20+ inserts covctrs, ecovctrs before end, so types is at 296, followed by etypes

@@ -972,6 +972,8 @@ fn corrupted_binaries_do_not_panic() {
 #[derive(Debug, Default)]
 struct GdbRun {
     allocs_in_window: u64,
+    /// (size, type pointer) at each allocator probe in the window.
+    allocs: Vec<(u64, u64)>,
     events: Vec<String>,
     stdout: String,
 }
@@ -1011,7 +1013,16 @@ fn run_under_gdb(toolchain: Toolchain) -> GdbRun {
     );
     for a in go.allocator_functions() {
         let at = spot(&a.func, &[a.size_reg, a.type_reg.unwrap()]);
-        brk(at, "if $in\nset $n = $n + 1\nend");
+        let (size, typ) = (a.size_reg, a.type_reg.unwrap());
+        let reg = |r: Register| format!("{r:?}").to_lowercase();
+        brk(
+            at,
+            &format!(
+                "if $in\nset $n = $n + 1\nprintf \"ALLOC %lu %lx\\n\", ${}, ${}\nend",
+                reg(size),
+                reg(typ)
+            ),
+        );
     }
     let start = layout.cycle_start.clone().unwrap();
     brk(
@@ -1087,6 +1098,11 @@ fn run_under_gdb(toolchain: Toolchain) -> GdbRun {
     for line in stdout.lines() {
         if let Some(n) = line.strip_prefix("ALLOCS ") {
             run.allocs_in_window = n.trim().parse().unwrap();
+        } else if let Some((size, typ)) =
+            line.strip_prefix("ALLOC ").and_then(|l| l.split_once(' '))
+        {
+            let typ = u64::from_str_radix(typ.trim(), 16).unwrap();
+            run.allocs.push((size.parse().unwrap(), typ));
         } else if ["START ", "END ", "STOPW", "STARTW"]
             .iter()
             .any(|p| line.starts_with(p))
@@ -1122,6 +1138,40 @@ fn probes_fire_once_under_gdb() {
             run.allocs_in_window, values["mallocs"],
             "{toolchain:?}: {}",
             run.stdout
+        );
+        assert_eq!(run.allocs.len() as u64, run.allocs_in_window);
+        // The type pointer the probe reads resolves for every allocation that has one.
+        let go = open(toolchain, Variant::Normal);
+        let mut names = BTreeSet::new();
+        for &(size, typ) in &run.allocs {
+            assert!(size > 0, "{toolchain:?}: zero-size allocation probed");
+            if typ != 0 {
+                let name = go.type_name(typ);
+                assert!(
+                    name.is_some(),
+                    "{toolchain:?}: type {typ:#x} (size {size}) unnamed"
+                );
+                names.extend(name);
+            }
+        }
+        for expected in [
+            "main.Node",
+            "main.Small",
+            "main.Plain",
+            "int32",
+            "*main.Node",
+            "uint8",
+        ] {
+            assert!(
+                names.contains(expected),
+                "{toolchain:?}: {expected} not in {names:?}"
+            );
+        }
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("map.") || n.contains("maps.")),
+            "{toolchain:?}: no map type in {names:?}"
         );
         let numgc = values["numgc"];
         // Each cycle k has exactly one START (work.cycles = k, numgc = k-1) in its

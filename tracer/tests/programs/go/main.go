@@ -168,6 +168,11 @@ func allocate() {
 		largePtrs := make([]*Node, 5000+i) // large with pointers
 		keep = append(keep, &largePtrs[0])
 	}
+	m := make(map[string]int)
+	for i := 0; i < 40; i++ {
+		m[strconv.Itoa(i)] = i // map buckets/groups and keys
+	}
+	keep = append(keep, &m)
 	s := ""
 	for i := 0; i < 20; i++ {
 		s += strconv.Itoa(i) // string concatenation allocates
