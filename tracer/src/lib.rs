@@ -7,6 +7,7 @@
 
 pub mod ebpf;
 pub mod elf;
+pub mod golang;
 pub mod probes;
 pub mod procmaps;
 pub mod python;

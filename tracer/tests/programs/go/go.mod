@@ -1,0 +1,3 @@
+module alloctrace/tests/goprobe
+
+go 1.19
