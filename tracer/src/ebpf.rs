@@ -236,6 +236,12 @@ impl Programs {
     pub fn attach(&mut self, spec: &ProbeSpec, id: u32, pid: u32) -> Result<(), AttachError> {
         self.set_config(id, &spec.config)?;
         match &spec.attach {
+            Attach::At { program, offsets } => {
+                for &offset in offsets {
+                    self.attach_uprobe(program, spec, offset, id, pid)?;
+                }
+                Ok(())
+            }
             Attach::Return { program } => {
                 self.attach_uprobe(program, spec, spec.file_offset, id, pid)
             }

@@ -149,6 +149,16 @@ impl ElfImage {
             .map(|seg| address - seg.address + seg.file_offset)
     }
 
+    /// The virtual address a file offset is loaded at (inverse of [`Self::file_offset`]).
+    pub fn address_of(&self, file_offset: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|seg| {
+                file_offset >= seg.file_offset && file_offset < seg.file_offset + seg.file_size
+            })
+            .map(|seg| file_offset - seg.file_offset + seg.address)
+    }
+
     /// Up to `len` bytes of the file mapped at `address` (fewer at the end of its segment).
     pub fn bytes_at(&self, address: u64, len: u64) -> Option<&[u8]> {
         let seg = self.segment_of(address)?;

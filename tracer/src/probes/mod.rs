@@ -7,6 +7,7 @@
 //! }
 //! ```
 
+pub mod golang;
 pub mod native;
 pub mod placement;
 pub mod python;
@@ -162,6 +163,11 @@ pub enum Attach {
     Entry { program: &'static str },
     /// A uretprobe only.
     Return { program: &'static str },
+    /// The same entry program at each of these file offsets (Go's RET instructions).
+    At {
+        program: &'static str,
+        offsets: Vec<u64>,
+    },
     /// An entry program and a uretprobe on the same instruction (one breakpoint).
     EntryReturn {
         entry: &'static str,
@@ -187,6 +193,7 @@ impl Attach {
         match self {
             Attach::Entry { .. } => "uprobe".into(),
             Attach::Return { .. } => "uretprobe".into(),
+            Attach::At { offsets, .. } => format!("{} uprobes", offsets.len()),
             Attach::EntryReturn { .. } => "uprobe+uretprobe".into(),
             Attach::EntryRets { ret_offsets, .. } => {
                 format!("uprobe+{} ret uprobes", ret_offsets.len())
@@ -214,6 +221,11 @@ pub enum ValueRole {
     GenerationConst(u32),
     /// An index into a table of reason names.
     Reason(&'static [&'static str]),
+}
+
+/// Resolves a runtime's type pointers to names (Go's `*_type` → `main.Node`).
+pub trait TypeNames: Send + Sync {
+    fn type_name(&self, type_addr: u64) -> Option<String>;
 }
 
 /// One allocator entry point to look for.

@@ -11,15 +11,11 @@ use tracer_common::probe::{
 use crate::{
     ebpf::{self, AttachError, Programs},
     elf::ElfImage,
-    probes::{self, ProbeSpec, ValueRole},
+    golang::GoBinary,
+    probes::{self, ProbeSpec, TypeNames, ValueRole},
     procmaps::{self, Mapping},
     python::PythonRuntime,
 };
-
-/// Resolves a runtime's type pointers to names (Go's `*_type` → `main.Node`).
-pub trait TypeNames: Send + Sync {
-    fn type_name(&self, type_addr: u64) -> Option<String>;
-}
 
 /// What user space knows about a probe id: how to name and fill its rows.
 #[derive(Clone)]
@@ -193,6 +189,22 @@ impl Attacher {
             build_id: image.build_id().unwrap_or_default().to_owned(),
         });
         let mut attached = self.attach_specs(programs, probes::plan(&image), None)?;
+        match GoBinary::open(&path) {
+            Ok(Some(binary)) => {
+                // Link-time addresses plus the load bias (non-zero for PIE builds).
+                let bias = image
+                    .address_of(mapping.offset)
+                    .map_or(0, |vaddr| mapping.start.wrapping_sub(vaddr & !0xfff));
+                let plan = probes::golang::plan(std::sync::Arc::new(binary), &image, bias);
+                for warning in plan.warnings {
+                    self.warn(warning);
+                }
+                self.runtimes.insert("go".to_owned(), plan.facts);
+                attached += self.attach_specs(programs, plan.specs, Some(plan.types))?;
+            }
+            Ok(None) => {}
+            Err(err) => self.warn(format!("{}: not probing Go: {err}", mapping.path)),
+        }
         if is_python_interpreter(&image) {
             attached += self.attach_python(programs, &path)?;
         }

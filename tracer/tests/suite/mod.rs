@@ -1,6 +1,7 @@
 mod attach;
 mod bad_input;
 mod common;
+mod golang;
 mod native;
 mod python;
 mod stop;

