@@ -47,6 +47,8 @@ fn main() -> ExitCode {
         cli::Command::Record(args) => cmd::record::run(args, cli.quiet),
         cli::Command::Report(args) => cmd::report::run(args, cli.quiet),
         cli::Command::Compare(args) => cmd::report::compare(args, cli.quiet),
+        cli::Command::Symbolize(args) => cmd::symbolize::run(args, cli.quiet),
+        cli::Command::Export(args) => cmd::export::run(args, cli.quiet),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
