@@ -188,6 +188,33 @@ pub fn profile(named: &NamedProfile) -> Profile {
     let mut location_ids: FxHashMap<(u32, u64, bool), u64> = FxHashMap::default();
     let mut samples = Vec::with_capacity(named.profile.samples.len());
     let pid_key = strings.id("pid");
+    // Per mapping: has functions, file names, line numbers, inlined frames.
+    let mut flags: FxHashMap<u64, (bool, bool, bool, bool)> = FxHashMap::default();
+    let mut add_mapping = |strings: &mut Strings, module: usize| -> u64 {
+        *mapping_ids.entry(module).or_insert_with(|| {
+            let m = named.modules.module(module);
+            let id = mappings.len() as u64 + 1;
+            mappings.push(Mapping {
+                id,
+                memory_start: m.start,
+                memory_limit: m.end,
+                file_offset: m.file_offset,
+                filename: strings.id(&m.path),
+                build_id: m.build_id.as_deref().map_or(0, |b| strings.id(b)),
+                ..Mapping::default()
+            });
+            id
+        })
+    };
+    // pprof takes the first mapping for the main binary (its "File:" line).
+    if let Some(exe) = named
+        .modules
+        .modules()
+        .iter()
+        .position(|m| !named.profile.exe.is_empty() && m.path == named.profile.exe)
+    {
+        add_mapping(&mut strings, exe);
+    }
 
     let mut function_id = |strings: &mut Strings, name: &str, file: Option<&str>| -> u64 {
         let key = (name.to_owned(), file.map(str::to_owned));
@@ -219,23 +246,10 @@ pub fn profile(named: &NamedProfile) -> Profile {
                     }
                     let id = locations.len() as u64 + 1;
                     let lookup = address.saturating_sub(u64::from(i > 0));
-                    let mapping_id = match named.modules.lookup(sample.pid, lookup) {
-                        Some((module, _)) => *mapping_ids.entry(module).or_insert_with(|| {
-                            let m = named.modules.module(module);
-                            let id = mappings.len() as u64 + 1;
-                            mappings.push(Mapping {
-                                id,
-                                memory_start: m.start,
-                                memory_limit: m.end,
-                                file_offset: m.file_offset,
-                                filename: strings.id(&m.path),
-                                build_id: m.build_id.as_deref().map_or(0, |b| strings.id(b)),
-                                ..Mapping::default()
-                            });
-                            id
-                        }),
-                        None => 0,
-                    };
+                    let mapping_id = named
+                        .modules
+                        .lookup(sample.pid, lookup)
+                        .map_or(0, |(module, _)| add_mapping(&mut strings, module));
                     let frames = named.frames.address(sample.pid, address, i > 0);
                     let mut line = Vec::new();
                     for frame in frames.iter().filter(|f| f.function.is_some()) {
@@ -259,12 +273,12 @@ pub fn profile(named: &NamedProfile) -> Profile {
                             line: 0,
                             column: 0,
                         });
-                    } else if let Some(m) = mappings.get_mut((mapping_id as usize).wrapping_sub(1))
-                    {
-                        m.has_functions = true;
-                        m.has_filenames |= frames.iter().any(|f| f.file.is_some());
-                        m.has_line_numbers |= frames.iter().any(|f| f.line.is_some());
-                        m.has_inline_frames |= frames.len() > 1;
+                    } else {
+                        let f = flags.entry(mapping_id).or_default();
+                        f.0 = true;
+                        f.1 |= frames.iter().any(|f| f.file.is_some());
+                        f.2 |= frames.iter().any(|f| f.line.is_some());
+                        f.3 |= frames.len() > 1;
                     }
                     locations.push(Location {
                         id,
@@ -308,6 +322,16 @@ pub fn profile(named: &NamedProfile) -> Profile {
                 ..Label::default()
             }],
         });
+    }
+    for m in &mut mappings {
+        if let Some(&(functions, files, lines, inline)) = flags.get(&m.id) {
+            (
+                m.has_functions,
+                m.has_filenames,
+                m.has_line_numbers,
+                m.has_inline_frames,
+            ) = (functions, files, lines, inline);
+        }
     }
     let comment = vec![strings.id(&format!(
         "alloctrace {}: exact allocation profile (every call traced); peak_inuse_* is the composition at the live-bytes peak ({} bytes)",

@@ -51,6 +51,8 @@ pub struct StackProfile {
     /// Total live bytes at the peak (Go heap included) and when, relative to the start.
     pub peak_live_bytes: u64,
     pub peak_t_ns: u64,
+    /// The traced executable (run.json `exe`).
+    pub exe: String,
 }
 
 /// Running sums per (pid, stack) slot.
@@ -182,6 +184,7 @@ impl StackProfile {
             duration_ns: last_ts.saturating_sub(start),
             peak_live_bytes: peak.live_bytes,
             peak_t_ns: peak.ts_ns.saturating_sub(start),
+            exe: trace.run.exe.clone(),
         })
     }
 

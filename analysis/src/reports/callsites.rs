@@ -61,6 +61,8 @@ pub struct Site {
     pub frames: Vec<String>,
     /// The call site: the first frame outside the allocator, `function (file.c:12)`.
     pub site: Option<String>,
+    /// Index of the call site in `frames`.
+    pub site_frame: Option<usize>,
 }
 
 /// Resolves a stack id to frames. Implemented by [`crate::symbolize::StackFrames`] from
@@ -68,8 +70,9 @@ pub struct Site {
 pub trait StackSymbols {
     /// Every frame, innermost first, as `function (file:line)`.
     fn frames(&self, stack_id: u32) -> Option<Vec<String>>;
-    /// The call site among those frames (the first outside the allocator).
-    fn site(&self, _stack_id: u32) -> Option<String> {
+    /// The call site among those frames (the first outside the allocator): its index in
+    /// [`Self::frames`] and its label.
+    fn site(&self, _stack_id: u32) -> Option<(usize, String)> {
         None
     }
     /// Frame names for flame graphs, innermost first: function names only, so that frames of
@@ -101,6 +104,8 @@ pub struct CallSites {
     /// Flame graphs (root: every stack; children: callers towards callees), once symbolized.
     pub flame_alloc: Option<FlameNode>,
     pub flame_peak: Option<FlameNode>,
+    /// Why the sites could not be symbolized, when that failed.
+    pub note: Option<String>,
 }
 
 impl CallSites {
@@ -110,7 +115,9 @@ impl CallSites {
             if let Some(frames) = symbols.frames(site.stack_id) {
                 site.frames = frames;
             }
-            site.site = symbols.site(site.stack_id);
+            let found = symbols.site(site.stack_id);
+            site.site_frame = found.as_ref().map(|(i, _)| *i);
+            site.site = found.map(|(_, label)| label);
         }
         let mut named: FxHashMap<u32, Vec<String>> = FxHashMap::default();
         for s in &self.stacks {
@@ -293,7 +300,7 @@ impl Reducer for CallSitesReducer {
             .filter_map(|slot| self.peak.stack_of(slot))
             .map(|stack_id| StackWeight {
                 stack_id,
-                bytes: 0,
+                bytes: self.dense.get(stack_id as usize).map_or(0, |s| s.bytes),
                 peak_bytes: self.peak.get(stack_id),
             })
             .collect();
@@ -321,6 +328,7 @@ impl Reducer for CallSitesReducer {
                 peak_bytes: self.peak.get(stack_id),
                 frames: Vec::new(),
                 site: None,
+                site_frame: None,
             })
             .collect::<Vec<_>>();
         CallSites {
@@ -331,6 +339,7 @@ impl Reducer for CallSitesReducer {
             stacks,
             flame_alloc: None,
             flame_peak: None,
+            note: None,
         }
     }
 }

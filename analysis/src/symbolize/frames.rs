@@ -217,8 +217,7 @@ impl FrameName {
     }
 }
 
-/// Functions that are the allocator itself or the language's plumbing in front of it: a call
-/// site is the first frame after them. A display choice only; every frame stays in the data.
+/// Functions that are the allocator itself or the language's plumbing in front of it.
 pub fn is_allocator_frame(function: &str) -> bool {
     const EXACT: [&str; 16] = [
         "malloc",
@@ -238,25 +237,36 @@ pub fn is_allocator_frame(function: &str) -> bool {
         "runtime.mallocgc",
         "runtime.newobject",
     ];
-    const PREFIXES: [&str; 16] = [
+    const PREFIXES: [&str; 9] = [
         "operator new",
         "operator delete",
+        "__GI___libc_",
         "__rust_alloc",
         "__rust_realloc",
         "__rust_dealloc",
         "__rdl_",
         "__rg_",
-        "alloc::alloc::",
-        "<alloc::alloc::Global",
-        "alloc::raw_vec::",
-        "<alloc::raw_vec::",
-        "std::sys::alloc::",
-        "std::alloc::",
-        "<std::alloc::System",
-        "runtime.makeslice",
-        "runtime.growslice",
+        "runtime.",
     ];
     EXACT.contains(&function) || PREFIXES.iter().any(|p| function.starts_with(p))
+}
+
+/// Code of a language's standard library, inlined into or called by the program: Rust's
+/// `alloc`/`core`/`std` (sources under `/rustc/<hash>/library/`) and libstdc++ templates.
+pub fn is_library_frame(function: &str, file: Option<&str>) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "alloc::",
+        "core::",
+        "std::",
+        "<alloc::",
+        "<core::",
+        "<std::",
+        "<[",
+        "<T as alloc::",
+        "__gnu_cxx::",
+    ];
+    file.is_some_and(|f| f.starts_with("/rustc/") || f.contains("/include/c++/"))
+        || PREFIXES.iter().any(|p| function.starts_with(p))
 }
 
 /// The stacks of a trace with their frames resolved through `frames.parquet`.
@@ -338,17 +348,25 @@ impl StackFrames {
     }
 
     /// Index of the call site in `frames`: the first frame after the probed allocator
-    /// instruction (frame 0) and the allocator plumbing behind it.
+    /// instruction (frame 0) that is neither allocator plumbing nor standard-library code, so
+    /// that `Vec::with_capacity` inlined into `make_alpha` is reported at `make_alpha`'s line.
+    /// Falls back to the first non-allocator frame, then to the frame after frame 0. A display
+    /// choice only: every frame stays in the data.
     pub fn site_index(frames: &[FrameName]) -> Option<usize> {
-        // Frame 0 and its inlined callers are the allocator's own code.
-        let first_real = frames.iter().position(|f| !f.inlined)? + 1;
-        frames
-            .iter()
-            .enumerate()
-            .skip(first_real)
-            .find(|(_, f)| !f.function.as_deref().is_some_and(is_allocator_frame))
+        // Frame 0 and the functions inlined into it are the allocator's own code.
+        let after = frames.iter().position(|f| !f.inlined)? + 1;
+        let rest = || frames.iter().enumerate().skip(after);
+        let allocator = |f: &FrameName| f.function.as_deref().is_some_and(is_allocator_frame);
+        let library = |f: &FrameName| {
+            f.function
+                .as_deref()
+                .is_some_and(|name| is_library_frame(name, f.file.as_deref()))
+        };
+        rest()
+            .find(|(_, f)| !allocator(f) && !library(f))
+            .or_else(|| rest().find(|(_, f)| !allocator(f)))
             .map(|(i, _)| i)
-            .or(Some(frames.len().saturating_sub(1)))
+            .or_else(|| (after < frames.len()).then_some(after))
     }
 }
 
@@ -358,10 +376,10 @@ impl StackSymbols for StackFrames {
         Some(frames.iter().map(|f| f.label()).collect())
     }
 
-    fn site(&self, stack_id: u32) -> Option<String> {
+    fn site(&self, stack_id: u32) -> Option<(usize, String)> {
         let frames = self.stack(None, stack_id)?;
         let index = StackFrames::site_index(&frames)?;
-        frames.get(index).map(|f| f.label())
+        frames.get(index).map(|f| (index, f.label()))
     }
 
     fn flame_frames(&self, stack_id: u32) -> Option<Vec<String>> {
@@ -422,6 +440,7 @@ mod tests {
     fn stack_names_and_call_site() {
         let mut inlined = row(7, 0x1300, true, 0, "alloc::raw_vec::RawVec<T>::allocate_in");
         inlined.inlined = true;
+        inlined.file = Some("/rustc/0123abcd/library/alloc/src/raw_vec/mod.rs".into());
         let rows = vec![
             row(7, 0x1100, false, 0, "malloc"),
             row(7, 0x1200, true, 0, "__rust_alloc"),
@@ -453,8 +472,8 @@ mod tests {
         );
         assert_eq!(StackFrames::site_index(&frames), Some(3));
         assert_eq!(
-            table.site(3).as_deref(),
-            Some("app::make_alpha (prog.c:11)")
+            table.site(3),
+            Some((3, "app::make_alpha (prog.c:11)".to_owned()))
         );
         assert_eq!(frames[5].label(), "prog+0x500 (prog.c:10) [stripped]");
         assert_eq!(table.stack(Some(8), 3).unwrap()[0].status, Status::Unmapped);

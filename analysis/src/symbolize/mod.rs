@@ -249,6 +249,28 @@ impl fmt::Display for SymbolizeSummary {
     }
 }
 
+/// Symbolizes file offsets of one module file directly (no trace): what [`symbolize`] does for
+/// each module. `build_id` is the id the file must have (`None`: it must have none). Offsets
+/// are looked up as given (subtract 1 from return addresses first).
+pub fn symbolize_file_offsets(
+    path: &Path,
+    build_id: Option<&str>,
+    offsets: &[u64],
+    options: &Options,
+) -> Vec<elf::Resolved> {
+    let file = elf::ModuleFile::open(path, build_id, &options.debug_dirs);
+    file.resolve(&symbolizer(options), offsets)
+}
+
+fn symbolizer(options: &Options) -> Symbolizer {
+    Symbolizer::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(true)
+        .set_debug_dirs(Some(&options.debug_dirs))
+        .build()
+}
+
 /// A distinct address to symbolize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
@@ -316,12 +338,7 @@ pub fn symbolize(
                 .push((i, offset));
         }
     }
-    let symbolizer = Symbolizer::builder()
-        .enable_code_info(true)
-        .enable_inlined_fns(true)
-        .enable_demangling(true)
-        .set_debug_dirs(Some(&options.debug_dirs))
-        .build();
+    let symbolizer = symbolizer(options);
     let mut resolved: Vec<Option<elf::Resolved>> = vec![None; keys.len()];
     let mut modules = Vec::new();
     for ((path, build_id), entries) in &by_file {

@@ -237,6 +237,11 @@ impl ModuleMap {
         ModuleMap { modules, by_pid }
     }
 
+    /// Every mapping, in `modules.parquet` order (indices as returned by [`Self::lookup`]).
+    pub fn modules(&self) -> &[Module] {
+        &self.modules
+    }
+
     pub fn module(&self, index: usize) -> &Module {
         &self.modules[index]
     }

@@ -2,3 +2,4 @@ mod bad_input;
 mod common;
 mod native;
 mod stop;
+mod symbols;
