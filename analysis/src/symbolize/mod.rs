@@ -271,6 +271,9 @@ fn symbolizer(options: &Options) -> Symbolizer {
         .build()
 }
 
+/// A module file as recorded: its path and build id.
+type FileKey = (String, Option<String>);
+
 /// A distinct address to symbolize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
@@ -324,7 +327,7 @@ pub fn symbolize(
 
     // Group the addresses by module file (path and recorded build id): each file is opened and
     // checked once, and blazesym is asked for all its addresses in one call.
-    let mut by_file: BTreeMap<(String, Option<String>), Vec<(usize, u64)>> = BTreeMap::new();
+    let mut by_file: BTreeMap<FileKey, Vec<(usize, u64)>> = BTreeMap::new();
     let mut placed: Vec<Option<(usize, u64)>> = vec![None; keys.len()];
     for (i, key) in keys.iter().enumerate() {
         // Inside the call instruction for return addresses (see the module docs).

@@ -36,11 +36,10 @@ pub(crate) fn read_batches(
     } else {
         let schema = builder.schema().clone();
         let mut roots = Vec::with_capacity(columns.len());
+        // Optional columns (stack_id in a trace recorded without stacks) may be absent.
         for &column in columns {
-            match schema.index_of(column) {
-                Ok(index) => roots.push(index),
-                // Optional columns (stack_id in a trace recorded without stacks) may be absent.
-                Err(_) => {}
+            if let Ok(index) = schema.index_of(column) {
+                roots.push(index);
             }
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
