@@ -4,6 +4,7 @@
 
 use std::{
     fs,
+    panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
 };
 
@@ -69,10 +70,18 @@ fn has_symtab(file: &object::File<'_>) -> bool {
     file.symbols().next().is_some()
 }
 
+/// A separate debug file and what it holds.
+struct DebugFile {
+    path: PathBuf,
+    has_symtab: bool,
+    has_dwarf: bool,
+}
+
 /// `<dir>/.build-id/ab/cdef….debug` for the first of `debug_dirs` that has it and whose own
 /// build id matches (a stale debug file is worse than none).
-fn find_debug_file(build_id: &str, debug_dirs: &[PathBuf]) -> Option<PathBuf> {
-    if build_id.len() < 4 {
+fn find_debug_file(build_id: &str, debug_dirs: &[PathBuf]) -> Option<DebugFile> {
+    // Hex from our own formatting; anything else cannot be split into a path safely.
+    if build_id.len() < 4 || !build_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let (head, tail) = build_id.split_at(2);
@@ -83,7 +92,11 @@ fn find_debug_file(build_id: &str, debug_dirs: &[PathBuf]) -> Option<PathBuf> {
             .join(format!("{tail}.debug"));
         let data = fs::read(&path).ok()?;
         let file = object::File::parse(&*data).ok()?;
-        (self::build_id(&file).as_deref() == Some(build_id)).then_some(path)
+        (self::build_id(&file).as_deref() == Some(build_id)).then(|| DebugFile {
+            has_symtab: has_symtab(&file),
+            has_dwarf: has_dwarf(&file),
+            path,
+        })
     })
 }
 
@@ -133,14 +146,10 @@ impl ModuleFile {
             && let Some(debug) = find_debug_file(id, debug_dirs)
         {
             // The debug file has the full .symtab and the DWARF the installed file lost.
-            if let Ok(debug_data) = fs::read(&debug)
-                && let Ok(debug_obj) = object::File::parse(&*debug_data)
-            {
-                module.has_symbols |= has_symtab(&debug_obj);
-                module.has_dwarf |= has_dwarf(&debug_obj);
-            }
-            module.symbol_source = debug.clone();
-            module.debug_file = Some(debug);
+            module.has_symbols |= debug.has_symtab;
+            module.has_dwarf |= debug.has_dwarf;
+            module.symbol_source = debug.path.clone();
+            module.debug_file = Some(debug.path);
         }
         if !module.has_dwarf
             && let Some(section) = file.section_by_name(".gopclntab")
@@ -203,10 +212,14 @@ impl ModuleFile {
         if !pending.is_empty() {
             let addrs: Vec<u64> = pending.iter().map(|(_, a)| *a).collect();
             let source = Source::Elf(Elf::new(&self.symbol_source));
-            // An unreadable symbol source leaves every address unresolved.
-            let results = symbolizer
-                .symbolize(&source, Input::VirtOffset(addrs.as_slice()))
-                .unwrap_or_default();
+            // An unreadable symbol source leaves every address unresolved, and so does a
+            // parser that panics on a malformed file: one bad file must not end the run.
+            let results = panic::catch_unwind(AssertUnwindSafe(|| {
+                symbolizer.symbolize(&source, Input::VirtOffset(addrs.as_slice()))
+            }))
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
             for ((i, _), result) in pending.iter().zip(results) {
                 if let Symbolized::Sym(sym) = result {
                     out[*i] = Some(Resolved::Frames(frames(&sym)));

@@ -137,8 +137,10 @@ impl<'a> Pclntab<'a> {
             functab: offset(first + 4)?,
         };
         // The function table must hold nfunc entries plus the end marker.
-        let needed = (nfunc * 2 + 1)
-            .checked_mul(table.functab_field())
+        let needed = nfunc
+            .checked_mul(2)
+            .and_then(|n| n.checked_add(1))
+            .and_then(|n| n.checked_mul(table.functab_field()))
             .and_then(|n| n.checked_add(table.functab))
             .ok_or(PclntabError::Malformed)?;
         if needed > data.len() {
@@ -205,12 +207,11 @@ impl<'a> Pclntab<'a> {
         // The _func record: [entry], nameOff, args, deferreturn, pcsp, pcfile, pcln, npcdata,
         // cuOffset, ... with `entry` a pointer before Go 1.18 and a 32-bit offset since.
         let func = self.functab.checked_add(funcoff)?;
-        let base = func
-            + match self.layout {
-                Layout::Go116 => self.ptr_size,
-                Layout::Go118 => 4,
-            };
-        let field = |i: usize| u32_at(self.data, base + 4 * i);
+        let base = func.checked_add(match self.layout {
+            Layout::Go116 => self.ptr_size,
+            Layout::Go118 => 4,
+        })?;
+        let field = |i: usize| u32_at(self.data, base.checked_add(4 * i)?);
         let name_off = usize::try_from(field(0)?).ok()?;
         let name = cstr_at(self.data, self.funcname.checked_add(name_off)?)?.to_owned();
         let (pcfile, pcln, cu) = (field(4)?, field(5)?, field(7)?);

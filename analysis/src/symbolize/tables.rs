@@ -4,6 +4,7 @@
 use std::{
     collections::BTreeSet,
     fs::{self, File},
+    panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
 };
 
@@ -18,7 +19,25 @@ use super::SymbolizeError;
 use crate::schema::{self, col, stack_col};
 
 /// Every record batch of the Parquet file at `path`, restricted to `columns` (all when empty).
+/// A panic of the Parquet decoder on a damaged file becomes an error, as in [`crate::load`].
 pub(crate) fn read_batches(
+    path: &Path,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>, SymbolizeError> {
+    panic::catch_unwind(AssertUnwindSafe(|| read_batches_unguarded(path, columns))).unwrap_or_else(
+        |_| {
+            Err(SymbolizeError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the Parquet decoder failed on malformed data",
+                ),
+            })
+        },
+    )
+}
+
+fn read_batches_unguarded(
     path: &Path,
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>, SymbolizeError> {
