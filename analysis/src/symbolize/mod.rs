@@ -172,7 +172,7 @@ pub struct ModuleSummary {
 /// The outcome of symbolizing a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SymbolizeSummary {
-    /// Stacks referenced by events.
+    /// (pid, stack id) pairs referenced by events whose stack is in stacks.parquet.
     pub stacks: usize,
     /// Distinct (pid, address, return address) keys.
     pub addresses: usize,
