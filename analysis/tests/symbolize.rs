@@ -208,3 +208,48 @@ fn symbolize_and_export_a_hand_made_trace() {
         "{lines:?}"
     );
 }
+
+const CXX_SOURCE: &str = r#"#include <cstdlib>
+#include <vector>
+namespace shapes {
+struct Widget {
+    __attribute__((noinline)) static void *make(unsigned long n) { return std::malloc(n); }
+};
+}
+int main(int argc, char **) {
+    std::vector<int> v(argc);
+    return shapes::Widget::make(v.size()) != nullptr;
+}
+"#;
+
+/// Check that C++ functions come out demangled, qualified by their namespace and class, from
+/// the symbol table alone and from DWARF.
+#[test]
+fn cxx_names_are_demangled() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("widget.cpp");
+    fs::write(&src, CXX_SOURCE).unwrap();
+    for (name, flags) in [("symtab", &["-O1"][..]), ("dwarf", &["-O1", "-g"][..])] {
+        let bin = work.path().join(name);
+        let status = Command::new("g++")
+            .args(flags)
+            .arg("-o")
+            .arg(&bin)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let entry = file_offset(&bin, symbol(&bin, "_ZN6shapes6Widget4makeEm"));
+        let resolved = symbolize::symbolize_file_offsets(
+            &bin,
+            Some(&build_id(&bin)),
+            &[entry],
+            &symbolize::Options::default(),
+        );
+        let symbolize::elf::Resolved::Frames(frames) = &resolved[0] else {
+            panic!("{name}: {resolved:?}");
+        };
+        let function = &frames.last().unwrap().function;
+        assert_eq!(function, "shapes::Widget::make(unsigned long)", "{name}");
+    }
+}
