@@ -77,17 +77,17 @@
     });
     parent.appendChild(box);
   }
-  // columns: [header, fn(row) -> text, isText]
+  // columns: [header, fn(row) -> text, isText, extra class, fn(row) -> tooltip]
   function table(parent, columns, rows, id) {
     var wrap = el('div', { 'class': 'table-wrap' });
     var t = el('table', { id: id });
     var head = el('tr');
-    columns.forEach(function (c) { head.appendChild(el('th', { 'class': c[2] ? 'text' : null }, c[0])); });
+    columns.forEach(function (c) { head.appendChild(el('th', { 'class': c[2] ? 'text' + (c[3] ? ' ' + c[3] : '') : null }, c[0])); });
     t.appendChild(el('thead', null, head));
     var body = el('tbody');
     rows.forEach(function (r) {
       var tr = el('tr');
-      columns.forEach(function (c) { tr.appendChild(el('td', { 'class': c[2] ? 'text' : null }, String(c[1](r)))); });
+      columns.forEach(function (c) { tr.appendChild(el('td', { 'class': c[2] ? 'text' + (c[3] ? ' ' + c[3] : '') : null, title: c[4] ? c[4](r) : null }, String(c[1](r)))); });
       body.appendChild(tr);
     });
     t.appendChild(body);
@@ -115,7 +115,7 @@
     var box = el('div', { 'class': 'chart-box' });
     box.appendChild(el('h3', null, title));
     if (opts.note) box.appendChild(el('p', { 'class': 'note' }, opts.note));
-    var div = el('div', { 'class': 'chart' + (opts.tall ? ' tall' : ''), id: 'chart-' + id });
+    var div = el('div', { 'class': 'chart' + (opts.tall ? ' tall' : ''), id: 'chart-' + id, style: opts.height ? 'height: ' + opts.height + 'px' : null });
     box.appendChild(div);
     parent.appendChild(box);
     var entry = { id: id, el: div, finished: false, chart: null };
@@ -149,6 +149,59 @@
     var last = counts.length - 1;
     while (last > first && counts[last] === 0) last--;
     return [first, last];
+  }
+
+  // ---------- flame graphs ----------
+  // An icicle flame graph drawn with a custom series: the root (every stack) on top, callees
+  // below their callers, widths proportional to bytes. Click a frame to zoom into it, click
+  // the root (or "restore") to zoom out.
+  function flameColor(name) {
+    var h = 0;
+    for (var i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
+    return 'hsl(' + (10 + h % 40) + ', ' + (70 + h % 20) + '%, ' + (55 + (h >> 8) % 15) + '%)';
+  }
+  function flameRows(root) {
+    var rows = [], depth = 0;
+    (function walk(node, level, start) {
+      rows.push({ name: node.n, value: [level, start, start + node.v, node.n, node.v], itemStyle: { color: level === 0 ? '#8c959f' : flameColor(node.n) } });
+      if (level > depth) depth = level;
+      var x = start;
+      (node.c || []).forEach(function (c) { walk(c, level + 1, x); x += c.v; });
+    })(root, 0, 0);
+    return { rows: rows, depth: depth + 1, total: root.v };
+  }
+  function flameChart(parent, id, title, root) {
+    var f = flameRows(root);
+    var height = Math.min(Math.max(f.depth * 18 + 50, 160), 1400);
+    var renderItem = function (params, api) {
+      var level = api.value(0);
+      var a = api.coord([api.value(1), level]), b = api.coord([api.value(2), level + 1]);
+      var x = Math.max(a[0], params.coordSys.x), x2 = Math.min(b[0], params.coordSys.x + params.coordSys.width);
+      var width = x2 - x;
+      if (width <= 0) return null;
+      return {
+        type: 'rect',
+        shape: { x: x, y: Math.min(a[1], b[1]), width: Math.max(width - 0.5, 0.5), height: Math.abs(b[1] - a[1]) - 1 },
+        style: { fill: api.visual('color') },
+        textConfig: { position: 'insideLeft' },
+        textContent: { style: { text: api.value(3), fontSize: 11, fill: '#1f2328', width: Math.max(width - 6, 0), overflow: 'truncate' }, ignore: width < 24 }
+      };
+    };
+    var c = chart(parent, id, title, {
+      tooltip: { trigger: 'item', confine: true, formatter: function (p) { return esc(p.value[3]) + '<br>' + bytes(p.value[4]) + ' (' + pct(p.value[4] / (f.total || 1)) + ' of all)'; } },
+      legend: { show: false },
+      grid: { left: 8, right: 8, top: 32, bottom: 8 },
+      toolbox: { right: 8, top: 0, feature: { restore: {}, saveAsImage: { title: 'save PNG' } } },
+      xAxis: { type: 'value', show: false, min: 0, max: f.total },
+      yAxis: { type: 'value', show: false, min: 0, max: f.depth, inverse: true },
+      series: [{ type: 'custom', name: title, renderItem: renderItem, encode: { x: [1, 2], y: 0, tooltip: 4 }, data: f.rows }]
+    }, { height: height, note: 'Callers above callees, width = bytes; click a frame to zoom into it.' });
+    c.on('click', function (p) {
+      if (!p.value) return;
+      var zoomOut = p.value[0] === 0;
+      c.setOption({ xAxis: { min: zoomOut ? 0 : p.value[1], max: zoomOut ? f.total : p.value[2] } });
+    });
+    return c;
   }
 
   // ---------- report ----------
@@ -354,9 +407,25 @@
     var csub = el('div');
     sec.appendChild(csub);
     csub.appendChild(el('h3', null, 'Call sites'));
-    if (cs.available) {
-      note(csub, cs.symbolized ? 'Stacks symbolized.' : 'Stacks are shown by id: symbolization comes with stacks.parquet.');
-      table(csub, [['stack', function (x) { return x.stack_id; }], ['allocations', function (x) { return num(x.allocs); }], ['bytes', function (x) { return bytes(x.bytes); }], ['still live', function (x) { return bytes(x.live_bytes); }], ['temporary', function (x) { return num(x.temporary); }], ['frames', function (x) { return x.frames.join(' ← '); }, true]], cs.sites, 'table-sites');
+    if (cs.note) note(csub, cs.note, 'warn');
+    if (cs.available && cs.symbolized) {
+      note(csub, 'Where the program allocated: the first frame outside the allocator and the standard library, with its callers. Frames that could not be resolved show as module+offset with their status (see frames.parquet).');
+      // The callers of the site, a few deep; the whole stack is the cell's tooltip.
+      var callers = function (x) {
+        var from = x.site_frame === null || x.site_frame === undefined ? 0 : x.site_frame + 1;
+        var shown = x.frames.slice(from, from + 5);
+        return shown.join(' ← ') + (x.frames.length > from + 5 ? ' ← …' : '');
+      };
+      var whole = function (x) { return x.frames.join('\n'); };
+      table(csub, [['call site', function (x) { return x.site || ('stack ' + x.stack_id); }, true, 'site', whole], ['allocations', function (x) { return num(x.allocs); }], ['bytes', function (x) { return bytes(x.bytes); }], ['still live', function (x) { return bytes(x.live_bytes); }], ['at peak', function (x) { return bytes(x.peak_bytes); }], ['temporary', function (x) { return num(x.temporary); }], ['called from', callers, true, 'callers', whole]], cs.sites, 'table-sites');
+      var fgrid = el('div');
+      csub.appendChild(fgrid);
+      if (cs.flame_alloc) flameChart(fgrid, 'flame-alloc', 'Flame graph: bytes allocated', cs.flame_alloc);
+      if (cs.flame_peak) flameChart(fgrid, 'flame-peak', 'Flame graph: bytes live at the peak', cs.flame_peak);
+      else note(fgrid, 'No block with a stack was live at the peak.');
+    } else if (cs.available) {
+      note(csub, 'Stacks are shown by id: run `alloctrace symbolize` on the trace for function names, source lines and flame graphs.');
+      table(csub, [['stack', function (x) { return x.stack_id; }], ['allocations', function (x) { return num(x.allocs); }], ['bytes', function (x) { return bytes(x.bytes); }], ['still live', function (x) { return bytes(x.live_bytes); }], ['at peak', function (x) { return bytes(x.peak_bytes); }], ['temporary', function (x) { return num(x.temporary); }]], cs.sites, 'table-sites');
     } else {
       note(csub, 'No stack ids in this trace (record with stacks to see call sites).');
     }

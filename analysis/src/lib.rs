@@ -18,6 +18,7 @@
 
 pub mod compare;
 pub mod error;
+pub mod export;
 pub mod load;
 pub mod render;
 pub mod replay;
@@ -28,6 +29,7 @@ pub mod schema;
 pub mod sizeclass;
 mod space;
 pub mod summary;
+pub mod symbolize;
 pub mod synth;
 mod util;
 pub mod write;

@@ -135,6 +135,7 @@ pub fn schema_snapshot() -> String {
         ("events", events_schema()),
         ("stacks", stacks_schema()),
         ("modules", modules_schema()),
+        ("frames", frames_schema()),
     ] {
         out.push_str(&format!("[{table}]\n"));
         for field in schema.fields() {
@@ -195,9 +196,71 @@ pub fn modules_schema() -> SchemaRef {
     ]))
 }
 
+/// Column names of `frames.parquet`.
+pub mod frame_col {
+    pub const PID: &str = "pid";
+    /// The frame as it appears in `stacks.parquet` `frames` (absolute, unadjusted).
+    pub const ADDRESS: &str = "address";
+    /// Whether the address is a return address, looked up at `address − 1` (every frame but a
+    /// stack's first).
+    pub const RETURN_ADDRESS: &str = "return_address";
+    /// 0 for the innermost function at the address; inlined frames come first, the function
+    /// that contains the code (`inlined` false) last.
+    pub const DEPTH: &str = "depth";
+    pub const INLINED: &str = "inlined";
+    pub const MODULE: &str = "module";
+    pub const BUILD_ID: &str = "build_id";
+    /// File offset in `module` of the looked-up address.
+    pub const MODULE_OFFSET: &str = "module_offset";
+    pub const FUNCTION: &str = "function";
+    pub const FILE: &str = "file";
+    pub const LINE: &str = "line";
+    pub const COLUMN: &str = "column";
+    pub const STATUS: &str = "status";
+}
+
+/// Values of the `frames.parquet` `status` column.
+pub mod frame_status {
+    /// A function was found (file and line when debug information has them).
+    pub const OK: &str = "ok";
+    /// The file has symbols, but none covers the address.
+    pub const NO_SYMBOLS: &str = "no_symbols";
+    /// The file on disk is not the one that was mapped: its build id differs.
+    pub const BUILD_ID_MISMATCH: &str = "build_id_mismatch";
+    /// The mapped file no longer exists or cannot be read.
+    pub const MISSING_FILE: &str = "missing_file";
+    /// The file has no symbol table, no debug information and no separate debug file, and no
+    /// exported symbol covers the address.
+    pub const STRIPPED: &str = "stripped";
+    /// The address is in no file mapping of the process (JIT code, vDSO, a damaged stack).
+    pub const UNMAPPED: &str = "unmapped";
+}
+
+/// `frames.parquet`: what every stack address is (written by `alloctrace symbolize`). One row
+/// per (pid, address, return_address, depth).
+pub fn frames_schema() -> SchemaRef {
+    use frame_col::*;
+    Arc::new(Schema::new(vec![
+        Field::new(PID, DataType::UInt32, false),
+        Field::new(ADDRESS, DataType::UInt64, false),
+        Field::new(RETURN_ADDRESS, DataType::Boolean, false),
+        Field::new(DEPTH, DataType::UInt16, false),
+        Field::new(INLINED, DataType::Boolean, false),
+        Field::new(MODULE, DataType::Utf8, true),
+        Field::new(BUILD_ID, DataType::Utf8, true),
+        Field::new(MODULE_OFFSET, DataType::UInt64, true),
+        Field::new(FUNCTION, DataType::Utf8, true),
+        Field::new(FILE, DataType::Utf8, true),
+        Field::new(LINE, DataType::UInt32, true),
+        Field::new(COLUMN, DataType::UInt32, true),
+        Field::new(STATUS, DataType::Utf8, false),
+    ]))
+}
+
 /// File names of the side tables in a trace directory.
 pub const STACKS_FILE: &str = "stacks.parquet";
 pub const MODULES_FILE: &str = "modules.parquet";
+pub const FRAMES_FILE: &str = "frames.parquet";
 
 /// Name of the events folder inside a trace directory.
 pub const EVENTS_DIR: &str = "events";

@@ -1,7 +1,9 @@
 //! A real browser opens the HTML pages: headless Chromium loads a report and a dashboard from
 //! `file://`, the page's own script checks that every chart holds data and painted pixels, and
 //! this test reads that verdict from the DOM, checks the console stayed silent and saves
-//! screenshots (to `$ALLOCTRACE_SCREENSHOT_DIR`, default `target/screenshots/`).
+//! screenshots (to `$ALLOCTRACE_SCREENSHOT_DIR`, default `target/screenshots/`). The native
+//! trace gets stack and frame tables, so its report also draws the symbolized call sites and
+//! both flame graphs.
 //!
 //! The browser is bounded by `--timeout` and `--virtual-time-budget` (virtual time: the page's
 //! timers run without waiting), with a process watchdog in case Chromium itself hangs.
@@ -19,7 +21,10 @@ use std::{
 use analysis::{
     compare, render,
     report::{self, Options},
+    schema,
+    symbolize::{FrameRow, Status, write_frames},
     synth::{Flavor, Synth},
+    write::{stacks_batch, write_table},
 };
 use wait_timeout::ChildExt;
 
@@ -97,8 +102,8 @@ fn run_chromium(page: &Path, extra: &[String]) -> (String, String) {
     (stdout, stderr)
 }
 
-/// The page's verdict: Ok(number of charts) or Err(what failed).
-fn check_page(page: &Path) -> Result<usize, String> {
+/// The page's verdict: Ok(number of charts, DOM) or Err(what failed).
+fn check_page(page: &Path) -> Result<(usize, String), String> {
     let (dom, stderr) = run_chromium(page, &["--dump-dom".to_owned()]);
     let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
     let start = dom
@@ -126,7 +131,7 @@ fn check_page(page: &Path) -> Result<usize, String> {
         .and_then(|s| s.split('"').next())
         .and_then(|n| n.parse().ok())
         .ok_or("no chart count")?;
-    Ok(charts)
+    Ok((charts, dom))
 }
 
 fn screenshot(page: &Path, name: &str) -> PathBuf {
@@ -148,6 +153,60 @@ fn screenshot(page: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// Gives the synthetic trace in `dir` (pid 4242, stacks 0..64) a stacks table and a frames
+/// table, as `alloctrace symbolize` would: each stack is malloc ← leaf_N ← mid_M ← main, with
+/// one inlined frame and one stripped library frame.
+fn symbolize_synthetic(dir: &Path) {
+    const PID: u32 = 4242;
+    let stacks: Vec<(u32, Vec<u64>)> = (0..64u32)
+        .map(|s| {
+            let leaf = 0x2000 + u64::from(s % 12) * 16;
+            let mid = 0x3000 + u64::from(s % 4) * 16;
+            (s, vec![0x1000, leaf, mid, 0x4000, 0x9000])
+        })
+        .collect();
+    write_table(
+        &dir.join(schema::STACKS_FILE),
+        &stacks_batch(&stacks).unwrap(),
+    )
+    .unwrap();
+    let row = |address: u64, ret: bool, depth: u16, function: String| FrameRow {
+        pid: PID,
+        address,
+        return_address: ret,
+        depth,
+        inlined: false,
+        module: Some("/usr/bin/synthetic".into()),
+        build_id: None,
+        module_offset: Some(address),
+        file: Some("/src/synthetic.c".into()),
+        line: Some(10 + depth as u32),
+        column: None,
+        function: Some(function),
+        status: Status::Ok,
+    };
+    let mut rows = vec![row(0x1000, false, 0, "malloc".into())];
+    for k in 0..12 {
+        let mut inlined = row(0x2000 + k * 16, true, 0, format!("inline_helper_{k}"));
+        inlined.inlined = true;
+        rows.push(inlined);
+        rows.push(row(0x2000 + k * 16, true, 1, format!("leaf_{k}")));
+    }
+    for k in 0..4 {
+        rows.push(row(0x3000 + k * 16, true, 0, format!("mid_{k}")));
+    }
+    rows.push(row(0x4000, true, 0, "main".into()));
+    rows.push(FrameRow {
+        function: None,
+        file: None,
+        line: None,
+        module: Some("/usr/lib/libstripped.so".into()),
+        status: Status::Stripped,
+        ..row(0x9000, true, 0, String::new())
+    });
+    write_frames(dir, &rows).unwrap();
+}
+
 fn synth(dir: &Path, flavor: Flavor, label: &str, work_units: u64) {
     Synth {
         events: 40_000,
@@ -163,7 +222,8 @@ fn synth(dir: &Path, flavor: Flavor, label: &str, work_units: u64) {
 
 /// Check in headless Chromium that reports of native, Go and Python traces and their
 /// comparison dashboard render every chart with data, with no script error or console message,
-/// and save screenshots of each.
+/// that the symbolized native report draws both flame graphs (bytes allocated, live at the
+/// peak) and names its call sites, and save screenshots of each.
 #[test]
 fn reports_and_dashboard_render_in_chromium() {
     let work = tempfile::tempdir().unwrap();
@@ -176,10 +236,26 @@ fn reports_and_dashboard_render_in_chromium() {
     for (flavor, name) in flavors {
         let dir = work.path().join(name);
         synth(&dir, flavor, name, 500);
+        if flavor == Flavor::Native {
+            symbolize_synthetic(&dir);
+        }
         let report = report::build(&dir, &Options::default()).unwrap();
         let page = work.path().join(format!("report-{name}.html"));
         render::html::write_report(&report, &page).unwrap();
-        let charts = check_page(&page).unwrap_or_else(|e| panic!("report-{name}.html: {e}"));
+        let (charts, dom) = check_page(&page).unwrap_or_else(|e| panic!("report-{name}.html: {e}"));
+        if flavor == Flavor::Native {
+            for id in ["chart-flame-alloc", "chart-flame-peak"] {
+                assert!(
+                    dom.contains(&format!("id=\"{id}\"")),
+                    "no {id} in report-{name}.html"
+                );
+            }
+            assert!(
+                dom.contains("leaf_"),
+                "call sites not symbolized in report-{name}.html"
+            );
+            assert!(dom.contains("[stripped]"), "stripped frame not marked");
+        }
         // Timeline, rates, footprint and the size histogram are always there.
         assert!(
             charts >= 6,
@@ -191,7 +267,7 @@ fn reports_and_dashboard_render_in_chromium() {
     let dashboard = compare::build(&traces, &Options::default()).unwrap();
     let page = work.path().join("dashboard.html");
     render::html::write_dashboard(&dashboard, &page).unwrap();
-    let charts = check_page(&page).unwrap_or_else(|e| panic!("dashboard.html: {e}"));
+    let (charts, _) = check_page(&page).unwrap_or_else(|e| panic!("dashboard.html: {e}"));
     assert!(charts >= 10, "dashboard rendered only {charts} charts");
     screenshot(&page, "dashboard.png");
 }

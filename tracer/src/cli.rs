@@ -34,6 +34,74 @@ pub enum Command {
     /// Put several traces side by side in one dashboard (the same workload in several languages,
     /// or one program under different allocators).
     Compare(CompareArgs),
+    /// Resolve the trace's call stacks offline into TRACE/frames.parquet: module and offset of
+    /// every address, checked by build id, then function, source file and line (ELF symbols,
+    /// DWARF with inlined frames, separate debug files, Go's .gopclntab), names demangled.
+    Symbolize(SymbolizeArgs),
+    /// Export the allocation stacks to a profile viewer: folded stacks (flamegraph.pl, inferno),
+    /// pprof (go tool pprof) or speedscope.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Every frame gets a status in frames.parquet: ok, no_symbols, build_id_mismatch (the file \
+                  on disk is not the one that was traced: left unsymbolized, never guessed), \
+                  missing_file, stripped (shown as module+offset) or unmapped."
+)]
+pub struct SymbolizeArgs {
+    /// The trace directory written by `record`.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+    /// Where separate debug files are looked up by build id (DIR/.build-id/ab/cdef….debug) and
+    /// debug link; may be repeated.
+    #[arg(
+        long = "debug-dir",
+        value_name = "DIR",
+        default_value = "/usr/lib/debug"
+    )]
+    pub debug_dirs: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// `main;f;malloc 4096` lines for flamegraph.pl and inferno.
+    Folded,
+    /// gzipped pprof profile.proto for `go tool pprof`.
+    Pprof,
+    /// speedscope JSON (https://www.speedscope.app).
+    Speedscope,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "pprof and speedscope files carry every measure: alloc_objects, alloc_space, inuse_objects and \
+                  inuse_space (live at the end), peak_inuse_objects and peak_inuse_space (live at the \
+                  live-bytes peak); pprof shows alloc_space unless given -sample_index=NAME. A trace not \
+                  yet symbolized is symbolized in memory first.\n\n\
+                  Examples:\n  alloctrace export trace/ --format folded | inferno-flamegraph > alloc.svg\n  \
+                  alloctrace export trace/ --format pprof -o heap.pb.gz && go tool pprof -top heap.pb.gz"
+)]
+pub struct ExportArgs {
+    /// The trace directory written by `record`.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Output file (default: TRACE/profile.folded, TRACE/profile.pb.gz or
+    /// TRACE/profile.speedscope.json); `-` writes to stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Folded only: the weight of each stack. `bytes` (= alloc_space, the default) or `count`
+    /// (= alloc_objects), or any pprof measure name.
+    #[arg(long, value_name = "MEASURE", default_value = "bytes", value_parser = [
+        "bytes", "count", "alloc_space", "alloc_objects", "inuse_space", "inuse_objects",
+        "peak_inuse_space", "peak_inuse_objects",
+    ])]
+    pub value: String,
+    /// Folded only: name frames `function (file:line)` instead of `function`.
+    #[arg(long)]
+    pub lines: bool,
 }
 
 #[derive(Args)]

@@ -15,7 +15,8 @@ fn main() -> ExitCode {
     // in alloctrace: say so on one line (ALLOCTRACE_BACKTRACE=1 for the full report).
     std::panic::set_hook(Box::new(|info| {
         let file = info.location().map(|l| l.file()).unwrap_or_default();
-        let in_decoder = ["/parquet-", "/arrow-"]
+        // Symbolization guards its ELF/DWARF parsers (blazesym, gimli) the same way.
+        let in_decoder = ["/parquet-", "/arrow-", "/blazesym-", "/gimli-"]
             .iter()
             .any(|crate_dir| file.contains(crate_dir));
         if std::env::var_os("ALLOCTRACE_BACKTRACE").is_some() {
@@ -47,6 +48,8 @@ fn main() -> ExitCode {
         cli::Command::Record(args) => cmd::record::run(args, cli.quiet),
         cli::Command::Report(args) => cmd::report::run(args, cli.quiet),
         cli::Command::Compare(args) => cmd::report::compare(args, cli.quiet),
+        cli::Command::Symbolize(args) => cmd::symbolize::run(args, cli.quiet),
+        cli::Command::Export(args) => cmd::export::run(args, cli.quiet),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -1,18 +1,24 @@
-//! Call sites: allocations grouped by `stack_id` when the trace has stacks. Stacks are ids
-//! until `stacks.parquet` exists; [`CallSites::symbolize`] is the hook that will fill
-//! [`Site::frames`] from it.
+//! Call sites: allocations grouped by `stack_id` when the trace has stacks, and the bytes each
+//! stack held at the live-bytes peak. Stacks are ids until the trace is symbolized
+//! (`frames.parquet`); [`CallSites::symbolize`] then names every site's frames and builds the
+//! two flame graphs of the report (bytes allocated, bytes live at the peak).
 //!
 //! ```no_run
-//! let report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
+//! let mut report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
+//! if let Some(frames) = analysis::symbolize::StackFrames::load("trace".as_ref()).unwrap() {
+//!     report.callsites.symbolize(&frames);
+//! }
 //! for site in &report.callsites.sites {
-//!     println!("stack {}: {} bytes", site.stack_id, site.bytes);
+//!     println!("stack {}: {} bytes at {:?}", site.stack_id, site.bytes, site.site);
 //! }
 //! ```
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{Chunk, End, Ev, Reducer, Via};
+use super::{BlockKind, Chunk, End, Ev, EvKind, Reducer, Via};
 use crate::{
+    export::flame::{FlameNode, FlameStack},
     replay::NO_STACK,
     util::{Counted, TopCounter},
 };
@@ -21,6 +27,8 @@ use crate::{
 const STACK_CAPACITY: usize = 1 << 17;
 /// Stack ids below this (the tracer numbers stacks densely from 0) index a plain array.
 const DENSE_STACKS: usize = 1 << 16;
+/// Stacks kept for each flame graph (the heaviest); the rest show as their callers' self time.
+const FLAME_STACKS: usize = 5000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct SiteAgg {
@@ -47,14 +55,39 @@ pub struct Site {
     /// Allocated minus freed: bytes this site still holds at the end.
     pub live_bytes: u64,
     pub temporary: u64,
+    /// Bytes of this site live at the live-bytes peak.
+    pub peak_bytes: u64,
     /// Symbolized frames, innermost first; empty until stacks are symbolized.
     pub frames: Vec<String>,
+    /// The call site: the first frame outside the allocator, `function (file.c:12)`.
+    pub site: Option<String>,
+    /// Index of the call site in `frames`.
+    pub site_frame: Option<usize>,
 }
 
-/// Resolves a stack id to frames. Implemented by the stacks table once the tracer writes
-/// `stacks.parquet`.
+/// Resolves a stack id to frames. Implemented by [`crate::symbolize::StackFrames`] from
+/// `stacks.parquet` and `frames.parquet`.
 pub trait StackSymbols {
+    /// Every frame, innermost first, as `function (file:line)`.
     fn frames(&self, stack_id: u32) -> Option<Vec<String>>;
+    /// The call site among those frames (the first outside the allocator): its index in
+    /// [`Self::frames`] and its label.
+    fn site(&self, _stack_id: u32) -> Option<(usize, String)> {
+        None
+    }
+    /// Frame names for flame graphs, innermost first: function names only, so that frames of
+    /// one function merge whatever the line.
+    fn flame_frames(&self, stack_id: u32) -> Option<Vec<String>> {
+        self.frames(stack_id)
+    }
+}
+
+/// What one stack allocated and held at the peak, for the flame graphs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackWeight {
+    pub stack_id: u32,
+    pub bytes: u64,
+    pub peak_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -65,23 +98,136 @@ pub struct CallSites {
     pub exact: bool,
     /// Sites by bytes allocated, largest first.
     pub sites: Vec<Site>,
+    /// Per-stack weights of the heaviest stacks, input of the flame graphs.
+    #[serde(skip)]
+    pub stacks: Vec<StackWeight>,
+    /// Flame graphs (root: every stack; children: callers towards callees), once symbolized.
+    pub flame_alloc: Option<FlameNode>,
+    pub flame_peak: Option<FlameNode>,
+    /// Why the sites could not be symbolized, when that failed.
+    pub note: Option<String>,
 }
 
 impl CallSites {
-    /// Fills `frames` of every site `symbols` knows.
+    /// Fills `frames` and `site` of every site `symbols` knows and builds the flame graphs.
     pub fn symbolize(&mut self, symbols: &dyn StackSymbols) {
         for site in &mut self.sites {
             if let Some(frames) = symbols.frames(site.stack_id) {
                 site.frames = frames;
             }
+            let found = symbols.site(site.stack_id);
+            site.site_frame = found.as_ref().map(|(i, _)| *i);
+            site.site = found.map(|(_, label)| label);
         }
+        let mut named: FxHashMap<u32, Vec<String>> = FxHashMap::default();
+        for s in &self.stacks {
+            if let Some(frames) = symbols.flame_frames(s.stack_id) {
+                named.insert(s.stack_id, frames);
+            }
+        }
+        let flame = |weight: fn(&StackWeight) -> u64| {
+            let stacks = self.stacks.iter().filter_map(|s| {
+                Some(FlameStack {
+                    frames: named.get(&s.stack_id)?,
+                    weight: weight(s),
+                })
+            });
+            FlameNode::build("all", stacks)
+        };
+        self.flame_alloc = flame(|s| s.bytes);
+        self.flame_peak = flame(|s| s.peak_bytes);
         self.symbolized = true;
+    }
+}
+
+/// Bytes live per stack at the live-bytes peak, exact without snapshots (the technique of
+/// [`super::peak`]): the composition at the last peak plus the change since, folded into it at
+/// each new peak.
+#[derive(Debug, Default)]
+struct PeakByStack {
+    max: u64,
+    at_peak: Vec<i64>,
+    since: Vec<i64>,
+    dirty: Vec<bool>,
+    touched: Vec<u32>,
+    /// Stack ids too large for a dense index → slot (from DENSE_STACKS on).
+    sparse: FxHashMap<u32, usize>,
+    sparse_ids: Vec<u32>,
+}
+
+impl PeakByStack {
+    #[inline]
+    fn slot(&mut self, stack: u32) -> usize {
+        let index = stack as usize;
+        if index < DENSE_STACKS {
+            return index;
+        }
+        let next = DENSE_STACKS + self.sparse_ids.len();
+        let slot = *self.sparse.entry(stack).or_insert(next);
+        if slot == next {
+            self.sparse_ids.push(stack);
+        }
+        slot
+    }
+
+    fn stack_of(&self, slot: usize) -> Option<u32> {
+        if slot < DENSE_STACKS {
+            Some(slot as u32)
+        } else {
+            self.sparse_ids.get(slot - DENSE_STACKS).copied()
+        }
+    }
+
+    fn observe(&mut self, evs: &[Ev]) {
+        for ev in evs {
+            // Go objects are freed in bulk by the GC, never one by one: like the peak report,
+            // they count towards the peak's level but not its composition.
+            if ev.block.kind != BlockKind::Go && ev.block.stack != NO_STACK {
+                let slot = self.slot(ev.block.stack);
+                if slot >= self.since.len() {
+                    self.at_peak.resize(slot + 1, 0);
+                    self.since.resize(slot + 1, 0);
+                    self.dirty.resize(slot + 1, false);
+                }
+                let bytes = ev.block.size as i64;
+                self.since[slot] += if ev.kind == EvKind::Free {
+                    -bytes
+                } else {
+                    bytes
+                };
+                if !self.dirty[slot] {
+                    self.dirty[slot] = true;
+                    self.touched.push(slot as u32);
+                }
+            }
+            if ev.live_bytes > self.max || (ev.via == Via::Relabel && ev.live_bytes == self.max) {
+                self.max = ev.live_bytes;
+                for &slot in &self.touched {
+                    let slot = slot as usize;
+                    self.at_peak[slot] += std::mem::take(&mut self.since[slot]);
+                    self.dirty[slot] = false;
+                }
+                self.touched.clear();
+            }
+        }
+    }
+
+    /// Bytes of `stack` live at the peak.
+    fn get(&self, stack: u32) -> u64 {
+        let slot = if (stack as usize) < DENSE_STACKS {
+            Some(stack as usize)
+        } else {
+            self.sparse.get(&stack).copied()
+        };
+        slot.and_then(|s| self.at_peak.get(s))
+            .map_or(0, |&b| b.max(0) as u64)
     }
 }
 
 pub struct CallSitesReducer {
     dense: Vec<SiteAgg>,
     sites: TopCounter<u32, SiteAgg>,
+    peak: PeakByStack,
     top: usize,
 }
 
@@ -90,6 +236,7 @@ impl CallSitesReducer {
         CallSitesReducer {
             dense: Vec::new(),
             sites: TopCounter::new(STACK_CAPACITY),
+            peak: PeakByStack::default(),
             top,
         }
     }
@@ -125,10 +272,11 @@ impl Reducer for CallSitesReducer {
             site.freed_bytes = site.freed_bytes.saturating_add(ev.block.size);
             site.temporary += u64::from(ev.via == Via::Call && ev.between == 0);
         }
+        self.peak.observe(chunk.evs);
     }
 
     fn finish(self, _end: &End<'_>) -> CallSites {
-        let mut all = self.sites.top(self.top, |s| s.bytes);
+        let mut all = self.sites.top(FLAME_STACKS, |s| s.bytes);
         all.extend(
             self.dense
                 .iter()
@@ -137,6 +285,34 @@ impl Reducer for CallSitesReducer {
                 .map(|(id, s)| (id as u32, *s)),
         );
         all.sort_unstable_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
+        // The flame graphs take the heaviest stacks by bytes allocated and by bytes at the
+        // peak (a stack can matter for one and not the other).
+        let mut stacks: Vec<StackWeight> = all
+            .iter()
+            .map(|(stack_id, s)| StackWeight {
+                stack_id: *stack_id,
+                bytes: s.bytes,
+                peak_bytes: self.peak.get(*stack_id),
+            })
+            .collect();
+        let mut by_peak: Vec<StackWeight> = (0..self.peak.at_peak.len())
+            .filter(|&slot| self.peak.at_peak[slot] > 0)
+            .filter_map(|slot| self.peak.stack_of(slot))
+            .map(|stack_id| StackWeight {
+                stack_id,
+                bytes: self.dense.get(stack_id as usize).map_or(0, |s| s.bytes),
+                peak_bytes: self.peak.get(stack_id),
+            })
+            .collect();
+        by_peak.sort_unstable_by(|a, b| {
+            b.peak_bytes
+                .cmp(&a.peak_bytes)
+                .then(a.stack_id.cmp(&b.stack_id))
+        });
+        by_peak.truncate(FLAME_STACKS);
+        stacks.truncate(FLAME_STACKS);
+        let kept: rustc_hash::FxHashSet<u32> = stacks.iter().map(|s| s.stack_id).collect();
+        stacks.extend(by_peak.into_iter().filter(|s| !kept.contains(&s.stack_id)));
         all.truncate(self.top);
         let available = !all.is_empty();
         let sites = all
@@ -149,7 +325,10 @@ impl Reducer for CallSitesReducer {
                 freed_bytes: s.freed_bytes,
                 live_bytes: s.bytes.saturating_sub(s.freed_bytes),
                 temporary: s.temporary,
+                peak_bytes: self.peak.get(stack_id),
                 frames: Vec::new(),
+                site: None,
+                site_frame: None,
             })
             .collect::<Vec<_>>();
         CallSites {
@@ -157,6 +336,10 @@ impl Reducer for CallSitesReducer {
             symbolized: false,
             exact: self.sites.exact(),
             sites,
+            stacks,
+            flame_alloc: None,
+            flame_peak: None,
+            note: None,
         }
     }
 }

@@ -5,3 +5,4 @@ mod golang;
 mod native;
 mod python;
 mod stop;
+mod symbols;

@@ -1,0 +1,41 @@
+//! `alloctrace export`: a thin wrapper over `analysis::export`.
+
+use analysis::export::{self, Format, Options, profile::Measure};
+use anyhow::Context as _;
+
+use crate::cli::{ExportArgs, ExportFormat};
+
+pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<i32> {
+    let format = match args.format {
+        ExportFormat::Folded => Format::Folded,
+        ExportFormat::Pprof => Format::Pprof,
+        ExportFormat::Speedscope => Format::Speedscope,
+    };
+    // clap restricts the value to the names Measure::parse knows.
+    let measure =
+        Measure::parse(&args.value).with_context(|| format!("unknown measure `{}`", args.value))?;
+    let options = Options {
+        format,
+        measure,
+        lines: args.lines,
+        ..Options::default()
+    };
+    let output = args
+        .output
+        .unwrap_or_else(|| args.trace.join(format.default_file_name()));
+    let summary = export::export_to_file(&args.trace, &options, &output)?;
+    let to_stdout = output.as_os_str() == "-";
+    if !quiet && !to_stdout {
+        println!(
+            "export: {} ({} stacks{})",
+            output.display(),
+            summary.samples,
+            if summary.symbolized_now {
+                ", symbolized in memory: run `alloctrace symbolize` to keep frames.parquet"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}
