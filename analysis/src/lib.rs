@@ -17,6 +17,7 @@
 //! ```
 
 pub mod compare;
+pub mod dataset;
 pub mod error;
 pub mod export;
 pub mod load;
