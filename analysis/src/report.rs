@@ -326,6 +326,12 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
         workload: run.workload.clone(),
         warnings: run.warnings.clone(),
     };
+    let mut callsites = r.callsites.finish(&end_ctx);
+    // Name the call sites when the trace has been symbolized (frames.parquet). A damaged
+    // frames file leaves them as ids rather than failing the report.
+    if let Ok(Some(frames)) = crate::symbolize::StackFrames::load(dir) {
+        callsites.symbolize(&frames);
+    }
     Ok(Report {
         trace: info,
         counters: replay.counters().clone(),
@@ -338,7 +344,7 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
         leaks: r.leaks.finish(&end_ctx),
         reallocs: r.reallocs.finish(&end_ctx),
         threads: r.threads.finish(&end_ctx),
-        callsites: r.callsites.finish(&end_ctx),
+        callsites,
         peak: r.peak.finish(&end_ctx),
         gc: r.gc.finish(&end_ctx),
     })

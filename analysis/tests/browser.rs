@@ -289,3 +289,23 @@ fn broken_page_is_detected() {
     let err = check_page(&page).unwrap_err();
     assert!(err.contains("injected failure"), "{err}");
 }
+
+/// Check the pages named in `ALLOCTRACE_CHECK_HTML` (a path list; `cargo xtask test` sets it to
+/// the quick suite's dashboards of real traces) the same way: loaded from file in headless
+/// Chromium, no console errors, every chart rendered; and save their screenshots. Without the
+/// variable there is nothing extra to check.
+#[test]
+fn extra_pages_render_in_chromium() {
+    let Some(list) = env::var_os("ALLOCTRACE_CHECK_HTML") else {
+        return;
+    };
+    for page in env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()) {
+        let (charts, _) = check_page(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(charts >= 1, "{} rendered no chart", page.display());
+        let name = page
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        screenshot(&page, &format!("suite-{name}.png"));
+    }
+}

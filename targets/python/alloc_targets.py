@@ -174,8 +174,15 @@ def check(node):
     return 1 + check(node.left) + check(node.right)
 
 
+# Two bytes objects of sizes nothing else uses bracket the tree building, so a trace can count
+# exactly the allocations it made (tracer/tests/suite/targets.rs). Not counted as objects.
+PHASE_BEGIN, PHASE_END = 7001, 7003
+
+
 def binary_trees(config):
     cls = SlotNode if config.slots else Node
+    markers = []  # a list is node-sized (56 bytes): made before the window opens
+    begin = bytes(PHASE_BEGIN)
     max_depth = max(MIN_DEPTH + 2, config.size)
     nodes = check(bottom_up(cls, max_depth + 1))  # stretch tree, freed at once
     long_lived = bottom_up(cls, max_depth)
@@ -188,6 +195,9 @@ def binary_trees(config):
             for _ in range(share(iterations, threads, index)):
                 built += check(bottom_up(cls, depth))
                 trees += 1
+        if threads == 1:
+            # Before the (56-byte) result tuple, which is node-sized.
+            markers.append(bytes(PHASE_END))
         return trees, built
 
     if threads == 1:
@@ -208,6 +218,9 @@ def binary_trees(config):
     long_lived_check = check(long_lived)
     nodes += long_lived_check
     del long_lived
+    if threads != 1:
+        markers.append(bytes(PHASE_END))
+    del begin, markers
     node_size = sys.getsizeof(cls(None, None))
     return {
         "work_units": trees,

@@ -86,8 +86,26 @@ pub struct ExportArgs {
     /// The trace directory written by `record`.
     #[arg(value_name = "TRACE")]
     pub trace: PathBuf,
-    #[arg(long, value_enum)]
-    pub format: ExportFormat,
+    /// Profile format (folded stacks for flamegraph.pl/inferno, pprof for `go tool pprof`,
+    /// speedscope JSON).
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "dataset",
+        conflicts_with = "dataset"
+    )]
+    pub format: Option<ExportFormat>,
+    /// Instead of a profile, add the trace to a Hive-style dataset under DIR
+    /// (DIR/host=H/run=R/events/*.parquet, sorted by pid and time, with row-group statistics
+    /// so engines prune by time and pid). See docs/datasets.md.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// Dataset only: the `host=` partition (default: the trace's hostname).
+    #[arg(long, requires = "dataset")]
+    pub host: Option<String>,
+    /// Dataset only: the `run=` partition (default: UTC start time and pid).
+    #[arg(long, requires = "dataset")]
+    pub run: Option<String>,
     /// Output file (default: TRACE/profile.folded, TRACE/profile.pb.gz or
     /// TRACE/profile.speedscope.json); `-` writes to stdout.
     #[arg(short, long, value_name = "FILE")]

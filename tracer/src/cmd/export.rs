@@ -6,10 +6,28 @@ use anyhow::Context as _;
 use crate::cli::{ExportArgs, ExportFormat};
 
 pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<i32> {
+    if let Some(root) = &args.dataset {
+        let options = analysis::dataset::ExportOptions {
+            host: args.host.clone(),
+            run: args.run.clone(),
+            ..Default::default()
+        };
+        let summary = analysis::dataset::export(&args.trace, root, &options)?;
+        if !quiet {
+            println!(
+                "dataset: {} rows in {} files ({} row groups) under {}",
+                summary.rows,
+                summary.files.len(),
+                summary.row_groups,
+                summary.run_dir.display()
+            );
+        }
+        return Ok(0);
+    }
     let format = match args.format {
-        ExportFormat::Folded => Format::Folded,
-        ExportFormat::Pprof => Format::Pprof,
-        ExportFormat::Speedscope => Format::Speedscope,
+        Some(ExportFormat::Folded) | None => Format::Folded,
+        Some(ExportFormat::Pprof) => Format::Pprof,
+        Some(ExportFormat::Speedscope) => Format::Speedscope,
     };
     // clap restricts the value to the names Measure::parse knows.
     let measure =

@@ -71,6 +71,29 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
             std::mem::forget(programs);
         }
     }
+    // Name the stack frames now, while the traced files are certainly on disk.
+    if options.stacks {
+        match analysis::symbolize::symbolize_trace(&output) {
+            Ok(summary) => {
+                if !quiet {
+                    eprintln!("{summary}");
+                }
+            }
+            Err(analysis::symbolize::SymbolizeError::NoStacks { .. }) => {}
+            Err(err) => log::warn!(
+                "symbolization failed: {err}; run `alloctrace symbolize {}` later",
+                output.display()
+            ),
+        }
+        if let Some((uid, gid)) = caller {
+            let frames = output.join(analysis::schema::FRAMES_FILE);
+            let _ = nix::unistd::chown(
+                &frames,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
+        }
+    }
     let run = &outcome.run;
     let s = &outcome.stats;
     let secs = (run

@@ -112,6 +112,7 @@ pub struct Row {
     pub size: u64,
     pub old_addr: Option<u64>,
     pub align: Option<u64>,
+    pub stack_id: Option<u32>,
 }
 
 pub struct Trace {
@@ -168,6 +169,12 @@ impl Trace {
                 );
                 let (addr, size) = (u64s(&batch, col::ADDR), u64s(&batch, col::SIZE));
                 let (old, align) = (u64s(&batch, col::OLD_ADDR), u64s(&batch, col::ALIGN));
+                let stack: Vec<Option<u32>> = batch
+                    .column_by_name(col::STACK_ID)
+                    .unwrap()
+                    .as_primitive::<UInt32Type>()
+                    .iter()
+                    .collect();
                 for i in 0..batch.num_rows() {
                     rows.push(Row {
                         ts_ns: ts[i].unwrap(),
@@ -179,6 +186,7 @@ impl Trace {
                         size: size[i].unwrap(),
                         old_addr: old[i],
                         align: align[i],
+                        stack_id: stack[i],
                     });
                 }
             }

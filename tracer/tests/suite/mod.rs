@@ -6,3 +6,59 @@ mod native;
 mod python;
 mod stop;
 mod symbols;
+mod targets;
+
+/// (event, size, go_type) of every row, for tests that need the Go columns.
+fn golang_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>)> {
+    extra_rows(dir)
+        .into_iter()
+        .map(|r| (r.0, r.1, r.2))
+        .collect()
+}
+
+/// (event, size, go_type, domain) of every row, for tests that need the CPython columns.
+fn python_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>, Option<String>)> {
+    extra_rows(dir)
+}
+
+fn extra_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>, Option<String>)> {
+    use arrow::array::AsArray;
+    let run = analysis::run::RunInfo::read(dir).unwrap();
+    let mut out = Vec::new();
+    for segment in &run.segments {
+        let file = std::fs::File::open(dir.join(segment)).unwrap();
+        for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = batch.unwrap();
+            let dict = |name: &str| -> Vec<Option<String>> {
+                let d = b
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_dictionary::<arrow::datatypes::UInt16Type>();
+                let values = d.values().as_string::<i32>();
+                d.keys()
+                    .iter()
+                    .map(|k| k.map(|k| values.value(k as usize).to_owned()))
+                    .collect()
+            };
+            let (event, go_type, domain) = (dict("event"), dict("go_type"), dict("domain"));
+            let size = b
+                .column_by_name("size")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .clone();
+            for i in 0..b.num_rows() {
+                out.push((
+                    event[i].clone().unwrap_or_default(),
+                    size.value(i),
+                    go_type[i].clone(),
+                    domain[i].clone(),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -123,8 +123,12 @@ fn run_with<M: TreeMaker + Send>(
     let threads = config.threads;
     if threads == 1 {
         let mut maker = new_maker();
-        let result = worker(&mut maker, max_depth, 1, 0);
-        return vec![(maker, result)];
+                let result = worker(&mut maker, max_depth, 1, 0);
+        // Room for two, so this bookkeeping allocation is not node-sized (16 bytes): a trace
+        // then counts exactly the program's nodes by size (tracer/tests/suite/targets.rs).
+        let mut results = Vec::with_capacity(2);
+        results.push((maker, result));
+        return results;
     }
     let makers: Vec<M> = (0..threads).map(|_| new_maker()).collect();
     std::thread::scope(|scope| {
