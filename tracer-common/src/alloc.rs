@@ -17,9 +17,8 @@ pub struct AllocEvent {
     pub addr: u64,
     pub size: u64,
     pub arg: u64,
-    /// With a stack: the return address at the probe (the immediate caller), when the kernel's
-    /// stack walk misses it; 0 otherwise.
-    pub caller: u64,
+    /// The call stack's key in the `STACKS` map (a hash of its frames); 0 for none.
+    pub stack: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<AllocEvent>() == 64);

@@ -104,7 +104,7 @@ pub struct EventHeader {
     pub probe: u32,
     pub pid: u32,
     pub tid: u32,
-    /// Id in the stack-trace map, or [`NO_STACK`].
+    /// Unused (stacks are in `AllocEvent::stack`); always [`NO_STACK`].
     pub stack_id: i32,
     /// Bit set of `FLAG_*` values.
     pub flags: u32,

@@ -19,4 +19,5 @@ pub mod gc;
 pub mod maps;
 pub mod mem;
 pub mod probe;
+pub mod stack;
 pub mod thread;

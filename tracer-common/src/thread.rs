@@ -29,16 +29,17 @@ pub struct ThreadState {
     pub delete_ptr: u64,
     /// Stack pointer at that operator delete's entry.
     pub delete_sp: u64,
-    /// Stack of the outermost call (id in the stack map, or `NO_STACK`) and its caller fixup.
-    pub stack_id: i32,
-    pub _pad: u32,
-    pub caller: u64,
+    /// Stack of the outermost call: its key in the `STACKS` map, 0 for none.
+    pub stack: u64,
+    /// Where a probe assembles a stack before storing it: per thread rather than per CPU,
+    /// because a uprobe program can be preempted by another task's on the same CPU.
+    pub scratch: crate::stack::StackValue,
     /// Values saved by runtime-event entry probes for their return probes (CPython's GC
     /// out-pointers, arena sizes); see `probe::RUNTIME_STASH`.
     pub stash: [u64; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<ThreadState>() == 120);
+const _: () = assert!(core::mem::size_of::<ThreadState>() == 112 + 528);
 
 #[cfg(feature = "user")]
 // SAFETY: `ThreadState` is `#[repr(C)]` with integer fields and no implicit padding.

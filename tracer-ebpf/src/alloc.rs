@@ -70,9 +70,7 @@ fn enter(ctx: &ProbeContext, probe: u32, call: Call) -> u32 {
         state.out_ptr = call.out_ptr;
         state.result = call.result;
         // Only the outermost call's stack is captured (and paid for).
-        let (stack_id, caller) = capture_stack(ctx, call.stack);
-        state.stack_id = stack_id;
-        state.caller = caller;
+        state.stack = capture_stack(ctx, call.stack, &mut state.scratch);
     } else {
         bump(Counter::Nested);
     }
@@ -120,14 +118,14 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         state.align
     };
     let flags = if addr == 0 { FLAG_FAILED } else { 0 };
-    let mut head = header(kind, state.probe, bpf_get_current_pid_tgid(), flags);
-    head.stack_id = state.stack_id;
+    let head = header(kind, state.probe, bpf_get_current_pid_tgid(), flags);
+
     emit(AllocEvent {
         header: head,
         addr,
         size: state.size,
         arg,
-        caller: state.caller,
+        stack: state.stack,
     });
     0
 }
@@ -223,7 +221,7 @@ fn release_ptr(ctx: &ProbeContext, probe: u32, ptr: u64, is_delete: bool) -> u32
         addr: ptr,
         size: 0,
         arg: 0,
-        caller: 0,
+        stack: 0,
     });
     0
 }

@@ -8,7 +8,7 @@ use tracer_common::{alloc::AllocEvent, counter::Counter, event::EventKind, probe
 
 use crate::{
     emit::{bump, emit, header},
-    maps::{GO_CALLS, GoCall, GoKey},
+    maps::{GO_CALLS, GoCall, GoKey, THREADS},
     regs::{capture_stack, config, cookie, read},
 };
 
@@ -38,15 +38,19 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
             return 0;
         }
     }
-    let (stack_id, caller) = capture_stack(&ctx, cfg.stack);
+    // The thread's scratch buffer assembles the stack (the goroutine stays on this thread for
+    // the whole program run).
+    let stack = match THREADS.current(true) {
+        // SAFETY: task-storage value of the current thread.
+        Some(state) => capture_stack(&ctx, cfg.stack, unsafe { &mut (*state).scratch }),
+        None => 0,
+    };
     let call = GoCall {
         depth: 1,
         probe,
         size: read(&ctx, cfg.size).unwrap_or(0),
         type_ptr: read(&ctx, cfg.type_reg).unwrap_or(0),
-        stack_id,
-        _pad: 0,
-        caller,
+        stack,
     };
     if GO_CALLS.insert(key, call, 0).is_err() {
         bump(Counter::GoMapFull);
@@ -70,17 +74,17 @@ pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let (probe, size, type_ptr) = (call.probe, call.size, call.type_ptr);
-    let (stack_id, caller) = (call.stack_id, call.caller);
+    let stack = call.stack;
     let _ = GO_CALLS.remove(key);
     let addr = read(&ctx, loc::RAX).unwrap_or(0);
-    let mut head = header(EventKind::Alloc as u32, probe, pid_tgid, 0);
-    head.stack_id = stack_id;
+    let head = header(EventKind::Alloc as u32, probe, pid_tgid, 0);
+
     emit(AllocEvent {
         header: head,
         addr,
         size,
         arg: type_ptr,
-        caller,
+        stack,
     });
     0
 }

@@ -2,8 +2,7 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE,
-        bpf_map_type::{BPF_MAP_TYPE_STACK_TRACE, BPF_MAP_TYPE_TASK_STORAGE},
+        BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE,
     },
     helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
     macros::map,
@@ -11,9 +10,10 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter::Counter,
-    maps::{DEFAULT_RING_BYTES, MAX_STACK_FRAMES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
+    maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
     probe::{MAX_PROBES, ProbeConfig},
+    stack::StackValue,
     thread::ThreadState,
 };
 
@@ -110,46 +110,19 @@ pub struct GoCall {
     pub probe: u32,
     pub size: u64,
     pub type_ptr: u64,
-    pub stack_id: i32,
-    pub _pad: u32,
-    pub caller: u64,
+    /// Key of the call's stack in `STACKS`, 0 for none.
+    pub stack: u64,
 }
 
-/// User stacks of allocations (frame-pointer walks), deduplicated by the kernel.
-#[unsafe(link_section = ".maps")]
-#[unsafe(export_name = "STACKS")]
-pub static STACKS: StackMap = StackMap::new();
-
-/// A `BPF_MAP_TYPE_STACK_TRACE` map with [`MAX_STACK_FRAMES`]-frame values and
-/// [`MAX_STACKS`] entries, in libbpf's BTF map layout. aya-ebpf's `StackTrace` fixes the value
-/// at 127 frames, which would make a map with enough buckets to keep hash collisions (lost
-/// stacks) rare cost over 60 MiB of kernel memory; the innermost 64 frames are what a call
-/// site needs.
-#[repr(C)]
-pub struct StackMap {
-    r#type: *const [i32; BPF_MAP_TYPE_STACK_TRACE as usize],
-    key: *const u32,
-    value: *const [u64; MAX_STACK_FRAMES as usize],
-    max_entries: *const [i32; MAX_STACKS as usize],
-}
-
-// SAFETY: placeholder pointers never dereferenced; the kernel owns the storage.
-unsafe impl Sync for StackMap {}
-
-impl StackMap {
-    pub const fn new() -> Self {
-        StackMap {
-            r#type: core::ptr::null(),
-            key: core::ptr::null(),
-            value: core::ptr::null(),
-            max_entries: core::ptr::null(),
-        }
-    }
-
-    pub fn as_ptr(&self) -> *mut core::ffi::c_void {
-        core::ptr::from_ref(self).cast_mut().cast()
-    }
-}
+/// User stacks of allocations (frame-pointer walks), keyed by a 64-bit hash of their frames.
+///
+/// Not a `BPF_MAP_TYPE_STACK_TRACE`: that map keys stacks by bucket, and two stacks hashing to
+/// one bucket lose the second on every hit (hundreds of lost stacks per CPython run were seen).
+/// Here distinct stacks never collide in practice, and entries are allocated as stacks appear
+/// (`BPF_F_NO_PREALLOC`), so memory follows the number of distinct stacks.
+#[map]
+pub static STACKS: HashMap<u64, StackValue> =
+    HashMap::with_max_entries(MAX_STACKS, BPF_F_NO_PREALLOC);
 
 /// Processes (tgid) whose syscalls are traced. Uprobes are filtered by the kernel per process at
 /// attach time; syscall tracepoints fire system-wide and check this map first.

@@ -88,41 +88,71 @@ pub fn stack_pointer(ctx: &ProbeContext) -> u64 {
     unsafe { (*ctx.regs).rsp }
 }
 
-/// The user stack at this probe, as configured by `stack` (`STACK_*` bits): the stack-map id
-/// (or `NO_STACK`) and the caller fixup address (or 0).
+/// The user stack at this probe, as configured by `stack` (`STACK_*` bits), stored in `STACKS`
+/// under a 64-bit hash of its frames (and caller fixup); returns that key, or 0 for none.
+/// `scratch` is the thread's buffer for assembling it.
 #[inline(always)]
-pub fn capture_stack(ctx: &ProbeContext, stack: u8) -> (i32, u64) {
+pub fn capture_stack(
+    ctx: &ProbeContext,
+    stack: u8,
+    scratch: &mut tracer_common::stack::StackValue,
+) -> u64 {
     use aya_ebpf::{
-        bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
-        helpers::bpf_probe_read_user,
+        EbpfContext as _,
+        bindings::BPF_F_USER_STACK,
+        helpers::{bpf_probe_read_user, generated::bpf_get_stack},
     };
     use tracer_common::{
         counter::Counter,
-        event::NO_STACK,
+        maps::MAX_STACK_FRAMES,
         probe::{STACK_CALLER_FIXUP, STACK_CAPTURE},
     };
     if stack & STACK_CAPTURE == 0 {
-        return (NO_STACK, 0);
+        return 0;
     }
-    // SAFETY: `ctx` is the program's context and STACKS a stack-trace map definition.
-    let id = unsafe {
-        aya_ebpf::helpers::generated::bpf_get_stackid(
+    let size = core::mem::size_of_val(&scratch.frames) as u32;
+    // SAFETY: the helper writes at most `size` bytes into the thread's scratch frames.
+    let written = unsafe {
+        bpf_get_stack(
             ctx.as_ptr(),
-            crate::maps::STACKS.as_ptr(),
-            u64::from(BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP),
+            scratch.frames.as_mut_ptr().cast(),
+            size,
+            u64::from(BPF_F_USER_STACK),
         )
     };
-    let id = if id < 0 {
+    if written <= 0 {
         crate::emit::bump(Counter::StackLost);
-        NO_STACK
-    } else {
-        id as i32
-    };
-    let caller = if stack & STACK_CALLER_FIXUP != 0 {
+        return 0;
+    }
+    let len = (written as u32 / 8).min(MAX_STACK_FRAMES);
+    scratch.len = len;
+    scratch.caller = if stack & STACK_CALLER_FIXUP != 0 {
         // SAFETY: reads user memory through the helper, which handles faults.
         unsafe { bpf_probe_read_user(stack_pointer(ctx) as *const u64) }.unwrap_or(0)
     } else {
         0
     };
-    (id, caller)
+    // FNV-1a over the frames (words, not bytes: one multiply per frame).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..MAX_STACK_FRAMES as usize {
+        if i >= len as usize {
+            break;
+        }
+        hash = (hash ^ scratch.frames[i]).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash = (hash ^ scratch.caller).wrapping_mul(0x0100_0000_01b3);
+    if hash == 0 {
+        hash = 1;
+    }
+    // SAFETY: the value is only tested for presence.
+    if unsafe { crate::maps::STACKS.get(&hash) }.is_none()
+        && crate::maps::STACKS.insert(&hash, &*scratch, u64::from(aya_ebpf::bindings::BPF_NOEXIST)).is_err()
+        // SAFETY: as above; another CPU may have stored the same stack meanwhile.
+        && unsafe { crate::maps::STACKS.get(&hash) }.is_none()
+    {
+        // The map is full: this stack's frames cannot be kept.
+        crate::emit::bump(Counter::StackLost);
+        return 0;
+    }
+    hash
 }

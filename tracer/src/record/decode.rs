@@ -7,7 +7,7 @@ use core::mem::{offset_of, size_of};
 
 use tracer_common::{
     alloc::AllocEvent,
-    event::{EventHeader, EventKind, NO_STACK},
+    event::{EventHeader, EventKind},
     gc::RuntimeEvent,
     mem::MapEvent,
 };
@@ -66,7 +66,7 @@ pub fn decode(b: &[u8]) -> Option<Event> {
                 addr: u64_at(b, offset_of!(AllocEvent, addr))?,
                 size: u64_at(b, offset_of!(AllocEvent, size))?,
                 arg: u64_at(b, offset_of!(AllocEvent, arg))?,
-                caller: u64_at(b, offset_of!(AllocEvent, caller))?,
+                stack: u64_at(b, offset_of!(AllocEvent, stack))?,
             };
             Some(Event::Alloc {
                 header,
@@ -133,12 +133,10 @@ impl Event {
         }
     }
 
-    /// The kernel stack id and caller fixup of an allocation row.
-    pub fn stack(&self) -> Option<(i32, u64)> {
+    /// The `STACKS` key of an allocation row's call stack.
+    pub fn stack(&self) -> Option<u64> {
         match self {
-            Event::Alloc { header, event, .. } if header.stack_id != NO_STACK => {
-                Some((header.stack_id, event.caller))
-            }
+            Event::Alloc { event, .. } if event.stack != 0 => Some(event.stack),
             _ => None,
         }
     }
@@ -161,7 +159,7 @@ mod tests {
         v.extend(e.addr.to_ne_bytes());
         v.extend(e.size.to_ne_bytes());
         v.extend(e.arg.to_ne_bytes());
-        v.extend(e.caller.to_ne_bytes());
+        v.extend(e.stack.to_ne_bytes());
         v
     }
 
@@ -175,7 +173,7 @@ mod tests {
             probe: 17,
             pid: 1,
             tid: 2,
-            stack_id: NO_STACK,
+            stack_id: tracer_common::event::NO_STACK,
             flags: 0,
         };
         let e = AllocEvent {
@@ -183,7 +181,7 @@ mod tests {
             addr: 0x10,
             size: 32,
             arg: 0x20,
-            caller: 0x30,
+            stack: 0x30,
         };
         let bytes = bytes_of_alloc(&e);
         assert_eq!(

@@ -190,7 +190,7 @@ mod tests {
                 addr,
                 size,
                 arg,
-                caller: 0,
+                stack: 0,
             },
         }
     }

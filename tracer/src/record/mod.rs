@@ -503,7 +503,7 @@ struct Recording<'a> {
     stacks: stacks::StackTable,
     /// Last GC generation started per thread.
     gc_generation: rustc_hash::FxHashMap<u32, u32>,
-    stack_map: Option<aya::maps::StackTraceMap<MapData>>,
+    stack_map: Option<aya::maps::HashMap<MapData, u64, tracer_common::stack::StackValue>>,
     live: LiveLine,
     rescan: bool,
 }
@@ -522,9 +522,7 @@ impl Recording<'_> {
             }
             self.rescan |= maps_new_code(&event);
             self.types.learn(&event, &self.attacher.table);
-            let stack_id = event
-                .stack()
-                .and_then(|(id, caller)| self.stacks.intern(id, caller));
+            let stack_id = event.stack().and_then(|key| self.stacks.intern(key));
             let mut row = to_row(&event, &self.attacher.table, &self.types, stack_id);
             // A collection's end row carries the generation its start row announced (CPython's
             // end probes cannot read it; a thread runs one collection at a time).

@@ -1,32 +1,29 @@
-//! Call stacks: kernel stack-map ids plus the caller fixup, interned into the trace's own ids
-//! and written to `stacks.parquet`.
+//! Call stacks: the eBPF side stores each distinct stack once in the `STACKS` map under a hash
+//! of its frames; rows refer to them by the trace's own small ids, written to `stacks.parquet`.
 
 use std::path::Path;
 
 use analysis::write::{WriteError, stacks_batch, write_table};
-use aya::maps::{MapData, StackTraceMap};
+use aya::maps::{HashMap, MapData};
 use rustc_hash::FxHashMap;
-
-/// A kernel stack id and the caller fixup read with it.
-type KernelStack = (u32, u64);
+use tracer_common::stack::StackValue;
 
 /// The stacks referenced by the rows written so far.
 #[derive(Default)]
 pub struct StackTable {
-    /// (kernel stack id, caller fixup) → trace stack id.
-    ids: FxHashMap<KernelStack, u32>,
-    /// Trace stack id → its frames (resolved lazily from the kernel map).
-    stacks: Vec<(KernelStack, Option<Vec<u64>>)>,
+    /// `STACKS` key → trace stack id.
+    ids: FxHashMap<u64, u32>,
+    /// Trace stack id → (key, frames once read from the kernel map).
+    stacks: Vec<(u64, Option<Vec<u64>>)>,
 }
 
 impl StackTable {
-    /// The trace's id for a captured stack; `None` when none was captured.
-    pub fn intern(&mut self, kernel_id: i32, caller: u64) -> Option<u32> {
-        let kernel_id = u32::try_from(kernel_id).ok()?;
+    /// The trace's id for the stack stored under `key`.
+    pub fn intern(&mut self, key: u64) -> Option<u32> {
         let next = u32::try_from(self.stacks.len()).ok()?;
-        let id = *self.ids.entry((kernel_id, caller)).or_insert(next);
+        let id = *self.ids.entry(key).or_insert(next);
         if id == next {
-            self.stacks.push(((kernel_id, caller), None));
+            self.stacks.push((key, None));
         }
         Some(id)
     }
@@ -35,23 +32,21 @@ impl StackTable {
         self.stacks.is_empty()
     }
 
-    /// Reads the frames of new stacks from the kernel map and rewrites `path`.
-    pub fn write(&mut self, map: &StackTraceMap<MapData>, path: &Path) -> Result<(), WriteError> {
-        for ((kernel_id, caller), frames) in &mut self.stacks {
-            if frames.is_some() {
-                continue;
+    /// Reads the frames of new stacks from the kernel map (entries are never removed, so a key
+    /// always finds the stack that produced it) and rewrites `path`.
+    pub fn write(
+        &mut self,
+        map: &HashMap<MapData, u64, StackValue>,
+        path: &Path,
+    ) -> Result<(), WriteError> {
+        for (key, frames) in &mut self.stacks {
+            if frames.is_none() {
+                *frames = Some(
+                    map.get(key, 0)
+                        .map(|v| v.addresses().collect())
+                        .unwrap_or_default(),
+                );
             }
-            let mut ips: Vec<u64> = map
-                .get(kernel_id, 0)
-                .map(|t| t.frames().iter().map(|f| f.ip).collect())
-                .unwrap_or_default();
-            // At a function entry before its frame exists, the walk skips the immediate caller;
-            // the probe read it from [rsp] (see tracer_common::probe::STACK_CALLER_FIXUP).
-            if *caller != 0 {
-                let at = ips.len().min(1);
-                ips.insert(at, *caller);
-            }
-            *frames = Some(ips);
         }
         let rows: Vec<(u32, Vec<u64>)> = self
             .stacks
@@ -67,14 +62,26 @@ impl StackTable {
 mod tests {
     use super::*;
 
-    /// Check that stacks are interned by (kernel id, caller) and that a missing stack has no id.
+    /// Check that stacks are interned by key.
     #[test]
     fn interning() {
         let mut t = StackTable::default();
-        assert_eq!(t.intern(-1, 0), None);
-        assert_eq!(t.intern(5, 0x10), Some(0));
-        assert_eq!(t.intern(5, 0x20), Some(1));
-        assert_eq!(t.intern(5, 0x10), Some(0));
+        assert_eq!(t.intern(0x10), Some(0));
+        assert_eq!(t.intern(0x20), Some(1));
+        assert_eq!(t.intern(0x10), Some(0));
         assert_eq!(t.stacks.len(), 2);
+    }
+
+    /// Check that the caller fixup lands between the probed instruction and the first return
+    /// address.
+    #[test]
+    fn caller_fixup_order() {
+        let mut v = StackValue::EMPTY;
+        v.len = 3;
+        v.frames[..3].copy_from_slice(&[1, 3, 4]);
+        v.caller = 2;
+        assert_eq!(v.addresses().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        v.caller = 0;
+        assert_eq!(v.addresses().collect::<Vec<_>>(), vec![1, 3, 4]);
     }
 }

