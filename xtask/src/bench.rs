@@ -23,6 +23,12 @@ pub struct Args {
     /// Interleaved rounds of each configuration.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Only these benchmarks, comma-separated: native, go, python, analysis.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Events in the synthetic trace of the analysis benchmark.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub analysis_events: u64,
 }
 
 fn bench_dir() -> PathBuf {
@@ -151,6 +157,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     util::build_release()?;
     fs::create_dir_all(bench_dir())?;
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if wanted("native") {
+        native(args)?;
+    }
+    if wanted("go") || wanted("python") {
+        crate::targets::run(&crate::targets::Args::default())?;
+    }
+    if wanted("go") {
+        go(args)?;
+    }
+    if wanted("python") {
+        python(args)?;
+    }
+    if wanted("analysis") {
+        analysis(args)?;
+    }
+    Ok(())
+}
+
+fn native(args: &Args) -> anyhow::Result<()> {
     let churn = build_churn()?;
     let alloctrace = util::alloctrace_bin();
     let (mut untraced, mut traced, mut with_stacks, mut bpftrace) =
@@ -231,5 +257,143 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         rss as f64 / (1 << 20) as f64
     );
     println!("  (written to {})", path.display());
+    Ok(())
+}
+
+/// A workload target's own JSON line: (elapsed_ms, objects).
+fn target_line(stdout: &[u8]) -> anyhow::Result<(f64, u64)> {
+    let line = churn_line(stdout)?;
+    Ok((line["elapsed_ms"].as_f64().context("elapsed_ms")?, line["objects"].as_u64().context("objects")?))
+}
+
+/// Records `command` with alloctrace; returns (the program's elapsed ms, trace summary).
+fn traced_target(alloctrace: &Path, command: &[PathBuf], stacks: bool, env: &[(&str, &str)]) -> anyhow::Result<(f64, Traced)> {
+    let dir = bench_dir().join("trace");
+    let out = Command::new(alloctrace)
+        .args(["record", "-q", "--force", if stacks { "--stacks" } else { "--no-stacks" }, "-o"])
+        .arg(&dir)
+        .arg("--")
+        .args(command)
+        .envs(env.iter().copied())
+        .output()?;
+    if !out.status.success() {
+        bail!("alloctrace failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let run: Value = serde_json::from_str(&fs::read_to_string(dir.join("run.json"))?)?;
+    let bytes = run["segments"].as_array().into_iter().flatten().filter_map(|s| fs::metadata(dir.join(s.as_str()?)).ok()).map(|m| m.len()).sum();
+    let tracer = &run["tracer"];
+    let (ms, _) = target_line(&out.stdout)?;
+    Ok((
+        ms,
+        Traced {
+            ns_per_pair: 0.0,
+            lost: run["lost_total"].as_u64().unwrap_or(0),
+            events: run["events_written"].as_u64().unwrap_or(0),
+            bytes,
+            cpu_s: tracer["cpu_user_s"].as_f64().unwrap_or(0.0) + tracer["cpu_system_s"].as_f64().unwrap_or(0.0),
+            rss: tracer["max_rss_bytes"].as_u64().unwrap_or(0),
+        },
+    ))
+}
+
+fn untraced_target(command: &[PathBuf], env: &[(&str, &str)]) -> anyhow::Result<(f64, u64)> {
+    let out = Command::new(&command[0]).args(&command[1..]).envs(env.iter().copied()).output()?;
+    target_line(&out.stdout)
+}
+
+/// Go allocation churn: the Go 1.27 target's `churn` untraced and traced.
+fn go(args: &Args) -> anyhow::Result<()> {
+    let bin = crate::targets::out_dir().join("bin/alloc-go1.27");
+    let command = [bin, "churn".into(), "--size".into(), "300000".into()];
+    let alloctrace = util::alloctrace_bin();
+    let (mut base, mut traced, mut events, mut lost) = (Vec::new(), Vec::new(), 0u64, 0u64);
+    for round in 1..=args.rounds.min(3) {
+        eprintln!("bench go: round {round}");
+        base.push(untraced_target(&command, &[])?.0);
+        let (ms, t) = traced_target(&alloctrace, &command, false, &[])?;
+        traced.push(ms);
+        events = t.events;
+        lost += t.lost;
+    }
+    let (b, t) = (median(&mut base), median(&mut traced));
+    let added = (t - b) * 1e6 / events.max(1) as f64;
+    let results = serde_json::json!({
+        "program": "alloc-go1.27 churn --size 300000",
+        "untraced_ms": b, "traced_ms": t, "events": events,
+        "ns_added_per_allocation": added, "events_lost": lost,
+    });
+    fs::write(bench_dir().join("go.json"), serde_json::to_string_pretty(&results)? + "\n")?;
+    println!("go churn (alloc-go1.27 churn --size 300000, medians, no stacks)");
+    println!("  untraced {b:8.1} ms, traced {t:8.1} ms, {events} events → {added:6.0} ns added per allocation, {lost} lost");
+    Ok(())
+}
+
+/// Python churn: untraced, alloctrace, and memray with --trace-python-allocators.
+fn python(args: &Args) -> anyhow::Result<()> {
+    let venv_python = crate::toolchains::ensure_venv_at(&util::tools_dir().join("bench-venv"), &["memray==1.20.0"])?;
+    let script = crate::targets::out_dir().join("bin/alloc-python.py");
+    let workload = ["churn", "--size", "200000"];
+    let command: Vec<PathBuf> = std::iter::once(venv_python.clone()).chain(std::iter::once(script.clone())).chain(workload.iter().map(PathBuf::from)).collect();
+    let alloctrace = util::alloctrace_bin();
+    let memray_out = bench_dir().join("memray.bin");
+    let (mut base, mut ours, mut memray) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut events, mut lost, mut bytes, mut memray_bytes) = (0u64, 0u64, 0u64, 0u64);
+    for round in 1..=args.rounds.min(3) {
+        eprintln!("bench python: round {round}");
+        base.push(untraced_target(&command, &[])?.0);
+        let (ms, t) = traced_target(&alloctrace, &command, false, &[])?;
+        ours.push(ms);
+        (events, bytes) = (t.events, t.bytes);
+        lost += t.lost;
+        let _ = fs::remove_file(&memray_out);
+        let out = Command::new(&venv_python)
+            .args(["-m", "memray", "run", "--trace-python-allocators", "--quiet", "-o"])
+            .arg(&memray_out)
+            .arg(&script)
+            .args(workload)
+            .output()?;
+        if !out.status.success() {
+            bail!("memray failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        memray.push(target_line(&out.stdout)?.0);
+        memray_bytes = fs::metadata(&memray_out).map(|m| m.len()).unwrap_or(0);
+    }
+    let (b, o, m) = (median(&mut base), median(&mut ours), median(&mut memray));
+    let per = |ms: f64| (ms - b) * 1e6 / events.max(1) as f64;
+    let results = serde_json::json!({
+        "program": "alloc-python.py churn --size 200000 (CPython 3.11.7)",
+        "untraced_ms": b, "alloctrace_ms": o, "memray_ms": m, "events": events,
+        "alloctrace_ns_added_per_event": per(o), "memray_ns_added_per_event": per(m),
+        "alloctrace_events_lost": lost,
+        "alloctrace_bytes_per_event": bytes as f64 / events.max(1) as f64,
+        "memray_bytes_per_event": memray_bytes as f64 / events.max(1) as f64,
+    });
+    fs::write(bench_dir().join("python.json"), serde_json::to_string_pretty(&results)? + "\n")?;
+    println!("python churn (alloc-python.py churn --size 200000, medians; per event = per alloctrace row)");
+    println!("  untraced   {b:8.1} ms");
+    println!("  alloctrace {o:8.1} ms → {:6.0} ns added per event, {lost} lost, {:.2} B/event", per(o), bytes as f64 / events.max(1) as f64);
+    println!("  memray     {m:8.1} ms → {:6.0} ns added per event, {:.2} B/event", per(m), memray_bytes as f64 / events.max(1) as f64);
+    Ok(())
+}
+
+/// Report throughput and memory on a large synthetic trace, next to DuckDB computing the size
+/// histogram and live-bytes timeline on the same files.
+fn analysis(args: &Args) -> anyhow::Result<()> {
+    let dir = bench_dir().join(format!("synth-{}", args.analysis_events));
+    let cargo = env!("CARGO");
+    if !dir.join("run.json").exists() {
+        util::run(Command::new(cargo).args(["run", "--release", "-q", "-p", "alloctrace-analysis", "--example", "synth", "--"]).arg(&dir).arg(args.analysis_events.to_string()).current_dir(util::workspace()))?;
+    }
+    let out = Command::new(cargo)
+        .args(["run", "--release", "-q", "-p", "alloctrace-analysis", "--example", "report", "--"])
+        .arg(&dir)
+        .current_dir(util::workspace())
+        .output()?;
+    let report_line = String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("analysed")).unwrap_or_default().to_owned();
+    let python = util::tools_dir().join("python-venv/bin/python");
+    let duck = Command::new(&python).arg(util::workspace().join("analysis/benches/duckdb_compare.py")).arg(&dir).args(["--threads", "1"]).output()?;
+    let duck_text = String::from_utf8_lossy(&duck.stdout).into_owned();
+    fs::write(bench_dir().join("analysis.txt"), format!("{report_line}\n{duck_text}"))?;
+    println!("analysis ({} synthetic events)\n  alloctrace report: {report_line}\n  duckdb (1 thread):\n{duck_text}", args.analysis_events);
     Ok(())
 }

@@ -157,11 +157,11 @@ pub fn record_traces(alloctrace: &Path, out: &Path) -> anyhow::Result<Vec<PathBu
 
 /// Everything the notebooks need in CI, under `target/notebooks/`: the venv, three fresh
 /// traces (`traces/`), a fresh dataset of them (`dataset/`), then every notebook and the
-/// dataset checks. Needs root, the release build (`util::build_release`) and the targets
+/// dataset checks, recorded with the `alloctrace` binary given. Needs root and the targets
 /// (`targets::run`).
-pub fn ci() -> anyhow::Result<()> {
+pub fn ci(alloctrace: &Path) -> anyhow::Result<()> {
     let python = ensure_venv()?;
-    let alloctrace = util::alloctrace_bin();
+    let alloctrace = alloctrace.to_path_buf();
     let work = util::target_dir().join("notebooks");
     let dataset = work.join("dataset");
     if dataset.exists() {

@@ -30,6 +30,9 @@ pub struct Args {
     /// Where to write traces, reports and dashboards (default: target/suite).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// The alloctrace binary to use (already built); default: build and use the release one.
+    #[arg(skip)]
+    pub alloctrace: Option<PathBuf>,
 }
 
 /// Sizes traced by the suite: small enough that all ~90 runs finish in about ten minutes on two
@@ -173,7 +176,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !util::is_root() {
         bail!("tracing loads eBPF programs: run the suite as root");
     }
-    util::build_release()?;
+    let alloctrace = match &args.alloctrace {
+        Some(bin) => bin.clone(),
+        None => {
+            util::build_release()?;
+            util::alloctrace_bin()
+        }
+    };
     targets::run(&targets::Args::default())?;
     let manifest: Value = serde_json::from_str(&fs::read_to_string(targets::manifest_path())?)?;
     let out_dir = args
@@ -181,7 +190,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| util::target_dir().join("suite"));
     fs::create_dir_all(&out_dir)?;
-    let alloctrace = util::alloctrace_bin();
     let runs = planned_runs(&manifest, args);
     if runs.is_empty() {
         bail!("no runs match --only/--scenarios");

@@ -31,21 +31,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let ws = util::workspace();
     let mut check_html: Vec<OsString> = Vec::new();
     if !args.cargo_only {
-        util::build_release()?;
+        // The suite and notebooks run the same (dev-profile) binary the tests build, so CI
+        // compiles the dependencies once, not for a release build too.
+        let bin = util::build_debug()?;
+        
         targets::run(&targets::Args::default())?;
         let suite_dir = util::target_dir().join("suite-quick");
-        suite::run(&suite::Args {
-            quick: true,
-            out_dir: Some(suite_dir.clone()),
-            ..suite::Args::default()
-        })?;
+        suite::run(&suite::Args { quick: true, out_dir: Some(suite_dir.clone()), alloctrace: Some(bin.clone()), ..suite::Args::default() })?;
         for entry in std::fs::read_dir(&suite_dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("dashboard-") && name.ends_with(".html") {
                 check_html.push(entry.path().into_os_string());
             }
         }
-        notebooks::ci()?;
+        notebooks::ci(&bin)?;
     }
     // One cargo invocation: unit tests of every crate, then the privileged integration tests.
     // `--test-threads=1` because the eBPF tests each trace a process and measure it.

@@ -73,3 +73,12 @@ pub fn target_dir() -> PathBuf {
 pub fn alloctrace_bin() -> PathBuf {
     target_dir().join("release/alloctrace")
 }
+
+/// `cargo build` (dev profile) of the tracer with the eBPF object required; returns the binary.
+pub fn build_debug() -> anyhow::Result<PathBuf> {
+    run(Command::new(env!("CARGO"))
+        .args(["build", "--package", "tracer"])
+        .env("ALLOCTRACE_BUILD_EBPF", "1")
+        .current_dir(workspace()))?;
+    Ok(target_dir().join("debug/alloctrace"))
+}
