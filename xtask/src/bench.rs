@@ -263,24 +263,47 @@ fn native(args: &Args) -> anyhow::Result<()> {
 /// A workload target's own JSON line: (elapsed_ms, objects).
 fn target_line(stdout: &[u8]) -> anyhow::Result<(f64, u64)> {
     let line = churn_line(stdout)?;
-    Ok((line["elapsed_ms"].as_f64().context("elapsed_ms")?, line["objects"].as_u64().context("objects")?))
+    Ok((
+        line["elapsed_ms"].as_f64().context("elapsed_ms")?,
+        line["objects"].as_u64().context("objects")?,
+    ))
 }
 
 /// Records `command` with alloctrace; returns (the program's elapsed ms, trace summary).
-fn traced_target(alloctrace: &Path, command: &[PathBuf], stacks: bool, env: &[(&str, &str)]) -> anyhow::Result<(f64, Traced)> {
+fn traced_target(
+    alloctrace: &Path,
+    command: &[PathBuf],
+    stacks: bool,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(f64, Traced)> {
     let dir = bench_dir().join("trace");
     let out = Command::new(alloctrace)
-        .args(["record", "-q", "--force", if stacks { "--stacks" } else { "--no-stacks" }, "-o"])
+        .args([
+            "record",
+            "-q",
+            "--force",
+            if stacks { "--stacks" } else { "--no-stacks" },
+            "-o",
+        ])
         .arg(&dir)
         .arg("--")
         .args(command)
         .envs(env.iter().copied())
         .output()?;
     if !out.status.success() {
-        bail!("alloctrace failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "alloctrace failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let run: Value = serde_json::from_str(&fs::read_to_string(dir.join("run.json"))?)?;
-    let bytes = run["segments"].as_array().into_iter().flatten().filter_map(|s| fs::metadata(dir.join(s.as_str()?)).ok()).map(|m| m.len()).sum();
+    let bytes = run["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| fs::metadata(dir.join(s.as_str()?)).ok())
+        .map(|m| m.len())
+        .sum();
     let tracer = &run["tracer"];
     let (ms, _) = target_line(&out.stdout)?;
     Ok((
@@ -290,14 +313,18 @@ fn traced_target(alloctrace: &Path, command: &[PathBuf], stacks: bool, env: &[(&
             lost: run["lost_total"].as_u64().unwrap_or(0),
             events: run["events_written"].as_u64().unwrap_or(0),
             bytes,
-            cpu_s: tracer["cpu_user_s"].as_f64().unwrap_or(0.0) + tracer["cpu_system_s"].as_f64().unwrap_or(0.0),
+            cpu_s: tracer["cpu_user_s"].as_f64().unwrap_or(0.0)
+                + tracer["cpu_system_s"].as_f64().unwrap_or(0.0),
             rss: tracer["max_rss_bytes"].as_u64().unwrap_or(0),
         },
     ))
 }
 
 fn untraced_target(command: &[PathBuf], env: &[(&str, &str)]) -> anyhow::Result<(f64, u64)> {
-    let out = Command::new(&command[0]).args(&command[1..]).envs(env.iter().copied()).output()?;
+    let out = Command::new(&command[0])
+        .args(&command[1..])
+        .envs(env.iter().copied())
+        .output()?;
     target_line(&out.stdout)
 }
 
@@ -322,18 +349,29 @@ fn go(args: &Args) -> anyhow::Result<()> {
         "untraced_ms": b, "traced_ms": t, "events": events,
         "ns_added_per_allocation": added, "events_lost": lost,
     });
-    fs::write(bench_dir().join("go.json"), serde_json::to_string_pretty(&results)? + "\n")?;
+    fs::write(
+        bench_dir().join("go.json"),
+        serde_json::to_string_pretty(&results)? + "\n",
+    )?;
     println!("go churn (alloc-go1.27 churn --size 300000, medians, no stacks)");
-    println!("  untraced {b:8.1} ms, traced {t:8.1} ms, {events} events → {added:6.0} ns added per allocation, {lost} lost");
+    println!(
+        "  untraced {b:8.1} ms, traced {t:8.1} ms, {events} events → {added:6.0} ns added per allocation, {lost} lost"
+    );
     Ok(())
 }
 
 /// Python churn: untraced, alloctrace, and memray with --trace-python-allocators.
 fn python(args: &Args) -> anyhow::Result<()> {
-    let venv_python = crate::toolchains::ensure_venv_at(&util::tools_dir().join("bench-venv"), &["memray==1.20.0"])?;
+    let venv_python = crate::toolchains::ensure_venv_at(
+        &util::tools_dir().join("bench-venv"),
+        &["memray==1.20.0"],
+    )?;
     let script = crate::targets::out_dir().join("bin/alloc-python.py");
     let workload = ["churn", "--size", "200000"];
-    let command: Vec<PathBuf> = std::iter::once(venv_python.clone()).chain(std::iter::once(script.clone())).chain(workload.iter().map(PathBuf::from)).collect();
+    let command: Vec<PathBuf> = std::iter::once(venv_python.clone())
+        .chain(std::iter::once(script.clone()))
+        .chain(workload.iter().map(PathBuf::from))
+        .collect();
     let alloctrace = util::alloctrace_bin();
     let memray_out = bench_dir().join("memray.bin");
     let (mut base, mut ours, mut memray) = (Vec::new(), Vec::new(), Vec::new());
@@ -347,7 +385,14 @@ fn python(args: &Args) -> anyhow::Result<()> {
         lost += t.lost;
         let _ = fs::remove_file(&memray_out);
         let out = Command::new(&venv_python)
-            .args(["-m", "memray", "run", "--trace-python-allocators", "--quiet", "-o"])
+            .args([
+                "-m",
+                "memray",
+                "run",
+                "--trace-python-allocators",
+                "--quiet",
+                "-o",
+            ])
             .arg(&memray_out)
             .arg(&script)
             .args(workload)
@@ -368,11 +413,24 @@ fn python(args: &Args) -> anyhow::Result<()> {
         "alloctrace_bytes_per_event": bytes as f64 / events.max(1) as f64,
         "memray_bytes_per_event": memray_bytes as f64 / events.max(1) as f64,
     });
-    fs::write(bench_dir().join("python.json"), serde_json::to_string_pretty(&results)? + "\n")?;
-    println!("python churn (alloc-python.py churn --size 200000, medians; per event = per alloctrace row)");
+    fs::write(
+        bench_dir().join("python.json"),
+        serde_json::to_string_pretty(&results)? + "\n",
+    )?;
+    println!(
+        "python churn (alloc-python.py churn --size 200000, medians; per event = per alloctrace row)"
+    );
     println!("  untraced   {b:8.1} ms");
-    println!("  alloctrace {o:8.1} ms → {:6.0} ns added per event, {lost} lost, {:.2} B/event", per(o), bytes as f64 / events.max(1) as f64);
-    println!("  memray     {m:8.1} ms → {:6.0} ns added per event, {:.2} B/event", per(m), memray_bytes as f64 / events.max(1) as f64);
+    println!(
+        "  alloctrace {o:8.1} ms → {:6.0} ns added per event, {lost} lost, {:.2} B/event",
+        per(o),
+        bytes as f64 / events.max(1) as f64
+    );
+    println!(
+        "  memray     {m:8.1} ms → {:6.0} ns added per event, {:.2} B/event",
+        per(m),
+        memray_bytes as f64 / events.max(1) as f64
+    );
     Ok(())
 }
 
@@ -382,18 +440,56 @@ fn analysis(args: &Args) -> anyhow::Result<()> {
     let dir = bench_dir().join(format!("synth-{}", args.analysis_events));
     let cargo = env!("CARGO");
     if !dir.join("run.json").exists() {
-        util::run(Command::new(cargo).args(["run", "--release", "-q", "-p", "alloctrace-analysis", "--example", "synth", "--"]).arg(&dir).arg(args.analysis_events.to_string()).current_dir(util::workspace()))?;
+        util::run(
+            Command::new(cargo)
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "alloctrace-analysis",
+                    "--example",
+                    "synth",
+                    "--",
+                ])
+                .arg(&dir)
+                .arg(args.analysis_events.to_string())
+                .current_dir(util::workspace()),
+        )?;
     }
     let out = Command::new(cargo)
-        .args(["run", "--release", "-q", "-p", "alloctrace-analysis", "--example", "report", "--"])
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "alloctrace-analysis",
+            "--example",
+            "report",
+            "--",
+        ])
         .arg(&dir)
         .current_dir(util::workspace())
         .output()?;
-    let report_line = String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("analysed")).unwrap_or_default().to_owned();
+    let report_line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("analysed"))
+        .unwrap_or_default()
+        .to_owned();
     let python = util::tools_dir().join("python-venv/bin/python");
-    let duck = Command::new(&python).arg(util::workspace().join("analysis/benches/duckdb_compare.py")).arg(&dir).args(["--threads", "1"]).output()?;
+    let duck = Command::new(&python)
+        .arg(util::workspace().join("analysis/benches/duckdb_compare.py"))
+        .arg(&dir)
+        .args(["--threads", "1"])
+        .output()?;
     let duck_text = String::from_utf8_lossy(&duck.stdout).into_owned();
-    fs::write(bench_dir().join("analysis.txt"), format!("{report_line}\n{duck_text}"))?;
-    println!("analysis ({} synthetic events)\n  alloctrace report: {report_line}\n  duckdb (1 thread):\n{duck_text}", args.analysis_events);
+    fs::write(
+        bench_dir().join("analysis.txt"),
+        format!("{report_line}\n{duck_text}"),
+    )?;
+    println!(
+        "analysis ({} synthetic events)\n  alloctrace report: {report_line}\n  duckdb (1 thread):\n{duck_text}",
+        args.analysis_events
+    );
     Ok(())
 }

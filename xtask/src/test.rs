@@ -34,10 +34,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         // The suite and notebooks run the same (dev-profile) binary the tests build, so CI
         // compiles the dependencies once, not for a release build too.
         let bin = util::build_debug()?;
-        
+
         targets::run(&targets::Args::default())?;
         let suite_dir = util::target_dir().join("suite-quick");
-        suite::run(&suite::Args { quick: true, out_dir: Some(suite_dir.clone()), alloctrace: Some(bin.clone()), ..suite::Args::default() })?;
+        suite::run(&suite::Args {
+            quick: true,
+            out_dir: Some(suite_dir.clone()),
+            alloctrace: Some(bin.clone()),
+            ..suite::Args::default()
+        })?;
         for entry in std::fs::read_dir(&suite_dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("dashboard-") && name.ends_with(".html") {

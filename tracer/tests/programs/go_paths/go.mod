@@ -1,0 +1,3 @@
+module example.com/gopaths
+
+go 1.19
