@@ -1,27 +1,34 @@
 //! Writing records and counting what is not written.
 
-use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use tracer_common::{counter::Counter, event::EventHeader};
 
-use crate::maps::{COUNTERS, EVENTS, wakeup_bytes};
+use crate::maps::{COUNTERS, EVENTS, WAKE, wakeup_bytes};
 
 pub fn bump(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot of a live map; programs on this CPU do not run concurrently.
+        // SAFETY: a per-CPU slot of a live map. (Not atomic: the BPF target has no atomic
+        // read-modify-write in `core`; two programs interleaving on one CPU, which needs one
+        // preempted mid-increment, could undercount by one.)
         unsafe { *slot += 1 };
     }
 }
 
 /// Wake the reader only when a batch is waiting: a wake-up (an inter-processor interrupt) per
-/// event would cost more than the probe itself. The record that makes the waiting data cross a
-/// multiple of the threshold wakes the reader; all others are submitted silently and the reader
-/// drains on its timer. Crossing each multiple (not "above the threshold") bounds the wake-ups
-/// to a few per ring's worth of data even when the reader is slow to respond.
+/// event would cost more than the probe itself. Each CPU counts the bytes it submitted since its
+/// last wake-up and wakes the reader once they reach the threshold; all other records are
+/// submitted silently and the reader drains on its timer. (Asking the ring how much is waiting
+/// reads the reader's position, a cache line the reader keeps writing while it drains.)
 fn submit_flags(record_bytes: u64) -> u64 {
-    let step = wakeup_bytes();
-    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA.into());
-    let before = waiting.saturating_sub(record_bytes);
-    if step > 0 && waiting / step != before / step {
+    let Some(slot) = WAKE.get_ptr_mut(0) else {
+        return BPF_RB_NO_WAKEUP.into();
+    };
+    // SAFETY: per-CPU slot of a live map. A lost update from a preempted program only moves a
+    // wake-up by one record.
+    let pending = unsafe { &mut *slot };
+    *pending += record_bytes;
+    if *pending >= wakeup_bytes() {
+        *pending = 0;
         BPF_RB_FORCE_WAKEUP.into()
     } else {
         BPF_RB_NO_WAKEUP.into()

@@ -80,6 +80,10 @@ impl<V> TaskStorage<V> {
 #[map]
 pub static SYSCALLS: LruHashMap<u64, PendingSyscall> = LruHashMap::with_max_entries(MAX_THREADS, 0);
 
+/// Bytes each CPU submitted since it last woke the reader (see `emit::submit_flags`).
+#[map]
+pub static WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Indexed by `Counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);

@@ -130,8 +130,8 @@ impl Programs {
             return Err(LoadError::NotBuilt);
         }
         let ring_bytes = options.ring_bytes.max(4096).next_power_of_two();
-        // Wake the reader each time another eighth of the ring fills up; otherwise it drains on
-        // its timer (see `emit.rs` in tracer-ebpf).
+        // Each CPU wakes the reader after submitting another eighth of the ring; otherwise it
+        // drains on its timer (see `emit.rs` in tracer-ebpf).
         let wakeup_bytes = u64::from(ring_bytes / 8);
         let mut ebpf =
             EbpfLoader::new()
