@@ -21,12 +21,12 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     setup, toolchains,
-    util::{self, workspace},
+    util::{self, target_dir, workspace},
 };
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// Output folder (default: `<workspace>/target/targets`, or `ALLOCTRACE_TARGETS_DIR`).
+    /// Output folder (default: `targets/` in the cargo target directory, or `ALLOCTRACE_TARGETS_DIR`).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
     /// Rebuild the C++ and Go binaries and recopy the Python script even if up to date.
@@ -61,7 +61,7 @@ const RUST_ALLOCATORS: [(&str, &str); 3] = [
 pub fn out_dir() -> PathBuf {
     std::env::var_os("ALLOCTRACE_TARGETS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/targets"))
+        .unwrap_or_else(|| target_dir().join("targets"))
 }
 
 /// The manifest the suite reads.
