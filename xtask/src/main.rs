@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask --help` lists the tasks; README.md says which to run.
 
 mod bench;
+mod findings;
 mod notebooks;
 mod setup;
 mod suite;

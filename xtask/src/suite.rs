@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::{setup, targets, util};
+use crate::{findings, setup, targets, util};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -40,12 +40,12 @@ pub struct Args {
 /// every language so the dashboards compare like with like.
 fn size(scenario: &str, quick: bool) -> u64 {
     match (scenario, quick) {
-        ("binary-trees", false) => 12,
+        ("binary-trees", false) => 11,
         ("binary-trees", true) => 10,
-        ("growth", false) => 500,
+        ("growth", false) => 250,
         ("growth", true) => 100,
-        ("churn" | "fragmentation" | "cache", false) => 300_000,
-        ("producer-consumer", false) => 200_000,
+        ("churn" | "fragmentation" | "cache", false) => 150_000,
+        ("producer-consumer", false) => 100_000,
         (_, true) => 50_000,
         _ => 100_000,
     }
@@ -266,13 +266,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         index.push_str("</ul>\n");
     }
+    let findings_path = out_dir.join("findings.md");
+    fs::write(&findings_path, findings::markdown(&done))?;
+    let _ = writeln!(
+        index,
+        "<p><a href=\"findings.md\">findings.md</a>: every run's headline numbers in one table per scenario.</p>"
+    );
     let index_path = out_dir.join("index.html");
     fs::write(&index_path, index)?;
     println!(
-        "suite: {} runs traced in {:.0?}; open {}",
+        "suite: {} runs traced in {:.0?}; open {} (numbers: {})",
         done.len(),
         started.elapsed(),
-        index_path.display()
+        index_path.display(),
+        findings_path.display()
     );
     if !failures.is_empty() {
         bail!(

@@ -1,0 +1,91 @@
+//! The suite's findings: one Markdown table per scenario built from each run's `summary.json`
+//! (written by `alloctrace report`), so the figures quoted in `docs/dashboard.md` come from a
+//! file anyone can regenerate with `cargo xtask suite`.
+
+use std::{fmt::Write as _, fs, path::Path};
+
+use serde_json::Value;
+
+/// Renders the findings of the runs in `done` (scenario, runnable id, trace directory).
+pub fn markdown(done: &[(String, String, std::path::PathBuf)]) -> String {
+    let mut out = String::from(
+        "# Suite findings\n\n\
+         Written by `cargo xtask suite` from each run's `summary.json`. Sizes are the same for \
+         every language; \"per unit\" divides by the workload's own work-unit count. \
+         Durations are traced wall time (tracing slows every runtime, Go and Python most).\n",
+    );
+    let mut scenarios: Vec<&str> = done.iter().map(|(s, _, _)| s.as_str()).collect();
+    scenarios.dedup();
+    for scenario in scenarios {
+        let _ = write!(
+            out,
+            "\n## {scenario}\n\n\
+             | run | allocs/unit | bytes/unit | peak live | peak footprint | footprint/live at peak | internal waste | ext. frag. (end) | GC cycles | GC+STW share | traced s |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        );
+        for (_, id, dir) in done.iter().filter(|(s, _, _)| s == scenario) {
+            let Some(s) = read_summary(dir) else {
+                let _ = writeln!(out, "| {id} | (no summary.json) |||||||||");
+                continue;
+            };
+            let _ = writeln!(out, "{}", row(id, &s));
+        }
+    }
+    out
+}
+
+fn read_summary(dir: &Path) -> Option<Value> {
+    serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).ok()?).ok()
+}
+
+fn row(id: &str, s: &Value) -> String {
+    let f = |key: &str| s[key].as_f64();
+    let unit = |key: &str| s["per_work_unit"][key].as_f64();
+    let duration = f("duration_ns").unwrap_or(0.0);
+    let gc = f("gc_total_ns").unwrap_or(0.0) + f("stw_total_ns").unwrap_or(0.0);
+    let gc_share = (duration > 0.0 && f("gc_cycles").unwrap_or(0.0) > 0.0)
+        .then(|| format!("{:.1}%", 100.0 * gc / duration))
+        .unwrap_or_else(|| "–".into());
+    format!(
+        "| {id} | {} | {} | {} | {} | {} | {} | {} | {} | {gc_share} | {:.1} |",
+        opt(unit("allocations"), |v| format!("{v:.2}")),
+        opt(unit("bytes_allocated"), |v| format!("{v:.0}")),
+        opt(f("peak_live_bytes"), mib),
+        opt(f("peak_footprint_bytes"), mib),
+        opt(f("footprint_over_live_at_peak"), |v| format!("{v:.2}×")),
+        opt(f("internal_waste_ratio"), |v| format!("{:.1}%", 100.0 * v)),
+        opt(f("frag_index_end"), |v| format!("{v:.2}")),
+        opt(f("gc_cycles"), |v| format!("{v:.0}")),
+        duration / 1e9,
+    )
+}
+
+fn opt(v: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "–".into(), fmt)
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check a row's formatting, including the GC share only for runs with GC cycles.
+    #[test]
+    fn row_format() {
+        let s = serde_json::json!({
+            "duration_ns": 2e9, "gc_total_ns": 1e8, "stw_total_ns": 1e8, "gc_cycles": 10,
+            "peak_live_bytes": 1048576.0, "peak_footprint_bytes": 2097152.0,
+            "footprint_over_live_at_peak": 2.0, "internal_waste_ratio": 0.05, "frag_index_end": 0.5,
+            "per_work_unit": {"allocations": 1.5, "bytes_allocated": 100.0}
+        });
+        assert_eq!(
+            row("go", &s),
+            "| go | 1.50 | 100 | 1.0 MiB | 2.0 MiB | 2.00× | 5.0% | 0.50 | 10 | 10.0% | 2.0 |"
+        );
+        let native = serde_json::json!({"duration_ns": 1e9, "gc_cycles": 0});
+        assert!(row("c", &native).contains("| – | 1.0 |"));
+    }
+}
