@@ -35,10 +35,15 @@ pub enum Counter {
     /// A stack could not be stored (stack map bucket taken by another stack, or the walk
     /// failed); the row is written without a stack.
     StackLost = 11,
+    /// A Python stack deeper than `python::MAX_PY_FRAMES`: its outermost frames were cut.
+    PyStackTruncated = 12,
+    /// A Python frame (or the thread state leading to it) could not be read; the stack keeps
+    /// the Python frames read before it.
+    PyFrameUnreadable = 13,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 14;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::RingFull,
@@ -53,6 +58,8 @@ impl Counter {
         Counter::GoReturnWithoutEntry,
         Counter::GoMapFull,
         Counter::StackLost,
+        Counter::PyStackTruncated,
+        Counter::PyFrameUnreadable,
     ];
 
     /// Key in `run.json`'s `counters` object.
@@ -70,6 +77,8 @@ impl Counter {
             Counter::GoReturnWithoutEntry => "go_return_without_entry",
             Counter::GoMapFull => "lost_go_map_full",
             Counter::StackLost => "stacks_lost",
+            Counter::PyStackTruncated => "python_stack_truncated",
+            Counter::PyFrameUnreadable => "python_frame_unreadable",
         }
     }
 

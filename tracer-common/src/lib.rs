@@ -19,5 +19,6 @@ pub mod gc;
 pub mod maps;
 pub mod mem;
 pub mod probe;
+pub mod python;
 pub mod stack;
 pub mod thread;

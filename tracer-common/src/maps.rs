@@ -14,6 +14,8 @@ pub const STACKS: &str = "STACKS";
 pub const MAX_STACKS: u32 = 65536;
 /// Frames kept per stack (the innermost ones).
 pub const MAX_STACK_FRAMES: u32 = 64;
+/// Per-process CPython frame-walk configuration (`python::PyStackConfig`), keyed by tgid.
+pub const PYTHON_STACKS: &str = "PYTHON_STACKS";
 /// Go allocation calls in progress, keyed by goroutine.
 pub const GO_CALLS: &str = "GO_CALLS";
 

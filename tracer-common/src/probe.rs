@@ -34,6 +34,10 @@ pub const STACK_CAPTURE: u8 = 1;
 /// its frame exists, the kernel's frame-pointer walk skips the immediate caller; the kernel
 /// repairs that itself only when the probed instruction is `push %rbp` or `endbr64`.
 pub const STACK_CALLER_FIXUP: u8 = 2;
+/// `ProbeConfig::stack`: the process runs a CPython whose frame chain can be read (its
+/// `PyStackConfig` is in `PYTHON_STACKS`): also walk the Python stack. Set only on the probes
+/// of such a process, so native-only processes never look the configuration up.
+pub const STACK_PYTHON: u8 = 4;
 
 /// `ProbeConfig::runtime`: at the entry, save the values at `out` and `nmemb` in the thread's
 /// stash slots `stash_base` and `stash_base + 1`, for the return probe.

@@ -39,7 +39,9 @@ pub struct ThreadState {
     pub stash: [u64; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<ThreadState>() == 112 + 528);
+const _: () = assert!(
+    core::mem::size_of::<ThreadState>() == 112 + core::mem::size_of::<crate::stack::StackValue>()
+);
 
 #[cfg(feature = "user")]
 // SAFETY: `ThreadState` is `#[repr(C)]` with integer fields and no implicit padding.

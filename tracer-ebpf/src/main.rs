@@ -12,6 +12,7 @@ mod emit;
 mod golang;
 mod maps;
 mod mem;
+mod python;
 mod regs;
 mod runtime;
 

@@ -13,6 +13,7 @@ use tracer_common::{
     maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
     probe::{MAX_PROBES, ProbeConfig},
+    python::PyStackConfig,
     stack::StackValue,
     thread::ThreadState,
 };
@@ -127,6 +128,10 @@ pub struct GoCall {
 #[map]
 pub static STACKS: HashMap<u64, StackValue> =
     HashMap::with_max_entries(MAX_STACKS, BPF_F_NO_PREALLOC);
+
+/// CPython frame-walk configuration per process (tgid), for the probes marked `STACK_PYTHON`.
+#[map]
+pub static PYTHON_STACKS: HashMap<u32, PyStackConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Processes (tgid) whose syscalls are traced. Uprobes are filtered by the kernel per process at
 /// attach time; syscall tracepoints fire system-wide and check this map first.

@@ -105,7 +105,8 @@ pub fn capture_stack(
     use tracer_common::{
         counter::Counter,
         maps::MAX_STACK_FRAMES,
-        probe::{STACK_CALLER_FIXUP, STACK_CAPTURE},
+        probe::{STACK_CALLER_FIXUP, STACK_CAPTURE, STACK_PYTHON},
+        python::MAX_PY_FRAMES,
     };
     if stack & STACK_CAPTURE == 0 {
         return 0;
@@ -132,6 +133,11 @@ pub fn capture_stack(
     } else {
         0
     };
+    scratch.py_len = if stack & STACK_PYTHON != 0 {
+        crate::python::walk(scratch)
+    } else {
+        0
+    };
     // FNV-1a over the frames (words, not bytes: one multiply per frame).
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for i in 0..MAX_STACK_FRAMES as usize {
@@ -141,6 +147,16 @@ pub fn capture_stack(
         hash = (hash ^ scratch.frames[i]).wrapping_mul(0x0100_0000_01b3);
     }
     hash = (hash ^ scratch.caller).wrapping_mul(0x0100_0000_01b3);
+    // The Python frames too, so one native path reached from different Python code is
+    // stored once per Python stack.
+    for i in 0..MAX_PY_FRAMES as usize {
+        if i >= scratch.py_len as usize {
+            break;
+        }
+        let frame = scratch.py_frames[i];
+        hash = (hash ^ frame.code).wrapping_mul(0x0100_0000_01b3);
+        hash = (hash ^ u64::from(frame.instr)).wrapping_mul(0x0100_0000_01b3);
+    }
     if hash == 0 {
         hash = 1;
     }

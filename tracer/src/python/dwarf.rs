@@ -43,6 +43,11 @@ pub(crate) struct Member {
     pub offset: u64,
     /// Element count when the member is an array.
     pub array_len: Option<u64>,
+    /// Bit-field members: the first bit (from bit 0 of the containing storage unit at
+    /// `offset`, little-endian) and the width.
+    pub bits: Option<(u64, u64)>,
+    /// The member's type entry, to follow into nested structs.
+    pub ty: Option<UnitOffset>,
 }
 
 impl StructLayout {
@@ -238,6 +243,60 @@ impl<'a> CompUnit<'a> {
                     .and_then(|v| self.string(v))
                     .is_some_and(|n| n == name)
         })?;
+        self.layout_of(&entry)
+    }
+
+    /// The layout of the struct a C type name denotes: `struct name`, or the struct a `typedef`
+    /// of that name stands for (CPython's `typedef struct { ... } PyASCIIObject;` has no tag).
+    pub fn type_layout(&self, name: &str) -> Option<StructLayout> {
+        if let Some(layout) = self.struct_layout(name) {
+            return Some(layout);
+        }
+        let typedef = self.find(|e| {
+            e.tag() == constants::DW_TAG_typedef
+                && e.attr_value(constants::DW_AT_name)
+                    .and_then(|v| self.string(v))
+                    .is_some_and(|n| n == name)
+        })?;
+        let AttributeValue::UnitRef(ty) = typedef.attr_value(constants::DW_AT_type)? else {
+            return None;
+        };
+        self.layout_at(ty)
+    }
+
+    /// The struct layout of the type at `offset`, through typedefs and qualifiers; a
+    /// declaration (`struct _ts;` in a header) is looked up by name as a definition.
+    pub fn layout_at(&self, offset: UnitOffset) -> Option<StructLayout> {
+        let mut offset = offset;
+        // Typedef and qualifier chains are short; the bound guards against a cyclic DIE graph
+        // in a damaged file.
+        for _ in 0..16 {
+            let entry = self.unit.entry(offset).ok()?;
+            match entry.tag() {
+                constants::DW_TAG_structure_type | constants::DW_TAG_union_type => {
+                    if entry.attr_value(constants::DW_AT_declaration).is_some() {
+                        let name = self.string(entry.attr_value(constants::DW_AT_name)?)?;
+                        return self.struct_layout(&name);
+                    }
+                    return self.layout_of(&entry);
+                }
+                constants::DW_TAG_typedef
+                | constants::DW_TAG_const_type
+                | constants::DW_TAG_volatile_type
+                | constants::DW_TAG_atomic_type => {
+                    let AttributeValue::UnitRef(next) = entry.attr_value(constants::DW_AT_type)?
+                    else {
+                        return None;
+                    };
+                    offset = next;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    fn layout_of(&self, entry: &DebuggingInformationEntry<R<'a>>) -> Option<StructLayout> {
         let size = entry
             .attr_value(constants::DW_AT_byte_size)?
             .udata_value()?;
@@ -246,23 +305,60 @@ impl<'a> CompUnit<'a> {
             .iter()
             .filter(|e| e.tag() == constants::DW_TAG_member)
             .filter_map(|e| {
-                let offset = match e.attr_value(constants::DW_AT_data_member_location)? {
-                    AttributeValue::Exprloc(expr) => {
+                let offset = match e.attr_value(constants::DW_AT_data_member_location) {
+                    Some(AttributeValue::Exprloc(expr)) => {
                         match expr.operations(self.unit.encoding()).next().ok()?? {
                             Operation::PlusConstant { value } => value,
                             _ => return None,
                         }
                     }
-                    value => value.udata_value()?,
+                    Some(value) => value.udata_value()?,
+                    // Bit-fields in DWARF 4+ carry DW_AT_data_bit_offset instead.
+                    None => 0,
+                };
+                let bit_size = e
+                    .attr_value(constants::DW_AT_bit_size)
+                    .and_then(|v| v.udata_value());
+                let bits = bit_size.and_then(|width| {
+                    let first = e
+                        .attr_value(constants::DW_AT_data_bit_offset)?
+                        .udata_value()?;
+                    Some((first, width))
+                });
+                // Express a bit-field as (byte of its storage unit, bit within it).
+                let (offset, bits) = match bits {
+                    Some((first, width)) => (offset + first / 32 * 4, Some((first % 32, width))),
+                    None => (offset, None),
                 };
                 Some(Member {
                     name: self.name(e)?,
                     offset,
                     array_len: self.array_len(e),
+                    bits,
+                    ty: match e.attr_value(constants::DW_AT_type) {
+                        Some(AttributeValue::UnitRef(ty)) => Some(ty),
+                        _ => None,
+                    },
                 })
             })
             .collect();
         Some(StructLayout { size, members })
+    }
+
+    /// The offset (and bits, for a bit-field) of `path` (`["gilstate", "tstate_current"]`)
+    /// inside the struct `layout`, following nested struct members.
+    pub fn member_path(&self, layout: &StructLayout, path: &[&str]) -> Option<Member> {
+        let (first, rest) = path.split_first()?;
+        let member = layout.member(first)?.clone();
+        if rest.is_empty() {
+            return Some(member);
+        }
+        let inner = self.layout_at(member.ty?)?;
+        let nested = self.member_path(&inner, rest)?;
+        Some(Member {
+            offset: member.offset + nested.offset,
+            ..nested
+        })
     }
 
     fn array_len(&self, member: &DebuggingInformationEntry<R<'a>>) -> Option<u64> {

@@ -2,7 +2,8 @@
 //! Python's allocators, arenas, USDT probes and garbage-collection points are.
 //!
 //! Pure user space: everything comes from the ELF files (symbols, disassembly, `.note.stapsdt`,
-//! DWARF when present). Nothing here attaches a probe or reads a process's memory.
+//! DWARF when present). Nothing here attaches a probe; naming Python frames ([`code`]) reads a
+//! process's memory only through the caller's [`code::Memory`].
 //!
 //! ```no_run
 //! use std::path::{Path, PathBuf};
@@ -69,8 +70,11 @@
 
 mod alloc;
 mod binary;
+pub mod code;
 mod dwarf;
+pub mod frames;
 mod gc;
+pub mod linetable;
 mod regs;
 mod tables;
 mod usdt;
@@ -368,6 +372,11 @@ impl PythonRuntime {
     /// USDT probes from `.note.stapsdt` (empty without `--with-dtrace`).
     pub fn usdt_probes(&self) -> Vec<UsdtProbe> {
         usdt::parse(&self.bin).unwrap_or_default()
+    }
+
+    /// Offsets to walk and name the Python stack (CPython 3.11 with DWARF), or why not.
+    pub fn frame_layout(&self) -> Result<frames::FrameLayout, frames::FrameLayoutError> {
+        frames::layout(&self.bin, &self.version)
     }
 
     /// Where to observe garbage collections: USDT `gc__start`/`gc__done` when present, and

@@ -985,3 +985,245 @@ fn damaged_files_do_not_panic() {
     assert!(probes.iter().any(|p| p.func == "PyObject_Malloc"));
     let _ = (py.limitations(), py.gc_points(), py.build());
 }
+
+/// Check that the frame-walk offsets read from pyenv 3.11.7's DWARF are the ones gdb prints
+/// (`ptype /o struct _PyInterpreterFrame`, `PyCodeObject`, `PyASCIIObject`, ...; `_PyRuntime`
+/// at 0x54e540, `gilstate.tstate_current` at +0x240).
+#[test]
+fn pyenv_311_frame_layout() {
+    let layout = pyenv(PYENV_311, "3.11").frame_layout().unwrap();
+    assert_eq!(
+        layout,
+        frames::FrameLayout {
+            tstate_current: 0x54e540 + 0x240,
+            tstate_cframe: 0x38,
+            tstate_native_thread_id: 0xa0,
+            cframe_current_frame: 8,
+            frame_code: 32,
+            frame_previous: 48,
+            frame_prev_instr: 56,
+            code_name: 120,
+            code_qualname: 128,
+            code_filename: 112,
+            code_firstlineno: 72,
+            code_linetable: 136,
+            code_firsttraceable: 168,
+            code_adaptive: 184,
+            code_size: 185,
+            var_size: 16,
+            bytes_data: 32,
+            str_length: 16,
+            str_state: 32,
+            str_kind_bits: (2, 3),
+            str_compact_bit: 5,
+            str_ascii_bit: 6,
+            str_ascii_data: 48,
+            str_compact_data: 72,
+        }
+    );
+}
+
+/// Check that other versions and builds without DWARF say why Python frames are unavailable
+/// instead of guessing offsets.
+#[test]
+fn frame_layout_unavailable() {
+    let err = pyenv(PYENV_38, "3.8").frame_layout().unwrap_err();
+    assert!(
+        matches!(err, frames::FrameLayoutError::Version { ref version } if version == "3.8.18"),
+        "{err}"
+    );
+    // Debian's build is stripped: the symbols are exported, the struct layouts are gone.
+    let err = debian().frame_layout().unwrap_err();
+    assert!(
+        matches!(err, frames::FrameLayoutError::NoDwarf { .. }),
+        "{err}"
+    );
+}
+
+/// Check the location-table decoder against the lines CPython itself reports
+/// (`co_positions()`, one entry per code unit, for every code object of a snippet with long
+/// functions, backward line jumps, multi-line expressions, comprehensions and lines without a
+/// location).
+#[test]
+fn linetable_matches_cpython() {
+    let python = require(&format!("{PYENV_311}/bin/python3.11"));
+    let script = r#"
+import json, sys
+src = '''
+import os
+
+def f(a, b):
+    x = [i * 2
+         for i in range(a)]
+    while b > 0:
+        b -= 1
+        if b % 3 == 0:
+            continue
+        x.append(
+            b)
+    return x
+
+class C:
+    def m(self):
+        def inner():
+            return {k: v for k, v in zip("ab", "cd")}
+        return inner
+
+async def g():
+    try:
+        await something()
+    except Exception as e:
+        raise ValueError() from e
+''' + "\n".join(f"v{i} = {i}" for i in range(400)) + "\n\ndef far():\n    return 1\n"
+code = compile(src, "<snippet>", "exec")
+out = []
+def walk(co):
+    out.append({"first": co.co_firstlineno, "table": co.co_linetable.hex(),
+                "lines": [p[0] for p in co.co_positions()]})
+    for c in co.co_consts:
+        if hasattr(c, "co_code"):
+            walk(c)
+walk(code)
+json.dump(out, sys.stdout)
+"#;
+    let output = std::process::Command::new(&python)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let codes: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let codes = codes.as_array().unwrap();
+    assert!(codes.len() >= 7, "{} code objects", codes.len());
+    let mut checked = 0;
+    for code in codes {
+        let first = code["first"].as_i64().unwrap() as i32;
+        let hex = code["table"].as_str().unwrap();
+        let table: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        for (unit, expected) in code["lines"].as_array().unwrap().iter().enumerate() {
+            let expected = expected.as_u64().map(|l| l as u32);
+            assert_eq!(
+                linetable::line_for(&table, first, unit as u32),
+                expected,
+                "code unit {unit} of the code object at line {first}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "{checked} code units");
+}
+
+/// A process image made of byte buffers, for reading objects without a process.
+struct FakeMemory(Vec<(u64, Vec<u8>)>);
+
+impl code::Memory for FakeMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        for (start, bytes) in &self.0 {
+            let Some(offset) = addr.checked_sub(*start) else {
+                continue;
+            };
+            let offset = offset as usize;
+            if let Some(src) = bytes.get(offset..offset + buf.len()) {
+                buf.copy_from_slice(src);
+                return Ok(());
+            }
+        }
+        Err(std::io::Error::from_raw_os_error(libc::EIO))
+    }
+}
+
+/// A compact str object as CPython 3.11 lays it out (header from the pyenv DWARF layout).
+fn fake_str(layout: &frames::FrameLayout, text: &str) -> Vec<u8> {
+    let max = text.chars().map(u32::from).max().unwrap_or(0);
+    let (kind, ascii) = match max {
+        0..=0x7f => (1u32, true),
+        0x80..=0xff => (1, false),
+        0x100..=0xffff => (2, false),
+        _ => (4, false),
+    };
+    let data_at = if ascii {
+        layout.str_ascii_data
+    } else {
+        layout.str_compact_data
+    } as usize;
+    let mut obj = vec![0u8; data_at];
+    let len = text.chars().count() as u64;
+    obj[layout.str_length as usize..][..8].copy_from_slice(&len.to_le_bytes());
+    let state = (kind << layout.str_kind_bits.0)
+        | (1 << layout.str_compact_bit)
+        | (u32::from(ascii) << layout.str_ascii_bit)
+        | (1 << 7);
+    obj[layout.str_state as usize..][..4].copy_from_slice(&state.to_le_bytes());
+    for c in text.chars() {
+        let c = u32::from(c);
+        obj.extend_from_slice(&c.to_le_bytes()[..kind as usize]);
+    }
+    obj.push(0);
+    obj
+}
+
+/// Check that code objects, their strings (ASCII, Latin-1, UCS-2 and UCS-4) and location
+/// tables are read from process memory with the DWARF layout, and that damaged objects give
+/// errors, not panics or garbage.
+#[test]
+fn read_code_objects_from_memory() {
+    let layout = pyenv(PYENV_311, "3.11").frame_layout().unwrap();
+    let code_at = 0x1000u64;
+    let mut code_obj = vec![0u8; layout.code_size as usize + 16];
+    let put = |obj: &mut Vec<u8>, offset: u64, value: u64| {
+        obj[offset as usize..][..8].copy_from_slice(&value.to_le_bytes());
+    };
+    put(&mut code_obj, layout.code_name, 0x2000);
+    put(&mut code_obj, layout.code_qualname, 0x3000);
+    put(&mut code_obj, layout.code_filename, 0x4000);
+    put(&mut code_obj, layout.code_linetable, 0x5000);
+    code_obj[layout.code_firstlineno as usize..][..4].copy_from_slice(&41i32.to_le_bytes());
+    code_obj[layout.code_firsttraceable as usize..][..4].copy_from_slice(&2i32.to_le_bytes());
+    // Two entries: 3 units on line 41 (short form), then 2 units one line down.
+    let table = [0x80 | 2, 0x00, 0x80 | (11 << 3) | 1, 4, 8];
+    let mut bytes_obj = vec![0u8; layout.bytes_data as usize];
+    put(&mut bytes_obj, layout.var_size, table.len() as u64);
+    bytes_obj.extend_from_slice(&table);
+    bytes_obj.push(0);
+    let mem = FakeMemory(vec![
+        (code_at, code_obj.clone()),
+        (0x2000, fake_str(&layout, "f")),
+        (0x3000, fake_str(&layout, "Klasse.café_€_𝄞")),
+        (0x4000, fake_str(&layout, "/src/app.py")),
+        (0x5000, bytes_obj),
+    ]);
+    let info = code::read_code(&mem, &layout, code_at).unwrap();
+    assert_eq!(info.qualname, "Klasse.café_€_𝄞");
+    assert_eq!(info.filename, "/src/app.py");
+    assert_eq!(info.firstlineno, 41);
+    assert_eq!(info.linetable, table);
+    assert_eq!(
+        (0..6).map(|unit| info.line(unit * 2)).collect::<Vec<_>>(),
+        [Some(41), Some(41), Some(41), Some(42), Some(42), None]
+    );
+    assert!(info.is_incomplete(2) && !info.is_incomplete(4));
+    assert_eq!(
+        code::identity(&mem, &layout, code_at).unwrap(),
+        info.identity
+    );
+    for text in ["x", "é", "€uro", "𝄞"] {
+        let mem = FakeMemory(vec![(0x10, fake_str(&layout, text))]);
+        assert_eq!(code::read_str(&mem, &layout, 0x10).unwrap(), text);
+    }
+    // Unreadable, not compact, absurd lengths.
+    assert!(code::read_code(&mem, &layout, 0x9000).is_err());
+    let mut legacy = fake_str(&layout, "abc");
+    legacy[layout.str_state as usize] &= !(1 << layout.str_compact_bit);
+    let mem2 = FakeMemory(vec![(0x10, legacy)]);
+    assert!(code::read_str(&mem2, &layout, 0x10).is_err());
+    let mut huge = fake_str(&layout, "abc");
+    huge[layout.str_length as usize..][..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mem3 = FakeMemory(vec![(0x10, huge)]);
+    assert!(code::read_str(&mem3, &layout, 0x10).is_err());
+}

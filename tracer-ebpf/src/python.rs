@@ -1,0 +1,116 @@
+//! The Python stack of the thread that hit an allocation probe (CPython 3.11): the frame
+//! chain from the GIL holder's thread state, read with the offsets user space found in the
+//! interpreter's DWARF (`PYTHON_STACKS`).
+
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user};
+use tracer_common::{
+    counter::Counter,
+    python::{FRAME_PREFIX, MAX_PY_FRAMES, PyFrame},
+    stack::StackValue,
+};
+
+use crate::{emit::bump, maps::PYTHON_STACKS};
+
+/// Frames visited per walk: the kept ones plus a few skipped (frames still being set up).
+const MAX_VISITED: u32 = MAX_PY_FRAMES + 4;
+
+const PREFIX_WORDS: usize = FRAME_PREFIX / 8;
+
+fn read_u64(addr: u64) -> Option<u64> {
+    // SAFETY: reads user memory through the helper, which handles faults.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+/// Word `index` of a frame prefix. A `match` with constant indices instead of `words[i]`: the
+/// verifier then sees only fixed stack offsets.
+#[inline(always)]
+fn word(words: &[u64; PREFIX_WORDS], index: u32) -> u64 {
+    match index {
+        0 => words[0],
+        1 => words[1],
+        2 => words[2],
+        3 => words[3],
+        4 => words[4],
+        5 => words[5],
+        6 => words[6],
+        7 => words[7],
+        _ => 0,
+    }
+}
+
+/// Fills `scratch.py_frames` with the current thread's Python frames, innermost first, and
+/// returns how many there are: 0 when the process has no configuration, the interpreter is
+/// not initialised, or this thread does not hold the GIL (a raw-domain allocation made while
+/// another thread runs Python code: the GIL holder's frames are not this thread's stack).
+#[inline(always)]
+pub fn walk(scratch: &mut StackValue) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: the value is copied out before the map can change.
+    let Some(cfg) = (unsafe { PYTHON_STACKS.get(&tgid) }).copied() else {
+        return 0;
+    };
+    let Some(tstate) = read_u64(cfg.tstate_current) else {
+        bump(Counter::PyFrameUnreadable);
+        return 0;
+    };
+    if tstate == 0 {
+        return 0;
+    }
+    let (Some(thread), Some(cframe)) = (
+        read_u64(tstate + u64::from(cfg.tstate_native_thread_id)),
+        read_u64(tstate + u64::from(cfg.tstate_cframe)),
+    ) else {
+        bump(Counter::PyFrameUnreadable);
+        return 0;
+    };
+    if thread as u32 != pid_tgid as u32 || cframe == 0 {
+        return 0;
+    }
+    let Some(mut frame) = read_u64(cframe + u64::from(cfg.cframe_current_frame)) else {
+        bump(Counter::PyFrameUnreadable);
+        return 0;
+    };
+    let (code_at, previous_at, instr_at) = (
+        cfg.frame_code / 8,
+        cfg.frame_previous / 8,
+        cfg.frame_prev_instr / 8,
+    );
+    let mut n: u32 = 0;
+    for _ in 0..MAX_VISITED {
+        if frame == 0 {
+            break;
+        }
+        if n >= MAX_PY_FRAMES {
+            break;
+        }
+        // One read per frame: the members used are all in its first FRAME_PREFIX bytes.
+        // SAFETY: reads user memory through the helper, which handles faults.
+        let Ok(words) = (unsafe { bpf_probe_read_user(frame as *const [u64; PREFIX_WORDS]) })
+        else {
+            bump(Counter::PyFrameUnreadable);
+            break;
+        };
+        let code = word(&words, code_at);
+        let prev_instr = word(&words, instr_at);
+        let start = code.wrapping_add(u64::from(cfg.code_adaptive));
+        // A frame whose first instruction has not run yet (just pushed by a call) points
+        // before its bytecode; CPython leaves such frames out of tracebacks, and so do we.
+        if code != 0 && prev_instr >= start {
+            if let Some(slot) = scratch.py_frames.get_mut(n as usize) {
+                *slot = PyFrame {
+                    code,
+                    instr: (prev_instr - start) as u32,
+                    _pad: 0,
+                };
+            }
+            n += 1;
+        }
+        frame = word(&words, previous_at);
+    }
+    if frame != 0 {
+        // Frames remain: the stack was deeper than kept (or the chain loops).
+        bump(Counter::PyStackTruncated);
+    }
+    n
+}
