@@ -160,6 +160,17 @@ pub mod stack_col {
     pub const STACK_ID: &str = "stack_id";
     /// Return addresses, innermost first; the first is the probed instruction itself.
     pub const FRAMES: &str = "frames";
+    /// The Python stack at the allocation (CPython 3.11 frame chain), innermost first; null
+    /// for stacks without Python frames. Items are structs of [`PY_FUNCTION`], [`PY_FILE`],
+    /// [`PY_LINE`].
+    pub const PYTHON_FRAMES: &str = "python_frames";
+    /// `co_qualname` of the frame's code object (`Class.method`, `f.<locals>.g`).
+    pub const PY_FUNCTION: &str = "function";
+    /// `co_filename`.
+    pub const PY_FILE: &str = "file";
+    /// The line of the instruction executing in that frame (null when the location table has
+    /// none for it).
+    pub const PY_LINE: &str = "line";
     pub const PID: &str = "pid";
     pub const PATH: &str = "path";
     pub const BUILD_ID: &str = "build_id";
@@ -170,13 +181,28 @@ pub mod stack_col {
     pub const TS_NS: &str = "ts_ns";
 }
 
+/// The struct type of a `python_frames` item.
+pub fn python_frame_type() -> DataType {
+    use stack_col::*;
+    DataType::Struct(
+        vec![
+            Field::new(PY_FUNCTION, DataType::Utf8, false),
+            Field::new(PY_FILE, DataType::Utf8, false),
+            Field::new(PY_LINE, DataType::UInt32, true),
+        ]
+        .into(),
+    )
+}
+
 /// `stacks.parquet`: the call stacks that events' `stack_id` refers to.
 pub fn stacks_schema() -> SchemaRef {
     use stack_col::*;
     let item = Arc::new(Field::new("item", DataType::UInt64, false));
+    let py_item = Arc::new(Field::new("item", python_frame_type(), false));
     Arc::new(Schema::new(vec![
         Field::new(STACK_ID, DataType::UInt32, false),
         Field::new(FRAMES, DataType::List(item), false),
+        Field::new(PYTHON_FRAMES, DataType::List(py_item), true),
     ]))
 }
 

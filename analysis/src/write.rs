@@ -636,20 +636,90 @@ pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
     })
 }
 
-/// The `stacks.parquet` batch for `stacks` (id, frames innermost first).
+/// One Python frame of a stack (a `python_frames` item).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PythonFrame {
+    /// Qualified name (`co_qualname`).
+    pub function: String,
+    pub file: String,
+    pub line: Option<u32>,
+}
+
+/// One `stacks.parquet` row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StackRow {
+    pub stack_id: u32,
+    /// Native addresses, innermost first.
+    pub frames: Vec<u64>,
+    /// Python frames, innermost first; `None` when the stack has none.
+    pub python: Option<Vec<PythonFrame>>,
+}
+
+/// The `stacks.parquet` batch for `stacks` (id, frames innermost first), without Python frames.
 pub fn stacks_batch(stacks: &[(u32, Vec<u64>)]) -> Result<RecordBatch, WriteError> {
-    use arrow::array::{ListBuilder, UInt64Builder};
-    let ids = UInt32Array::from_iter_values(stacks.iter().map(|(id, _)| *id));
-    let mut frames = ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(
-        arrow::datatypes::Field::new("item", arrow::datatypes::DataType::UInt64, false),
-    ));
-    for (_, f) in stacks {
-        frames.values().append_slice(f);
+    let rows: Vec<StackRow> = stacks
+        .iter()
+        .map(|(id, frames)| StackRow {
+            stack_id: *id,
+            frames: frames.clone(),
+            python: None,
+        })
+        .collect();
+    stack_rows_batch(&rows)
+}
+
+/// The `stacks.parquet` batch for `rows`.
+pub fn stack_rows_batch(rows: &[StackRow]) -> Result<RecordBatch, WriteError> {
+    use arrow::{
+        array::{ListArray, ListBuilder, StructArray, UInt64Builder},
+        buffer::{NullBuffer, OffsetBuffer},
+        datatypes::{DataType, Field, Fields},
+    };
+    let ids = UInt32Array::from_iter_values(rows.iter().map(|r| r.stack_id));
+    let mut frames = ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::UInt64,
+        false,
+    )));
+    for row in rows {
+        frames.values().append_slice(&row.frames);
         frames.append(true);
     }
+    // python_frames: a list of structs, built from flat columns and offsets.
+    // (Collected: arrow's `from_iter_values` needs an iterator of known length.)
+    let py_frames: Vec<&PythonFrame> = rows
+        .iter()
+        .flat_map(|r| r.python.iter().flatten())
+        .collect();
+    let fields = match schema::python_frame_type() {
+        DataType::Struct(fields) => fields,
+        _ => Fields::empty(),
+    };
+    let items = StructArray::try_new(
+        fields,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                py_frames.iter().map(|f| f.function.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                py_frames.iter().map(|f| f.file.as_str()),
+            )),
+            Arc::new(UInt32Array::from_iter(py_frames.iter().map(|f| f.line))),
+        ],
+        None,
+    )?;
+    let offsets =
+        OffsetBuffer::from_lengths(rows.iter().map(|r| r.python.as_ref().map_or(0, Vec::len)));
+    let valid = NullBuffer::from_iter(rows.iter().map(|r| r.python.is_some()));
+    let python = ListArray::try_new(
+        Arc::new(Field::new("item", schema::python_frame_type(), false)),
+        offsets,
+        Arc::new(items),
+        Some(valid),
+    )?;
     Ok(RecordBatch::try_new(
         schema::stacks_schema(),
-        vec![Arc::new(ids), Arc::new(frames.finish())],
+        vec![Arc::new(ids), Arc::new(frames.finish()), Arc::new(python)],
     )?)
 }
 

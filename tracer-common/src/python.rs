@@ -16,7 +16,8 @@ pub struct PyFrame {
     /// The frame's `f_code` (a `PyCodeObject *` in the traced process).
     pub code: u64,
     /// Byte offset of the instruction executing (`prev_instr`) from the start of the bytecode
-    /// (`co_code_adaptive`): code unit index × 2.
+    /// (`co_code_adaptive`): code unit index × 2. Negative as an `i32` for a frame whose first
+    /// instruction has not run yet (it points before the bytecode).
     pub instr: u32,
     pub _pad: u32,
 }

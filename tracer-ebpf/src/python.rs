@@ -11,9 +11,6 @@ use tracer_common::{
 
 use crate::{emit::bump, maps::PYTHON_STACKS};
 
-/// Frames visited per walk: the kept ones plus a few skipped (frames still being set up).
-const MAX_VISITED: u32 = MAX_PY_FRAMES + 4;
-
 const PREFIX_WORDS: usize = FRAME_PREFIX / 8;
 
 fn read_u64(addr: u64) -> Option<u64> {
@@ -21,27 +18,16 @@ fn read_u64(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
-/// Word `index` of a frame prefix. A `match` with constant indices instead of `words[i]`: the
-/// verifier then sees only fixed stack offsets.
-#[inline(always)]
-fn word(words: &[u64; PREFIX_WORDS], index: u32) -> u64 {
-    match index {
-        0 => words[0],
-        1 => words[1],
-        2 => words[2],
-        3 => words[3],
-        4 => words[4],
-        5 => words[5],
-        6 => words[6],
-        7 => words[7],
-        _ => 0,
-    }
-}
-
 /// Fills `scratch.py_frames` with the current thread's Python frames, innermost first, and
 /// returns how many there are: 0 when the process has no configuration, the interpreter is
 /// not initialised, or this thread does not hold the GIL (a raw-domain allocation made while
 /// another thread runs Python code: the GIL holder's frames are not this thread's stack).
+///
+/// Every frame visited is stored, even one whose first instruction has not run yet (just
+/// pushed by a call: `prev_instr` points before its bytecode, so `instr` is negative as an
+/// `i32`): user space drops those, as CPython leaves them out of tracebacks. Skipping them here
+/// would make the kept count differ from the loop counter, and the verifier would then track
+/// every combination of the two (it gave up at a million instructions).
 #[inline(always)]
 pub fn walk(scratch: &mut StackValue) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -71,17 +57,18 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
         bump(Counter::PyFrameUnreadable);
         return 0;
     };
+    // Word indices into the frame prefix; masked so each index is provably inside it (user
+    // space checked that the offsets are aligned and inside FRAME_PREFIX).
+    let mask = PREFIX_WORDS as u32 - 1;
     let (code_at, previous_at, instr_at) = (
-        cfg.frame_code / 8,
-        cfg.frame_previous / 8,
-        cfg.frame_prev_instr / 8,
+        ((cfg.frame_code / 8) & mask) as usize,
+        ((cfg.frame_previous / 8) & mask) as usize,
+        ((cfg.frame_prev_instr / 8) & mask) as usize,
     );
+    let adaptive = u64::from(cfg.code_adaptive);
     let mut n: u32 = 0;
-    for _ in 0..MAX_VISITED {
+    for i in 0..MAX_PY_FRAMES {
         if frame == 0 {
-            break;
-        }
-        if n >= MAX_PY_FRAMES {
             break;
         }
         // One read per frame: the members used are all in its first FRAME_PREFIX bytes.
@@ -91,24 +78,19 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
             bump(Counter::PyFrameUnreadable);
             break;
         };
-        let code = word(&words, code_at);
-        let prev_instr = word(&words, instr_at);
-        let start = code.wrapping_add(u64::from(cfg.code_adaptive));
-        // A frame whose first instruction has not run yet (just pushed by a call) points
-        // before its bytecode; CPython leaves such frames out of tracebacks, and so do we.
-        if code != 0 && prev_instr >= start {
-            if let Some(slot) = scratch.py_frames.get_mut(n as usize) {
-                *slot = PyFrame {
-                    code,
-                    instr: (prev_instr - start) as u32,
-                    _pad: 0,
-                };
-            }
-            n += 1;
+        let code = words[code_at];
+        let prev_instr = words[instr_at];
+        if let Some(slot) = scratch.py_frames.get_mut(i as usize) {
+            *slot = PyFrame {
+                code,
+                instr: prev_instr.wrapping_sub(code.wrapping_add(adaptive)) as u32,
+                _pad: 0,
+            };
         }
-        frame = word(&words, previous_at);
+        n = i + 1;
+        frame = words[previous_at];
     }
-    if frame != 0 {
+    if frame != 0 && n == MAX_PY_FRAMES {
         // Frames remain: the stack was deeper than kept (or the chain loops).
         bump(Counter::PyStackTruncated);
     }

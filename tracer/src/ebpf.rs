@@ -211,8 +211,28 @@ impl Programs {
         Ok(())
     }
 
-    /// Stores the configuration of probe `id` for the generic programs.
-    fn set_config(
+    /// Gives the eBPF side the CPython frame-walk configuration of process `pid`.
+    pub fn set_python_stacks(
+        &mut self,
+        pid: u32,
+        config: &tracer_common::python::PyStackConfig,
+    ) -> Result<(), AttachError> {
+        let other = |e: aya::maps::MapError| AttachError::Other {
+            what: format!("configuring the Python frame walk of process {pid}"),
+            source: ProgramError::MapError(e),
+        };
+        let map = self
+            .ebpf
+            .map_mut(maps::PYTHON_STACKS)
+            .ok_or_else(|| other(aya::maps::MapError::KeyNotFound))?;
+        let mut configs: HashMap<_, u32, tracer_common::python::PyStackConfig> =
+            HashMap::try_from(map).map_err(other)?;
+        configs.insert(pid, config, 0).map_err(other)
+    }
+
+    /// Stores the configuration of probe `id` for the generic programs (also to change it
+    /// while the probe is attached: the programs read it on every hit).
+    pub(crate) fn set_config(
         &mut self,
         id: u32,
         config: &tracer_common::probe::ProbeConfig,

@@ -5,7 +5,8 @@ use std::{collections::HashSet, sync::Arc};
 
 use analysis::run::{Module, Probe};
 use tracer_common::probe::{
-    FIRST_UPROBE_ID, MAX_PROBES, STACK_CALLER_FIXUP, STACK_CAPTURE, SYSCALL_PROBES,
+    FIRST_UPROBE_ID, MAX_PROBES, ProbeConfig, STACK_CALLER_FIXUP, STACK_CAPTURE, STACK_PYTHON,
+    SYSCALL_PROBES,
 };
 
 use crate::{
@@ -14,7 +15,7 @@ use crate::{
     golang::GoBinary,
     probes::{self, ProbeSpec, TypeNames, ValueRole},
     procmaps::{self, Mapping},
-    python::PythonRuntime,
+    python::{PythonRuntime, frames::FrameLayout},
 };
 
 /// What user space knows about a probe id: how to name and fill its rows.
@@ -135,6 +136,11 @@ pub struct Attacher {
     pub python_api: bool,
     /// Facts about language runtimes found (run.json `runtimes`).
     pub runtimes: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The probes that capture stacks, with their configuration, so the Python frame walk can
+    /// be switched on for them when the process turns out to run CPython.
+    stack_probes: Vec<(u32, ProbeConfig)>,
+    /// The process's CPython frame layout, once its frames are walked (`STACK_PYTHON`).
+    pub python_frames: Option<FrameLayout>,
 }
 
 impl Attacher {
@@ -148,6 +154,8 @@ impl Attacher {
             stacks,
             python_api: false,
             runtimes: std::collections::BTreeMap::new(),
+            stack_probes: Vec::new(),
+            python_frames: None,
         }
     }
 
@@ -206,7 +214,11 @@ impl Attacher {
             Err(err) => self.warn(format!("{}: not probing Go: {err}", mapping.path)),
         }
         if is_python_interpreter(&image) {
-            attached += self.attach_python(programs, &path)?;
+            // Link-time addresses plus the load bias (libpython is position-independent).
+            let bias = image
+                .address_of(mapping.offset)
+                .map_or(0, |vaddr| mapping.start.wrapping_sub(vaddr & !0xfff));
+            attached += self.attach_python(programs, &path, bias)?;
         }
         Ok(attached)
     }
@@ -215,6 +227,7 @@ impl Attacher {
         &mut self,
         programs: &mut Programs,
         path: &std::path::Path,
+        bias: u64,
     ) -> Result<usize, AttachError> {
         let runtime = match PythonRuntime::from_file(path) {
             Ok(runtime) => runtime,
@@ -227,8 +240,62 @@ impl Attacher {
         for warning in plan.warnings {
             self.warn(warning);
         }
-        self.runtimes.insert("python".to_owned(), plan.facts);
+        let mut facts = plan.facts;
+        if self.stacks {
+            let frames = self.enable_python_frames(programs, &runtime, bias);
+            if let serde_json::Value::Object(map) = &mut facts {
+                map.insert("python_frames".to_owned(), frames);
+            }
+        }
+        self.runtimes.insert("python".to_owned(), facts);
         self.attach_specs(programs, plan.specs, None)
+    }
+
+    /// Gives the eBPF side the interpreter's frame layout and marks every stack-capturing
+    /// probe of the process to walk the Python stack too. Without a usable layout (another
+    /// version, a stripped build) native stacks go on alone and run.json says why, once.
+    /// Returns the `python_frames` fact for run.json.
+    fn enable_python_frames(
+        &mut self,
+        programs: &mut Programs,
+        runtime: &PythonRuntime,
+        bias: u64,
+    ) -> serde_json::Value {
+        if self.python_frames.is_some() {
+            return serde_json::json!({"enabled": true});
+        }
+        let layout = match runtime.frame_layout() {
+            Ok(layout) => layout,
+            Err(err) => {
+                self.warn(format!("Python frames unavailable: {err}"));
+                return serde_json::json!({"enabled": false, "reason": err.to_string()});
+            }
+        };
+        let config = python_stack_config(&layout, bias);
+        if let Err(err) = programs.set_python_stacks(self.pid, &config) {
+            self.warn(format!(
+                "Python frames unavailable: {err}: {}",
+                error_chain(&err)
+            ));
+            return serde_json::json!({"enabled": false, "reason": err.to_string()});
+        }
+        for (id, config) in &mut self.stack_probes {
+            config.stack |= STACK_PYTHON;
+            if let Err(err) = programs.set_config(*id, config) {
+                let message = format!(
+                    "Python frames not captured at probe {id}: {err}: {}",
+                    error_chain(&err)
+                );
+                log::warn!("{message}");
+                self.warnings.push(message);
+            }
+        }
+        self.python_frames = Some(layout);
+        serde_json::json!({
+            "enabled": true,
+            "tstate_current": format!("{:#x}", config.tstate_current),
+            "offsets_from": "DWARF of the interpreter",
+        })
     }
 
     /// Registers and attaches `specs`; per-probe failures become warnings.
@@ -247,10 +314,14 @@ impl Attacher {
                     spec.module.display()
                 );
             }
-            if self.stacks && is_allocation(&spec) {
+            let captures_stack = self.stacks && is_allocation(&spec);
+            if captures_stack {
                 spec.config.stack = STACK_CAPTURE;
                 if !spec.placement.kernel_adds_caller {
                     spec.config.stack |= STACK_CALLER_FIXUP;
+                }
+                if self.python_frames.is_some() {
+                    spec.config.stack |= STACK_PYTHON;
                 }
             }
             let Some(id) = self.table.register_with_types(&spec, types.clone()) else {
@@ -261,6 +332,9 @@ impl Attacher {
                 ));
                 continue;
             };
+            if captures_stack {
+                self.stack_probes.push((id, spec.config));
+            }
             match programs.attach(&spec, id, self.pid) {
                 Ok(()) => attached += 1,
                 Err(err) if ebpf::is_fatal(&err) => return Err(err),
@@ -294,6 +368,25 @@ fn is_python_interpreter(image: &ElfImage) -> bool {
             .is_ok()
     };
     has("Py_InitializeEx") && has("PyObject_Malloc")
+}
+
+/// What the eBPF side needs to walk the Python stack of a process whose interpreter is loaded
+/// with `bias`.
+fn python_stack_config(layout: &FrameLayout, bias: u64) -> tracer_common::python::PyStackConfig {
+    // Offsets inside structs of a few hundred bytes: they fit in u32 (the layout check
+    // bounds the frame members; the others are smaller than sizeof(PyThreadState)).
+    let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    tracer_common::python::PyStackConfig {
+        tstate_current: layout.tstate_current.wrapping_add(bias),
+        tstate_cframe: small(layout.tstate_cframe),
+        tstate_native_thread_id: small(layout.tstate_native_thread_id),
+        cframe_current_frame: small(layout.cframe_current_frame),
+        frame_code: small(layout.frame_code),
+        frame_previous: small(layout.frame_previous),
+        frame_prev_instr: small(layout.frame_prev_instr),
+        code_adaptive: small(layout.code_adaptive),
+        _pad: 0,
+    }
 }
 
 /// Whether a probe's rows are allocations (which get call stacks).

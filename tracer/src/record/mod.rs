@@ -501,6 +501,7 @@ struct Recording<'a> {
     stats: Stats,
     types: TypeCache,
     stacks: stacks::StackTable,
+    python_names: stacks::PythonNames,
     /// Last GC generation started per thread.
     gc_generation: rustc_hash::FxHashMap<u32, u32>,
     stack_map: Option<aya::maps::HashMap<MapData, u64, tracer_common::stack::StackValue>>,
@@ -522,7 +523,21 @@ impl Recording<'_> {
             }
             self.rescan |= maps_new_code(&event);
             self.types.learn(&event, &self.attacher.table);
-            let stack_id = event.stack().and_then(|key| self.stacks.intern(key));
+            let pid = event.header().pid;
+            let stack_id = event.stack().and_then(|key| {
+                let (id, new) = self.stacks.intern(key)?;
+                if new && let Some(map) = &self.stack_map {
+                    self.stacks.load(
+                        id,
+                        key,
+                        map,
+                        &mut self.python_names,
+                        pid,
+                        self.attacher.python_frames.as_ref(),
+                    );
+                }
+                Some(id)
+            });
             let mut row = to_row(&event, &self.attacher.table, &self.types, stack_id);
             // A collection's end row carries the generation its start row announced (CPython's
             // end probes cannot read it; a thread runs one collection at a time).
@@ -554,10 +569,8 @@ impl Recording<'_> {
     /// Rewrites `stacks.parquet` (new stacks read from the kernel map) and `modules.parquet`.
     fn write_side_tables(&mut self) -> Result<(), RecordError> {
         let dir = &self.options.output;
-        if let Some(map) = &self.stack_map
-            && !self.stacks.is_empty()
-        {
-            self.stacks.write(map, &dir.join(schema::STACKS_FILE))?;
+        if !self.stacks.is_empty() {
+            self.stacks.write(&dir.join(schema::STACKS_FILE))?;
         }
         let pid = self.attacher.pid;
         let modules: Vec<analysis::write::ModuleRow> = self
@@ -789,6 +802,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         stats: Stats::default(),
         types: TypeCache::default(),
         stacks: stacks::StackTable::default(),
+        python_names: stacks::PythonNames::default(),
         gc_generation: rustc_hash::FxHashMap::default(),
         stack_map,
         live: LiveLine::new(options.live),

@@ -1,60 +1,188 @@
 //! Call stacks: the eBPF side stores each distinct stack once in the `STACKS` map under a hash
 //! of its frames; rows refer to them by the trace's own small ids, written to `stacks.parquet`.
+//!
+//! A stack is read from the kernel map when it is first seen, in the drain loop, and its Python
+//! frames (if any) are named right then from the process's memory: code objects die with the
+//! process (or earlier), so waiting for the end of the recording would find nothing to read.
 
-use std::path::Path;
+use std::{fs::File, os::unix::fs::FileExt as _, path::Path, sync::Arc};
 
-use analysis::write::{WriteError, stacks_batch, write_table};
+use analysis::write::{PythonFrame, StackRow, WriteError, stack_rows_batch, write_table};
 use aya::maps::{HashMap, MapData};
 use rustc_hash::FxHashMap;
-use tracer_common::stack::StackValue;
+use tracer_common::{python::PyFrame, stack::StackValue};
+
+use crate::python::{
+    code::{self, CodeInfo, Memory},
+    frames::FrameLayout,
+};
 
 /// The stacks referenced by the rows written so far.
 #[derive(Default)]
 pub struct StackTable {
     /// `STACKS` key → trace stack id.
     ids: FxHashMap<u64, u32>,
-    /// Trace stack id → (key, frames once read from the kernel map).
-    stacks: Vec<(u64, Option<Vec<u64>>)>,
+    /// Trace stack id → its row (frames read when the stack was first seen).
+    stacks: Vec<StackRow>,
 }
 
 impl StackTable {
-    /// The trace's id for the stack stored under `key`.
-    pub fn intern(&mut self, key: u64) -> Option<u32> {
+    /// The trace's id for the stack stored under `key`, and whether it is new.
+    pub fn intern(&mut self, key: u64) -> Option<(u32, bool)> {
         let next = u32::try_from(self.stacks.len()).ok()?;
         let id = *self.ids.entry(key).or_insert(next);
-        if id == next {
-            self.stacks.push((key, None));
+        let new = id == next;
+        if new {
+            self.stacks.push(StackRow {
+                stack_id: id,
+                ..StackRow::default()
+            });
         }
-        Some(id)
+        Some((id, new))
+    }
+
+    /// Reads the frames of new stack `id` (stored under `key`) from the kernel map (entries
+    /// are never removed, and the eBPF side stores a stack before the row that uses it), and
+    /// names its Python frames through `python`.
+    pub fn load(
+        &mut self,
+        id: u32,
+        key: u64,
+        map: &HashMap<MapData, u64, StackValue>,
+        python: &mut PythonNames,
+        pid: u32,
+        layout: Option<&FrameLayout>,
+    ) {
+        let Some(row) = self.stacks.get_mut(id as usize) else {
+            return;
+        };
+        let Ok(value) = map.get(&key, 0) else {
+            return;
+        };
+        row.frames = value.addresses().collect();
+        let py = value.python_frames();
+        if let (false, Some(layout)) = (py.is_empty(), layout) {
+            row.python = Some(python.name(pid, layout, py));
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.stacks.is_empty()
     }
 
-    /// Reads the frames of new stacks from the kernel map (entries are never removed, so a key
-    /// always finds the stack that produced it) and rewrites `path`.
-    pub fn write(
-        &mut self,
-        map: &HashMap<MapData, u64, StackValue>,
-        path: &Path,
-    ) -> Result<(), WriteError> {
-        for (key, frames) in &mut self.stacks {
-            if frames.is_none() {
-                *frames = Some(
-                    map.get(key, 0)
-                        .map(|v| v.addresses().collect())
-                        .unwrap_or_default(),
-                );
+    /// Rewrites `path` with every stack seen so far.
+    pub fn write(&self, path: &Path) -> Result<(), WriteError> {
+        write_table(path, &stack_rows_batch(&self.stacks)?)
+    }
+}
+
+/// `/proc/PID/mem` of a traced process.
+struct ProcessMemory(File);
+
+impl Memory for ProcessMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.0.read_exact_at(buf, addr)
+    }
+}
+
+/// One process's readable memory and the code objects named so far.
+struct ProcessCode {
+    mem: Option<ProcessMemory>,
+    /// Code object address → what it was when last read.
+    code: FxHashMap<u64, Arc<CodeInfo>>,
+}
+
+/// Names Python frames (qualified name, file, line) from the traced processes' memory, caching
+/// each code object by address.
+#[derive(Default)]
+pub struct PythonNames {
+    processes: FxHashMap<u32, ProcessCode>,
+    /// Code objects read, and frames that could not be named (the code object was already
+    /// freed, or its memory unreadable).
+    pub code_objects_read: u64,
+    pub frames_unnamed: u64,
+}
+
+impl PythonNames {
+    /// The named frames of one stack, innermost first. Frames still being set up (CPython's
+    /// incomplete frames) are left out; a frame whose code object cannot be read is named
+    /// `<unknown>` so the stack keeps its depth.
+    pub fn name(&mut self, pid: u32, layout: &FrameLayout, frames: &[PyFrame]) -> Vec<PythonFrame> {
+        let process = self.processes.entry(pid).or_insert_with(|| ProcessCode {
+            mem: File::open(format!("/proc/{pid}/mem"))
+                .ok()
+                .map(ProcessMemory),
+            code: FxHashMap::default(),
+        });
+        let mut out = Vec::with_capacity(frames.len());
+        for frame in frames {
+            // Frames just pushed by a call, before their first instruction (see the eBPF walk).
+            if frame.code == 0 || (frame.instr as i32) < 0 {
+                continue;
+            }
+            let info = match process.mem.as_ref() {
+                Some(mem) => lookup(
+                    mem,
+                    layout,
+                    &mut process.code,
+                    frame.code,
+                    &mut self.code_objects_read,
+                ),
+                None => process.code.get(&frame.code).cloned(),
+            };
+            match info {
+                Some(info) if info.is_incomplete(frame.instr) => {}
+                Some(info) => out.push(PythonFrame {
+                    function: info.qualname.clone(),
+                    file: info.filename.clone(),
+                    line: info.line(frame.instr),
+                }),
+                None => {
+                    self.frames_unnamed += 1;
+                    out.push(PythonFrame {
+                        function: "<unknown>".to_owned(),
+                        file: format!("<code object {:#x}>", frame.code),
+                        line: None,
+                    });
+                }
             }
         }
-        let rows: Vec<(u32, Vec<u64>)> = self
-            .stacks
-            .iter()
-            .enumerate()
-            .map(|(id, (_, frames))| (id as u32, frames.clone().unwrap_or_default()))
-            .collect();
-        write_table(path, &stacks_batch(&rows)?)
+        out
+    }
+}
+
+/// The code object at `addr`: from the cache when the object there is still the one cached
+/// (its name, file and table pointers and first line are unchanged: an address reused by a new
+/// code object differs in them), read anew otherwise.
+fn lookup(
+    mem: &ProcessMemory,
+    layout: &FrameLayout,
+    cache: &mut FxHashMap<u64, Arc<CodeInfo>>,
+    addr: u64,
+    reads: &mut u64,
+) -> Option<Arc<CodeInfo>> {
+    if let Some(cached) = cache.get(&addr) {
+        match code::identity(mem, layout, addr) {
+            Ok(identity) if identity == cached.identity => return Some(cached.clone()),
+            Ok(_) => {}
+            // Unreadable now (the process exited): the cached name is the best there is.
+            Err(_) => return Some(cached.clone()),
+        }
+    }
+    match code::read_code(mem, layout, addr) {
+        Ok(info) => {
+            *reads += 1;
+            let info = Arc::new(info);
+            cache.insert(addr, info.clone());
+            Some(info)
+        }
+        Err(err) => {
+            log::debug!(
+                "Python code object {addr:#x}: {err}: {:?}",
+                std::error::Error::source(&err)
+            );
+            None
+        }
     }
 }
 
@@ -66,9 +194,9 @@ mod tests {
     #[test]
     fn interning() {
         let mut t = StackTable::default();
-        assert_eq!(t.intern(0x10), Some(0));
-        assert_eq!(t.intern(0x20), Some(1));
-        assert_eq!(t.intern(0x10), Some(0));
+        assert_eq!(t.intern(0x10), Some((0, true)));
+        assert_eq!(t.intern(0x20), Some((1, true)));
+        assert_eq!(t.intern(0x10), Some((0, false)));
         assert_eq!(t.stacks.len(), 2);
     }
 
