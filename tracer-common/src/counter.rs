@@ -40,10 +40,14 @@ pub enum Counter {
     /// A Python frame (or the thread state leading to it) could not be read; the stack keeps
     /// the Python frames read before it.
     PyFrameUnreadable = 13,
+    /// A CPython process reached `Py_FinalizeEx` and was stopped (SIGSTOP) so that user space
+    /// can name its Python frames before finalization frees the code objects; user space
+    /// resumes it (SIGCONT) once the ring is drained.
+    PyHeldAtFinalize = 14,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::RingFull,
@@ -60,6 +64,7 @@ impl Counter {
         Counter::StackLost,
         Counter::PyStackTruncated,
         Counter::PyFrameUnreadable,
+        Counter::PyHeldAtFinalize,
     ];
 
     /// Key in `run.json`'s `counters` object.
@@ -79,6 +84,7 @@ impl Counter {
             Counter::StackLost => "stacks_lost",
             Counter::PyStackTruncated => "python_stack_truncated",
             Counter::PyFrameUnreadable => "python_frame_unreadable",
+            Counter::PyHeldAtFinalize => "python_held_at_finalize",
         }
     }
 

@@ -2,7 +2,11 @@
 //! chain from the GIL holder's thread state, read with the offsets user space found in the
 //! interpreter's DWARF (`PYTHON_STACKS`).
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_send_signal},
+    macros::uprobe,
+    programs::ProbeContext,
+};
 use tracer_common::{
     counter::Counter,
     python::{FRAME_PREFIX, MAX_PY_FRAMES, PyFrame},
@@ -95,4 +99,18 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
         bump(Counter::PyStackTruncated);
     }
     n
+}
+
+/// `Py_FinalizeEx` entry: stops the process (SIGSTOP, delivered as the probe returns to user
+/// mode) so user space can drain the ring and name every Python frame while the code objects
+/// still exist; finalization frees them. User space sends SIGCONT once it has. The signal is
+/// queued before the counter is bumped, so a SIGCONT sent on seeing the counter either resumes
+/// the stopped process or cancels the still-pending stop.
+#[uprobe]
+pub fn python_finalize(_ctx: ProbeContext) -> u32 {
+    const SIGSTOP: u32 = 19;
+    // SAFETY: a helper call with a constant signal number; it signals the current process.
+    let _ = unsafe { bpf_send_signal(SIGSTOP) };
+    bump(Counter::PyHeldAtFinalize);
+    0
 }

@@ -29,6 +29,7 @@ const UPROBE_PROGRAMS: &[&str] = &[
     probes::GO_RET_PROGRAM,
     probes::RUNTIME_EVENT_PROGRAM,
     probes::RUNTIME_RETURN_PROGRAM,
+    probes::PYTHON_FINALIZE_PROGRAM,
 ];
 const TRACEPOINT_PROGRAMS: &[&str] = &["sys_enter", "sys_exit"];
 
@@ -304,6 +305,31 @@ impl Programs {
                 Ok(())
             }
         }
+    }
+
+    /// Attaches the hold at `Py_FinalizeEx` (file `offset` in `module`) for process `pid`:
+    /// see tracer-ebpf's `python_finalize`.
+    pub fn attach_python_hold(
+        &mut self,
+        module: &std::path::Path,
+        offset: u64,
+        pid: u32,
+    ) -> Result<(), AttachError> {
+        let name = probes::PYTHON_FINALIZE_PROGRAM;
+        let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        let prog: &mut UProbe = program_named(&mut self.ebpf, name)?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: None,
+        };
+        let link = prog
+            .attach(point, module, scope)
+            .map_err(|source| AttachError::Other {
+                what: format!("Py_FinalizeEx in {}", module.display()),
+                source,
+            })?;
+        self.uprobe_links.push((name, link));
+        Ok(())
     }
 
     fn attach_uprobe(

@@ -134,7 +134,9 @@ impl NamedProfile {
             Some(frames) => (frames, false),
             None => {
                 let (rows, _) = symbolize::symbolize(dir, options)?;
-                (StackFrames::new(tables::read_stacks(dir)?, &rows), true)
+                let frames = StackFrames::new(tables::read_stacks(dir)?, &rows)
+                    .with_python(tables::read_python_stacks(dir)?);
+                (frames, true)
             }
         };
         let modules = ModuleMap::new(tables::read_modules(dir)?);

@@ -277,6 +277,8 @@ pub struct StackFrames {
     frames: FxHashMap<(u32, u64, bool), Vec<FrameName>>,
     /// (address, return address) of a stack's first frame → the pids that have it.
     pids: FxHashMap<u64, Vec<u32>>,
+    /// Python frames by stack id, innermost first (stacks.parquet's `python_frames`).
+    python: FxHashMap<u32, Vec<FrameName>>,
 }
 
 impl StackFrames {
@@ -287,7 +289,18 @@ impl StackFrames {
             return Ok(None);
         }
         let stacks = tables::read_stacks(dir)?;
-        Ok(Some(StackFrames::new(stacks, &read_frames(dir)?)))
+        Ok(Some(
+            StackFrames::new(stacks, &read_frames(dir)?)
+                .with_python(tables::read_python_stacks(dir)?),
+        ))
+    }
+
+    /// Adds the Python frames of the stacks that have them: such a stack is then its probed
+    /// allocator frame followed by its Python frames (the interpreter's own C frames in
+    /// between say little about the program, and without frame pointers they are unreliable).
+    pub fn with_python(mut self, python: FxHashMap<u32, Vec<FrameName>>) -> StackFrames {
+        self.python = python;
+        self
     }
 
     pub fn new(stacks: FxHashMap<u32, Vec<u64>>, rows: &[FrameRow]) -> StackFrames {
@@ -308,6 +321,7 @@ impl StackFrames {
             stacks,
             frames,
             pids,
+            python: FxHashMap::default(),
         }
     }
 
@@ -337,6 +351,18 @@ impl StackFrames {
     pub fn stack(&self, pid: Option<u32>, stack_id: u32) -> Option<Vec<FrameName>> {
         let addresses = self.stacks.get(&stack_id)?;
         let pid = pid.or_else(|| self.pid_of(stack_id))?;
+        if let Some(python) = self.python.get(&stack_id) {
+            let mut out: Vec<FrameName> = match addresses.first() {
+                Some(&address) => self
+                    .frames
+                    .get(&(pid, address, false))
+                    .cloned()
+                    .unwrap_or_else(|| vec![FrameName::unknown(address)]),
+                None => Vec::new(),
+            };
+            out.extend(python.iter().cloned());
+            return Some(out);
+        }
         let mut out = Vec::with_capacity(addresses.len());
         for (i, &address) in addresses.iter().enumerate() {
             match self.frames.get(&(pid, address, i > 0)) {

@@ -125,6 +125,70 @@ pub(crate) fn read_stacks(dir: &Path) -> Result<FxHashMap<u32, Vec<u64>>, Symbol
     Ok(stacks)
 }
 
+/// The Python frames of the stacks that have them (`stacks.parquet`'s `python_frames`,
+/// innermost first), as named frames. Traces written before that column existed have none.
+pub(crate) fn read_python_stacks(
+    dir: &Path,
+) -> Result<FxHashMap<u32, Vec<super::FrameName>>, SymbolizeError> {
+    let path = dir.join(schema::STACKS_FILE);
+    let mut stacks = FxHashMap::default();
+    if !path.exists() {
+        return Ok(stacks);
+    }
+    for batch in read_batches(&path, &[])? {
+        let Some(python) = batch.column_by_name(stack_col::PYTHON_FRAMES) else {
+            return Ok(stacks);
+        };
+        let python = python
+            .as_list_opt::<i32>()
+            .ok_or_else(|| column_error(&path, stack_col::PYTHON_FRAMES))?;
+        let ids = typed!(
+            batch,
+            &path,
+            stack_col::STACK_ID,
+            as_primitive_opt::<UInt32Type>
+        );
+        for row in 0..batch.num_rows() {
+            if ids.is_null(row) || python.is_null(row) {
+                continue;
+            }
+            let items = python.value(row);
+            let items = items
+                .as_struct_opt()
+                .ok_or_else(|| column_error(&path, stack_col::PYTHON_FRAMES))?;
+            let field = |name| {
+                items
+                    .column_by_name(name)
+                    .ok_or_else(|| column_error(&path, stack_col::PYTHON_FRAMES))
+            };
+            let function = field(stack_col::PY_FUNCTION)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| column_error(&path, stack_col::PY_FUNCTION))?;
+            let file = field(stack_col::PY_FILE)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| column_error(&path, stack_col::PY_FILE))?;
+            let line = field(stack_col::PY_LINE)?
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| column_error(&path, stack_col::PY_LINE))?;
+            let frames = (0..items.len())
+                .map(|i| super::FrameName {
+                    function: Some(function.value(i).to_owned()),
+                    file: Some(file.value(i).to_owned()),
+                    line: (!line.is_null(i)).then(|| line.value(i)),
+                    module: Some(PYTHON_MODULE.to_owned()),
+                    status: super::Status::Ok,
+                    ..super::FrameName::unknown(0)
+                })
+                .collect();
+            stacks.insert(ids.value(row), frames);
+        }
+    }
+    Ok(stacks)
+}
+
+/// The `module` of a Python frame.
+pub const PYTHON_MODULE: &str = "[python]";
+
 /// One executable file mapping of a traced process (a `modules.parquet` row).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {

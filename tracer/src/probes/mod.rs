@@ -155,6 +155,7 @@ pub const GO_ENTRY_PROGRAM: &str = "go_alloc_enter";
 pub const GO_RET_PROGRAM: &str = "go_alloc_ret";
 pub const RUNTIME_EVENT_PROGRAM: &str = "runtime_event";
 pub const RUNTIME_RETURN_PROGRAM: &str = "runtime_return";
+pub const PYTHON_FINALIZE_PROGRAM: &str = "python_finalize";
 
 /// How a probe is attached.
 #[derive(Clone, Debug, PartialEq, Eq)]

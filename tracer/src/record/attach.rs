@@ -218,7 +218,12 @@ impl Attacher {
             let bias = image
                 .address_of(mapping.offset)
                 .map_or(0, |vaddr| mapping.start.wrapping_sub(vaddr & !0xfff));
-            attached += self.attach_python(programs, &path, bias)?;
+            let finalize = image
+                .function_symbols()
+                .iter()
+                .find(|s| s.name == "Py_FinalizeEx")
+                .and_then(|s| image.file_offset(s.address));
+            attached += self.attach_python(programs, &path, bias, finalize)?;
         }
         Ok(attached)
     }
@@ -228,6 +233,7 @@ impl Attacher {
         programs: &mut Programs,
         path: &std::path::Path,
         bias: u64,
+        finalize: Option<u64>,
     ) -> Result<usize, AttachError> {
         let runtime = match PythonRuntime::from_file(path) {
             Ok(runtime) => runtime,
@@ -243,6 +249,9 @@ impl Attacher {
         let mut facts = plan.facts;
         if self.stacks {
             let frames = self.enable_python_frames(programs, &runtime, bias);
+            if self.python_frames.is_some() {
+                self.hold_at_finalize(programs, path, finalize);
+            }
             if let serde_json::Value::Object(map) = &mut facts {
                 map.insert("python_frames".to_owned(), frames);
             }
@@ -296,6 +305,28 @@ impl Attacher {
             "tstate_current": format!("{:#x}", config.tstate_current),
             "offsets_from": "DWARF of the interpreter",
         })
+    }
+
+    /// Holds the process at `Py_FinalizeEx` (file offset `finalize`) until its Python frames are
+    /// named: finalization frees the code objects, and the reader may lag behind the process.
+    fn hold_at_finalize(
+        &mut self,
+        programs: &mut Programs,
+        path: &std::path::Path,
+        finalize: Option<u64>,
+    ) {
+        let result = match finalize {
+            Some(offset) => programs
+                .attach_python_hold(path, offset, self.pid)
+                .map_err(|err| format!("{err}: {}", error_chain(&err))),
+            None => Err("no Py_FinalizeEx symbol".to_owned()),
+        };
+        if let Err(why) = result {
+            self.warn(format!(
+                "Python frames whose code is freed at exit may stay unnamed: \
+                 cannot hold the process at Py_FinalizeEx: {why}"
+            ));
+        }
     }
 
     /// Registers and attaches `specs`; per-probe failures become warnings.

@@ -502,6 +502,8 @@ struct Recording<'a> {
     types: TypeCache,
     stacks: stacks::StackTable,
     python_names: stacks::PythonNames,
+    /// Holds at `Py_FinalizeEx` released so far (`Counter::PyHeldAtFinalize`).
+    released: u64,
     /// Last GC generation started per thread.
     gc_generation: rustc_hash::FxHashMap<u32, u32>,
     stack_map: Option<aya::maps::HashMap<MapData, u64, tracer_common::stack::StackValue>>,
@@ -602,6 +604,18 @@ impl Recording<'_> {
             .unwrap_or_default()
     }
 
+    /// Resumes a process the eBPF side stopped at `Py_FinalizeEx`, once the ring holds nothing
+    /// from before the stop: every stack is then named (see `stacks`).
+    fn release_held(&mut self) -> Result<(), RecordError> {
+        let held: u64 = self.counter(Counter::PyHeldAtFinalize).iter().sum();
+        if held > self.released {
+            self.drain()?;
+            self.released = held;
+            let _ = kill(Pid::from_raw(self.attacher.pid as i32), Signal::SIGCONT);
+        }
+        Ok(())
+    }
+
     fn lost_so_far(&self) -> u64 {
         self.counter(Counter::RingFull).iter().sum()
     }
@@ -638,6 +652,23 @@ impl Recording<'_> {
         run.modules = self.attacher.modules.clone();
         run.warnings = self.attacher.warnings.clone();
         run.runtimes = self.attacher.runtimes.clone();
+        if let Some(serde_json::Value::Object(frames)) = run
+            .runtimes
+            .get_mut("python")
+            .and_then(|p| p.get_mut("python_frames"))
+            && self.attacher.python_frames.is_some()
+        {
+            frames.insert(
+                "code_objects_read".to_owned(),
+                self.python_names.code_objects_read.into(),
+            );
+            // Frames whose code object was freed before the reader got to it (module bodies
+            // run at import, while the reader lags behind): named `<unknown>`.
+            frames.insert(
+                "frames_unnamed".to_owned(),
+                self.python_names.frames_unnamed.into(),
+            );
+        }
         run.segments = self.writer.segments().to_vec();
         run.events_written = self.writer.rows_written();
         if let Some(status) = final_status {
@@ -807,6 +838,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         stack_map,
         live: LiveLine::new(options.live),
         rescan: false,
+        released: 0,
     };
     rec.write_run_info(None)?;
 
@@ -827,9 +859,8 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
             let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
             (ready(&fds[1]), ready(&fds[2]))
         };
-        if std::env::var_os("XX_NO_DRAIN").is_none() {
-            rec.drain()?;
-        }
+        rec.drain()?;
+        rec.release_held()?;
         if signal_ready || signals.received().is_some() {
             stopped_by = signals.received();
             break;
@@ -848,6 +879,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     // everything up to the stop. The probes stay attached until the caller drops `programs`.
     let programs = rec.programs.take();
     rec.drain()?;
+    rec.release_held()?;
     rec.live.clear();
     let status = if stopped_by.is_some() {
         Status::Interrupted

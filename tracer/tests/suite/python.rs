@@ -173,6 +173,123 @@ fn objects_and_collections() {
     assert!(rows.iter().any(|r| r.1 == "gc_start" && r.0 > marker_ts));
 }
 
+/// The line of `script` that carries `marker` (a `# MARKER` comment).
+fn line_of(script: &std::path::Path, marker: &str) -> u32 {
+    let text = std::fs::read_to_string(script).unwrap();
+    let index = text
+        .lines()
+        .position(|l| l.ends_with(&format!("# {marker}")))
+        .unwrap_or_else(|| panic!("{marker} not in {}", script.display()));
+    index as u32 + 1
+}
+
+/// Check that each allocation of three Python functions carries its Python stack: the
+/// function, file and line of the allocating statement, then its callers at their call lines,
+/// read from the interpreter's frame chain; and that the report's top call sites and the folded
+/// export name those functions.
+#[test]
+fn python_frames_name_the_allocating_lines() {
+    let py = python();
+    let path = script("three_paths.py");
+    let dir = tempdir();
+    let out = alloctrace()
+        .args(["record", "-q", "-o"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(&py)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = counters(&out.stdout);
+    let n = expected["n"].as_u64().unwrap() as usize;
+    let sizes: Vec<u64> = expected["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let trace = Trace::load(dir.path());
+    assert_eq!(trace.run.lost_total, 0, "{:?}", trace.run.counters);
+    assert_eq!(trace.run.counters["python_held_at_finalize"], 1);
+    let frames = analysis::symbolize::StackFrames::load(dir.path())
+        .unwrap()
+        .expect("frames.parquet");
+    let file = path.to_str().unwrap();
+    let run_line = line_of(&path, "CALL_ALPHA");
+    let cases = [
+        ("make_alpha", "SITE_ALPHA", run_line),
+        ("make_beta", "SITE_BETA", run_line + 1),
+        ("Builder.make_gamma", "SITE_GAMMA", run_line + 2),
+    ];
+    for (size, (function, site, call_line)) in sizes.iter().zip(cases) {
+        let want = vec![
+            (
+                function.to_owned(),
+                file.to_owned(),
+                Some(line_of(&path, site)),
+            ),
+            ("run".to_owned(), file.to_owned(), Some(call_line)),
+        ];
+        let mut matching = 0;
+        let mut allocations = 0;
+        for row in trace
+            .rows
+            .iter()
+            .filter(|r| r.size == *size && r.event != "free")
+        {
+            allocations += 1;
+            let stack = frames
+                .stack(Some(row.pid), row.stack_id.expect("stack id"))
+                .expect("stack");
+            // Frame 0 is the probed allocator; the Python frames follow.
+            let python: Vec<_> = stack
+                .iter()
+                .skip(1)
+                .take(2)
+                .map(|f| {
+                    (
+                        f.function.clone().unwrap_or_default(),
+                        f.file.clone().unwrap_or_default(),
+                        f.line,
+                    )
+                })
+                .collect();
+            if python == want {
+                matching += 1;
+            } else {
+                eprintln!("{function}: unexpected stack {python:?}");
+            }
+        }
+        assert_eq!(allocations, n, "allocations of {size} bytes");
+        assert_eq!(matching, n, "{function}'s allocations named at {site}");
+    }
+
+    // The folded export puts each function, outermost first, above the allocator.
+    let folded = alloctrace()
+        .args(["export", "--format", "folded", "-o", "-"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        folded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&folded.stderr)
+    );
+    let folded = String::from_utf8_lossy(&folded.stdout);
+    for (function, _, _) in cases {
+        let path = format!("<module>;main;run;{function};");
+        assert!(
+            folded.lines().any(|l| l.starts_with(&path)),
+            "no folded stack {path}*"
+        );
+    }
+}
+
 /// Check that a slice of CPython's own test suite passes the same under the tracer as without.
 #[test]
 fn cpython_test_suite_slice() {
