@@ -43,9 +43,11 @@ fn row(id: &str, s: &Value) -> String {
     let unit = |key: &str| s["per_work_unit"][key].as_f64();
     let duration = f("duration_ns").unwrap_or(0.0);
     let gc = f("gc_total_ns").unwrap_or(0.0) + f("stw_total_ns").unwrap_or(0.0);
-    let gc_share = (duration > 0.0 && f("gc_cycles").unwrap_or(0.0) > 0.0)
-        .then(|| format!("{:.1}%", 100.0 * gc / duration))
-        .unwrap_or_else(|| "–".into());
+    let gc_share = if duration > 0.0 && f("gc_cycles").unwrap_or(0.0) > 0.0 {
+        format!("{:.1}%", 100.0 * gc / duration)
+    } else {
+        "–".into()
+    };
     format!(
         "| {id} | {} | {} | {} | {} | {} | {} | {} | {} | {gc_share} | {:.1} |",
         opt(unit("allocations"), |v| format!("{v:.2}")),
