@@ -639,9 +639,9 @@ pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
 /// One Python frame of a stack (a `python_frames` item).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PythonFrame {
-    /// Qualified name (`co_qualname`).
-    pub function: String,
-    pub file: String,
+    /// Qualified name (`co_qualname`). Shared: a recording holds the same names in many stacks.
+    pub function: Arc<str>,
+    pub file: Arc<str>,
     pub line: Option<u32>,
 }
 
@@ -699,10 +699,10 @@ pub fn stack_rows_batch(rows: &[StackRow]) -> Result<RecordBatch, WriteError> {
         fields,
         vec![
             Arc::new(StringArray::from_iter_values(
-                py_frames.iter().map(|f| f.function.as_str()),
+                py_frames.iter().map(|f| &*f.function),
             )),
             Arc::new(StringArray::from_iter_values(
-                py_frames.iter().map(|f| f.file.as_str()),
+                py_frames.iter().map(|f| &*f.file),
             )),
             Arc::new(UInt32Array::from_iter(py_frames.iter().map(|f| f.line))),
         ],

@@ -138,6 +138,17 @@ pub fn capture_stack(
     } else {
         0
     };
+    let len = if scratch.py_len > 0 {
+        // With Python frames, keep only the native frames known to be right: the probed
+        // instruction and its caller (the interpreter is built without frame pointers, so the
+        // walk's deeper frames are whatever its registers held, and multiplied the number of
+        // distinct stacks by thousands).
+        let reliable = if scratch.caller != 0 { 1 } else { 2 };
+        len.min(reliable)
+    } else {
+        len
+    };
+    scratch.len = len;
     // FNV-1a over the frames (words, not bytes: one multiply per frame).
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for i in 0..MAX_STACK_FRAMES as usize {

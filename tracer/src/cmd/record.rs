@@ -57,6 +57,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
         syscalls: !args.no_syscalls,
         stacks: !args.no_stacks,
         python_api: args.python_domains,
+        python_frames: args.python_frames,
         live: !quiet && std::io::stderr().is_terminal(),
         owner: caller,
         announce: !quiet,

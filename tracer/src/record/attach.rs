@@ -141,6 +141,8 @@ pub struct Attacher {
     stack_probes: Vec<(u32, ProbeConfig)>,
     /// The process's CPython frame layout, once its frames are walked (`STACK_PYTHON`).
     pub python_frames: Option<FrameLayout>,
+    /// Whether to walk CPython's frames at all (with stacks).
+    pub python_frames_wanted: bool,
 }
 
 impl Attacher {
@@ -156,6 +158,7 @@ impl Attacher {
             runtimes: std::collections::BTreeMap::new(),
             stack_probes: Vec::new(),
             python_frames: None,
+            python_frames_wanted: false,
         }
     }
 
@@ -247,7 +250,7 @@ impl Attacher {
             self.warn(warning);
         }
         let mut facts = plan.facts;
-        if self.stacks {
+        if self.stacks && self.python_frames_wanted {
             let frames = self.enable_python_frames(programs, &runtime, bias);
             if self.python_frames.is_some() {
                 self.hold_at_finalize(programs, path, finalize);

@@ -76,6 +76,8 @@ pub struct RecordOptions {
     /// Also probe CPython's public allocator functions, to tell the `obj` and `mem` domains
     /// apart (their breakpoints are single-stepped: slower).
     pub python_api: bool,
+    /// With `stacks`, also capture CPython 3.11's Python frames.
+    pub python_frames: bool,
     /// Draw the live status line (stderr is a terminal).
     pub live: bool,
     /// Give the output directory to this user (the sudo caller) when done.
@@ -95,6 +97,7 @@ impl RecordOptions {
             syscalls: true,
             stacks: true,
             python_api: false,
+            python_frames: false,
             live: false,
             owner: None,
             announce: false,
@@ -514,6 +517,22 @@ struct Recording<'a> {
 impl Recording<'_> {
     /// Moves everything waiting in the ring into the writer.
     fn drain(&mut self) -> Result<(), RecordError> {
+        let t = std::time::Instant::now();
+        let (events0, new0) = (self.stats.events, self.stacks.len());
+        self.python_names.next_epoch();
+        let result = self.drain_ring();
+        if t.elapsed() > std::time::Duration::from_millis(200) {
+            log::debug!(
+                "drain took {:?}: {} events, {} new stacks",
+                t.elapsed(),
+                self.stats.events - events0,
+                self.stacks.len() - new0
+            );
+        }
+        result
+    }
+
+    fn drain_ring(&mut self) -> Result<(), RecordError> {
         while let Some(item) = self.ring.next() {
             let Some(event) = decode::decode(&item) else {
                 continue;
@@ -572,7 +591,9 @@ impl Recording<'_> {
     fn write_side_tables(&mut self) -> Result<(), RecordError> {
         let dir = &self.options.output;
         if !self.stacks.is_empty() {
+            let t = std::time::Instant::now();
             self.stacks.write(&dir.join(schema::STACKS_FILE))?;
+            log::debug!("stacks.parquet written in {:?}", t.elapsed());
         }
         let pid = self.attacher.pid;
         let modules: Vec<analysis::write::ModuleRow> = self
@@ -757,6 +778,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     };
     let mut attacher = Attacher::new(pid, options.syscalls, options.stacks);
     attacher.python_api = options.python_api;
+    attacher.python_frames_wanted = options.python_frames;
     programs.add_target(pid)?;
     if options.syscalls {
         programs.attach_syscalls()?;

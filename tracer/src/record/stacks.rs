@@ -66,6 +66,10 @@ impl StackTable {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.stacks.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.stacks.is_empty()
     }
@@ -89,7 +93,7 @@ impl Memory for ProcessMemory {
 struct ProcessCode {
     mem: Option<ProcessMemory>,
     /// Code object address → what it was when last read.
-    code: FxHashMap<u64, Arc<CodeInfo>>,
+    code: FxHashMap<u64, Cached>,
 }
 
 /// Names Python frames (qualified name, file, line) from the traced processes' memory, caching
@@ -97,13 +101,31 @@ struct ProcessCode {
 #[derive(Default)]
 pub struct PythonNames {
     processes: FxHashMap<u32, ProcessCode>,
+    /// Incremented at each drain of the ring: a cached code object is checked against the
+    /// process's memory once per drain, not once per frame (a read per frame made naming
+    /// the recorder's bottleneck).
+    epoch: u64,
     /// Code objects read, and frames that could not be named (the code object was already
     /// freed, or its memory unreadable).
     pub code_objects_read: u64,
     pub frames_unnamed: u64,
 }
 
+/// A code object as last read, with its names ready to share between stacks.
+struct Cached {
+    info: CodeInfo,
+    function: Arc<str>,
+    file: Arc<str>,
+    /// The drain during which it was last checked.
+    checked: u64,
+}
+
 impl PythonNames {
+    /// Starts a new drain of the ring (see `epoch`).
+    pub fn next_epoch(&mut self) {
+        self.epoch += 1;
+    }
+
     /// The named frames of one stack, innermost first. Frames still being set up (CPython's
     /// incomplete frames) are left out; a frame whose code object cannot be read is named
     /// `<unknown>` so the stack keeps its depth.
@@ -126,22 +148,23 @@ impl PythonNames {
                     layout,
                     &mut process.code,
                     frame.code,
+                    self.epoch,
                     &mut self.code_objects_read,
                 ),
-                None => process.code.get(&frame.code).cloned(),
+                None => process.code.get(&frame.code),
             };
             match info {
-                Some(info) if info.is_incomplete(frame.instr) => {}
-                Some(info) => out.push(PythonFrame {
-                    function: info.qualname.clone(),
-                    file: info.filename.clone(),
-                    line: info.line(frame.instr),
+                Some(cached) if cached.info.is_incomplete(frame.instr) => {}
+                Some(cached) => out.push(PythonFrame {
+                    function: cached.function.clone(),
+                    file: cached.file.clone(),
+                    line: cached.info.line(frame.instr),
                 }),
                 None => {
                     self.frames_unnamed += 1;
                     out.push(PythonFrame {
-                        function: "<unknown>".to_owned(),
-                        file: format!("<code object {:#x}>", frame.code),
+                        function: Arc::from("<unknown>"),
+                        file: Arc::from(format!("<code object {:#x}>", frame.code)),
                         line: None,
                     });
                 }
@@ -154,27 +177,39 @@ impl PythonNames {
 /// The code object at `addr`: from the cache when the object there is still the one cached
 /// (its name, file and table pointers and first line are unchanged: an address reused by a new
 /// code object differs in them), read anew otherwise.
-fn lookup(
+fn lookup<'a>(
     mem: &ProcessMemory,
     layout: &FrameLayout,
-    cache: &mut FxHashMap<u64, Arc<CodeInfo>>,
+    cache: &'a mut FxHashMap<u64, Cached>,
     addr: u64,
+    epoch: u64,
     reads: &mut u64,
-) -> Option<Arc<CodeInfo>> {
-    if let Some(cached) = cache.get(&addr) {
-        match code::identity(mem, layout, addr) {
-            Ok(identity) if identity == cached.identity => return Some(cached.clone()),
-            Ok(_) => {}
+) -> Option<&'a Cached> {
+    let still_valid = match cache.get(&addr) {
+        None => false,
+        Some(cached) if cached.checked == epoch => true,
+        Some(cached) => match code::identity(mem, layout, addr) {
+            Ok(identity) => identity == cached.info.identity,
             // Unreadable now (the process exited): the cached name is the best there is.
-            Err(_) => return Some(cached.clone()),
-        }
+            Err(_) => true,
+        },
+    };
+    if still_valid {
+        let cached = cache.get_mut(&addr)?;
+        cached.checked = epoch;
+        return Some(cached);
     }
     match code::read_code(mem, layout, addr) {
         Ok(info) => {
             *reads += 1;
-            let info = Arc::new(info);
-            cache.insert(addr, info.clone());
-            Some(info)
+            let cached = Cached {
+                function: Arc::from(info.qualname.as_str()),
+                file: Arc::from(info.filename.as_str()),
+                info,
+                checked: epoch,
+            };
+            cache.insert(addr, cached);
+            cache.get(&addr)
         }
         Err(err) => {
             log::debug!(

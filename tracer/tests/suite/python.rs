@@ -193,7 +193,7 @@ fn python_frames_name_the_allocating_lines() {
     let path = script("three_paths.py");
     let dir = tempdir();
     let out = alloctrace()
-        .args(["record", "-q", "-o"])
+        .args(["record", "-q", "--python-frames", "-o"])
         .arg(dir.path())
         .arg("--")
         .arg(&py)
