@@ -269,22 +269,19 @@ fn target_line(stdout: &[u8]) -> anyhow::Result<(f64, u64)> {
     ))
 }
 
-/// Records `command` with alloctrace; returns (the program's elapsed ms, trace summary).
+/// Records `command` with alloctrace and `flags`; returns (the program's elapsed ms, trace
+/// summary).
 fn traced_target(
     alloctrace: &Path,
     command: &[PathBuf],
-    stacks: bool,
+    flags: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<(f64, Traced)> {
     let dir = bench_dir().join("trace");
     let out = Command::new(alloctrace)
-        .args([
-            "record",
-            "-q",
-            "--force",
-            if stacks { "--stacks" } else { "--no-stacks" },
-            "-o",
-        ])
+        .args(["record", "-q", "--force"])
+        .args(flags)
+        .arg("-o")
         .arg(&dir)
         .arg("--")
         .args(command)
@@ -337,7 +334,7 @@ fn go(args: &Args) -> anyhow::Result<()> {
     for round in 1..=args.rounds.min(3) {
         eprintln!("bench go: round {round}");
         base.push(untraced_target(&command, &[])?.0);
-        let (ms, t) = traced_target(&alloctrace, &command, false, &[])?;
+        let (ms, t) = traced_target(&alloctrace, &command, &["--no-stacks"], &[])?;
         traced.push(ms);
         events = t.events;
         lost += t.lost;
@@ -375,14 +372,19 @@ fn python(args: &Args) -> anyhow::Result<()> {
     let alloctrace = util::alloctrace_bin();
     let memray_out = bench_dir().join("memray.bin");
     let (mut base, mut ours, mut memray) = (Vec::new(), Vec::new(), Vec::new());
+    let mut frames = Vec::new();
+    let mut frames_lost = 0u64;
     let (mut events, mut lost, mut bytes, mut memray_bytes) = (0u64, 0u64, 0u64, 0u64);
     for round in 1..=args.rounds.min(3) {
         eprintln!("bench python: round {round}");
         base.push(untraced_target(&command, &[])?.0);
-        let (ms, t) = traced_target(&alloctrace, &command, false, &[])?;
+        let (ms, t) = traced_target(&alloctrace, &command, &["--no-stacks"], &[])?;
         ours.push(ms);
         (events, bytes) = (t.events, t.bytes);
         lost += t.lost;
+        let (ms, t) = traced_target(&alloctrace, &command, &["--python-frames"], &[])?;
+        frames.push(ms);
+        frames_lost += t.lost;
         let _ = fs::remove_file(&memray_out);
         let out = Command::new(&venv_python)
             .args([
@@ -404,12 +406,16 @@ fn python(args: &Args) -> anyhow::Result<()> {
         memray_bytes = fs::metadata(&memray_out).map(|m| m.len()).unwrap_or(0);
     }
     let (b, o, m) = (median(&mut base), median(&mut ours), median(&mut memray));
+    let f = median(&mut frames);
     let per = |ms: f64| (ms - b) * 1e6 / events.max(1) as f64;
     let results = serde_json::json!({
         "program": "alloc-python.py churn --size 200000 (CPython 3.11.7)",
         "untraced_ms": b, "alloctrace_ms": o, "memray_ms": m, "events": events,
         "alloctrace_ns_added_per_event": per(o), "memray_ns_added_per_event": per(m),
         "alloctrace_events_lost": lost,
+        "alloctrace_python_frames_ms": f,
+        "alloctrace_python_frames_ns_added_per_event": per(f),
+        "alloctrace_python_frames_events_lost": frames_lost,
         "alloctrace_bytes_per_event": bytes as f64 / events.max(1) as f64,
         "memray_bytes_per_event": memray_bytes as f64 / events.max(1) as f64,
     });
@@ -425,6 +431,10 @@ fn python(args: &Args) -> anyhow::Result<()> {
         "  alloctrace {o:8.1} ms → {:6.0} ns added per event, {lost} lost, {:.2} B/event",
         per(o),
         bytes as f64 / events.max(1) as f64
+    );
+    println!(
+        "  alloctrace --python-frames {f:8.1} ms → {:6.0} ns added per event, {frames_lost} lost",
+        per(f)
     );
     println!(
         "  memray     {m:8.1} ms → {:6.0} ns added per event, {:.2} B/event",
