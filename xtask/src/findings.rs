@@ -14,8 +14,13 @@ pub fn markdown(done: &[(String, String, std::path::PathBuf)]) -> String {
          every language; \"per unit\" divides by the workload's own work-unit count. \
          Durations are traced wall time (tracing slows every runtime, Go and Python most).\n",
     );
-    let mut scenarios: Vec<&str> = done.iter().map(|(s, _, _)| s.as_str()).collect();
-    scenarios.dedup();
+    // In order of first appearance (runs come language by language, not scenario by scenario).
+    let mut scenarios: Vec<&str> = Vec::new();
+    for (scenario, _, _) in done {
+        if !scenarios.contains(&scenario.as_str()) {
+            scenarios.push(scenario);
+        }
+    }
     for scenario in scenarios {
         let _ = write!(
             out,
@@ -89,5 +94,26 @@ mod tests {
         );
         let native = serde_json::json!({"duration_ns": 1e9, "gc_cycles": 0});
         assert!(row("c", &native).contains("| – | 1.0 |"));
+    }
+
+    /// Check one table per scenario, with each scenario's runs, when runs come language by
+    /// language.
+    #[test]
+    fn one_table_per_scenario() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut done = Vec::new();
+        for id in ["rust", "go"] {
+            for scenario in ["churn", "cache"] {
+                let run = dir.path().join(format!("{scenario}-{id}"));
+                fs::create_dir_all(&run).unwrap();
+                fs::write(run.join("summary.json"), r#"{"duration_ns": 1e9}"#).unwrap();
+                done.push((scenario.to_owned(), id.to_owned(), run));
+            }
+        }
+        let md = markdown(&done);
+        assert_eq!(md.matches("\n## churn").count(), 1);
+        assert_eq!(md.matches("\n## cache").count(), 1);
+        let churn = &md[md.find("## churn").unwrap()..md.find("## cache").unwrap()];
+        assert!(churn.contains("| rust |") && churn.contains("| go |"));
     }
 }

@@ -1,5 +1,6 @@
-//! The native allocator entry points: glibc's malloc family and libstdc++'s operator new and
-//! delete, with the eBPF program that handles each.
+//! The native allocator entry points: glibc's malloc family, libstdc++'s operator new and
+//! delete, and the allocators programs link instead of glibc's (mimalloc, jemalloc as Rust's
+//! tikv-jemallocator builds it), with the eBPF program that handles each.
 
 use analysis::schema::runtime;
 
@@ -124,4 +125,50 @@ pub const NATIVE_FUNCTIONS: &[AllocatorFn] = &[
         "operator delete[](void*, std::align_val_t, std::nothrow_t const&)",
         Handler::Delete,
     ),
+    // mimalloc (statically linked, e.g. Rust's `mimalloc` crate, or libmimalloc.so): its own
+    // API; a program that uses it never reaches glibc's malloc. Rust's global allocator calls
+    // the `_aligned` forms.
+    f("mi_malloc", "mi_malloc", Handler::SizeArg0),
+    f("mi_zalloc", "mi_zalloc", Handler::SizeArg0),
+    f("mi_calloc", "mi_calloc", Handler::Calloc),
+    f("mi_realloc", "mi_realloc", Handler::Realloc),
+    f("mi_rezalloc", "mi_rezalloc", Handler::Realloc),
+    f(
+        "mi_malloc_aligned",
+        "mi_malloc_aligned",
+        Handler::SizeArg0AlignArg1,
+    ),
+    f(
+        "mi_zalloc_aligned",
+        "mi_zalloc_aligned",
+        Handler::SizeArg0AlignArg1,
+    ),
+    f(
+        "mi_heap_zalloc_aligned",
+        "mi_zalloc_aligned",
+        Handler::CtxSize,
+    ),
+    f("mi_realloc_aligned", "mi_realloc_aligned", Handler::Realloc),
+    f("mi_free", "mi_free", Handler::Free),
+    // jemalloc with the `_rjem_` prefix (Rust's tikv-jemallocator; an unprefixed libjemalloc
+    // defines `malloc` and friends, probed above). The `x` forms take flags (alignment, zeroing)
+    // after the usual arguments.
+    f("_rjem_malloc", "_rjem_malloc", Handler::SizeArg0),
+    f("_rjem_calloc", "_rjem_calloc", Handler::Calloc),
+    f("_rjem_realloc", "_rjem_realloc", Handler::Realloc),
+    f("_rjem_mallocx", "_rjem_mallocx", Handler::SizeArg0),
+    f("_rjem_rallocx", "_rjem_rallocx", Handler::Realloc),
+    f(
+        "_rjem_posix_memalign",
+        "_rjem_posix_memalign",
+        Handler::PosixMemalign,
+    ),
+    f(
+        "_rjem_aligned_alloc",
+        "_rjem_aligned_alloc",
+        Handler::AlignArg0SizeArg1,
+    ),
+    f("_rjem_free", "_rjem_free", Handler::Free),
+    f("_rjem_sdallocx", "_rjem_sdallocx", Handler::Free),
+    f("_rjem_dallocx", "_rjem_dallocx", Handler::Free),
 ];

@@ -49,10 +49,16 @@ fn binary_trees(command: &[PathBuf]) -> (Trace, serde_json::Value, tempfile::Tem
 }
 
 /// Check C++ and Rust: the allocations of the node's size are exactly the program's own count
-/// of nodes: every `new Node` / `Box::new(Node)` once.
+/// of nodes: every `new Node` / `Box::new(Node)` once, also when Rust's global allocator is
+/// mimalloc or jemalloc (probed at their own entry points: glibc never sees those calls).
 #[test]
 fn native_binary_trees_node_count() {
-    for bin in ["alloc-cpp", "alloc-rust-system"] {
+    for bin in [
+        "alloc-cpp",
+        "alloc-rust-system",
+        "alloc-rust-mimalloc",
+        "alloc-rust-jemalloc",
+    ] {
         let (trace, c, _dir) = binary_trees(&[bin_dir().join(bin)]);
         let node_size = c["extra"]["node_size"].as_u64().unwrap();
         let nodes = trace
