@@ -233,6 +233,10 @@ fn native(args: &Args) -> anyhow::Result<()> {
         "  alloctrace                  {with_alloctrace:8.1} ns/pair  → {added:6.0} ns added per event"
     );
     println!(
+        "  alloctrace with stacks      {stacks_ns:8.1} ns/pair  → {:6.0} ns added per event",
+        (stacks_ns - base) / 2.0
+    );
+    println!(
         "  bpftrace (count uprobes)    {with_bpftrace:8.1} ns/pair  → {added_bpftrace:6.0} ns added per event"
     );
     println!(

@@ -35,7 +35,7 @@ pub struct Args {
     pub alloctrace: Option<PathBuf>,
 }
 
-/// Sizes traced by the suite: small enough that all ~90 runs finish in about ten minutes on two
+/// Sizes traced by the suite: small enough that all 97 runs finish in about twelve minutes on two
 /// cores (Go allocations cost ~10 µs each traced: RET probes are single-stepped), the same for
 /// every language so the dashboards compare like with like.
 fn size(scenario: &str, quick: bool) -> u64 {
