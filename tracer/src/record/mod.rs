@@ -514,6 +514,17 @@ struct Recording<'a> {
     rescan: bool,
 }
 
+/// Whatever ends the recording (an error included), a process held at `Py_FinalizeEx` is
+/// resumed: it must never be left stopped.
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        let held: u64 = self.counter(Counter::PyHeldAtFinalize).iter().sum();
+        if held > self.released {
+            let _ = kill(Pid::from_raw(self.attacher.pid as i32), Signal::SIGCONT);
+        }
+    }
+}
+
 impl Recording<'_> {
     /// Moves everything waiting in the ring into the writer.
     fn drain(&mut self) -> Result<(), RecordError> {
@@ -966,8 +977,8 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     };
     Ok(Outcome {
         programs,
-        run: rec.run,
-        stats: rec.stats,
+        run: std::mem::take(&mut rec.run),
+        stats: std::mem::take(&mut rec.stats),
         exit,
         bytes_on_disk,
         stopped_by,
