@@ -29,12 +29,12 @@
 //! written, and not on a branch target (it would fire again for every jump there).
 
 use iced_x86::{
-    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, OpAccess,
-    OpKind, Register,
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, OpKind,
+    Register,
 };
 
 use super::ProbeSpot;
-use crate::probes::placement::is_emulated;
+use crate::probes::placement::{is_emulated, writes_any};
 
 /// How many instructions at the start may precede the stack-bound check.
 const CHECK_WINDOW: usize = 8;
@@ -82,28 +82,6 @@ fn after_stack_check(instrs: &[Instruction]) -> Option<usize> {
         }
     }
     None
-}
-
-fn writes_any(
-    factory: &mut InstructionInfoFactory,
-    instr: &Instruction,
-    registers: &[Register],
-) -> Option<Register> {
-    factory
-        .info(instr)
-        .used_registers()
-        .iter()
-        .find_map(|used| {
-            let writes = matches!(
-                used.access(),
-                OpAccess::Write
-                    | OpAccess::ReadWrite
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadCondWrite
-            );
-            let full = used.register().full_register();
-            (writes && registers.contains(&full)).then_some(full)
-        })
 }
 
 pub(super) fn format_instr(instr: &Instruction) -> String {

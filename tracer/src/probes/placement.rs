@@ -79,7 +79,8 @@ pub fn is_emulated(instr: &Instruction) -> bool {
     }
 }
 
-fn writes_any(
+/// The first of `registers` that `instr` writes (fully or in part, maybe conditionally).
+pub(crate) fn writes_any(
     factory: &mut InstructionInfoFactory,
     instr: &Instruction,
     registers: &[Register],
