@@ -89,19 +89,30 @@ fn run_alloctrace(
     pairs: u64,
     stacks: bool,
 ) -> anyhow::Result<Traced> {
+    let flags = [if stacks { "--stacks" } else { "--no-stacks" }];
+    let command = [churn.to_owned(), PathBuf::from(pairs.to_string())];
+    let (stdout, mut traced) = record_traced(alloctrace, &command, &flags, &[])?;
+    traced.ns_per_pair = ns_per_pair(&stdout)?;
+    Ok(traced)
+}
+
+/// Records `command` with alloctrace and `flags` into the bench trace directory; returns the
+/// program's stdout and the trace's figures from run.json (`ns_per_pair` left 0).
+fn record_traced(
+    alloctrace: &Path,
+    command: &[PathBuf],
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Vec<u8>, Traced)> {
     let dir = bench_dir().join("trace");
     let out = Command::new(alloctrace)
-        .args([
-            "record",
-            "-q",
-            "--force",
-            if stacks { "--stacks" } else { "--no-stacks" },
-            "-o",
-        ])
+        .args(["record", "-q", "--force"])
+        .args(flags)
+        .arg("-o")
         .arg(&dir)
         .arg("--")
-        .arg(churn)
-        .arg(pairs.to_string())
+        .args(command)
+        .envs(env.iter().copied())
         .output()?;
     if !out.status.success() {
         bail!(
@@ -118,15 +129,18 @@ fn run_alloctrace(
         .map(|m| m.len())
         .sum();
     let tracer = &run["tracer"];
-    Ok(Traced {
-        ns_per_pair: ns_per_pair(&out.stdout)?,
-        lost: run["lost_total"].as_u64().unwrap_or(0),
-        events: run["events_written"].as_u64().unwrap_or(0),
-        bytes,
-        cpu_s: tracer["cpu_user_s"].as_f64().unwrap_or(0.0)
-            + tracer["cpu_system_s"].as_f64().unwrap_or(0.0),
-        rss: tracer["max_rss_bytes"].as_u64().unwrap_or(0),
-    })
+    Ok((
+        out.stdout,
+        Traced {
+            ns_per_pair: 0.0,
+            lost: run["lost_total"].as_u64().unwrap_or(0),
+            events: run["events_written"].as_u64().unwrap_or(0),
+            bytes,
+            cpu_s: tracer["cpu_user_s"].as_f64().unwrap_or(0.0)
+                + tracer["cpu_system_s"].as_f64().unwrap_or(0.0),
+            rss: tracer["max_rss_bytes"].as_u64().unwrap_or(0),
+        },
+    ))
 }
 
 fn run_bpftrace(churn: &Path, pairs: u64) -> anyhow::Result<f64> {
@@ -281,44 +295,8 @@ fn traced_target(
     flags: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<(f64, Traced)> {
-    let dir = bench_dir().join("trace");
-    let out = Command::new(alloctrace)
-        .args(["record", "-q", "--force"])
-        .args(flags)
-        .arg("-o")
-        .arg(&dir)
-        .arg("--")
-        .args(command)
-        .envs(env.iter().copied())
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "alloctrace failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let run: Value = serde_json::from_str(&fs::read_to_string(dir.join("run.json"))?)?;
-    let bytes = run["segments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| fs::metadata(dir.join(s.as_str()?)).ok())
-        .map(|m| m.len())
-        .sum();
-    let tracer = &run["tracer"];
-    let (ms, _) = target_line(&out.stdout)?;
-    Ok((
-        ms,
-        Traced {
-            ns_per_pair: 0.0,
-            lost: run["lost_total"].as_u64().unwrap_or(0),
-            events: run["events_written"].as_u64().unwrap_or(0),
-            bytes,
-            cpu_s: tracer["cpu_user_s"].as_f64().unwrap_or(0.0)
-                + tracer["cpu_system_s"].as_f64().unwrap_or(0.0),
-            rss: tracer["max_rss_bytes"].as_u64().unwrap_or(0),
-        },
-    ))
+    let (stdout, traced) = record_traced(alloctrace, command, flags, env)?;
+    Ok((target_line(&stdout)?.0, traced))
 }
 
 fn untraced_target(command: &[PathBuf], env: &[(&str, &str)]) -> anyhow::Result<(f64, u64)> {
