@@ -120,13 +120,39 @@ pub struct Trace {
     pub rows: Vec<Row>,
 }
 
-fn dict_strings(batch: &arrow::record_batch::RecordBatch, name: &str) -> Vec<String> {
+/// Every record batch of the trace's event segments, in order.
+pub fn event_batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let run = RunInfo::read(dir).unwrap();
+    let mut batches = Vec::new();
+    for segment in &run.segments {
+        let file = File::open(dir.join(segment)).unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            batches.push(batch.unwrap());
+        }
+    }
+    batches
+}
+
+/// A dictionary-encoded string column, null rows as `None`.
+pub fn strings(batch: &arrow::record_batch::RecordBatch, name: &str) -> Vec<Option<String>> {
     let column = batch.column_by_name(name).unwrap();
     let dict = column.as_dictionary::<UInt16Type>();
     let values = dict.values().as_string::<i32>();
     dict.keys()
         .iter()
-        .map(|k| values.value(k.unwrap() as usize).to_owned())
+        .map(|k| k.map(|k| values.value(k as usize).to_owned()))
+        .collect()
+}
+
+/// A dictionary-encoded string column without nulls.
+fn dict_strings(batch: &arrow::record_batch::RecordBatch, name: &str) -> Vec<String> {
+    strings(batch, name)
+        .into_iter()
+        .map(|s| s.expect("a null in a non-null column"))
         .collect()
 }
 
@@ -144,51 +170,43 @@ impl Trace {
     pub fn load(dir: &Path) -> Trace {
         let run = RunInfo::read(dir).unwrap();
         let mut rows = Vec::new();
-        for segment in &run.segments {
-            let file = File::open(dir.join(segment)).unwrap();
-            for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+        for batch in event_batches(dir) {
+            let ts = u64s(&batch, col::TS_NS);
+            let pid = batch
+                .column_by_name(col::PID)
                 .unwrap()
-                .build()
+                .as_primitive::<UInt32Type>()
+                .clone();
+            let tid = batch
+                .column_by_name(col::TID)
                 .unwrap()
-            {
-                let batch = batch.unwrap();
-                let ts = u64s(&batch, col::TS_NS);
-                let pid = batch
-                    .column_by_name(col::PID)
-                    .unwrap()
-                    .as_primitive::<UInt32Type>()
-                    .clone();
-                let tid = batch
-                    .column_by_name(col::TID)
-                    .unwrap()
-                    .as_primitive::<UInt32Type>()
-                    .clone();
-                let (event, func) = (
-                    dict_strings(&batch, col::EVENT),
-                    dict_strings(&batch, col::FUNC),
-                );
-                let (addr, size) = (u64s(&batch, col::ADDR), u64s(&batch, col::SIZE));
-                let (old, align) = (u64s(&batch, col::OLD_ADDR), u64s(&batch, col::ALIGN));
-                let stack: Vec<Option<u32>> = batch
-                    .column_by_name(col::STACK_ID)
-                    .unwrap()
-                    .as_primitive::<UInt32Type>()
-                    .iter()
-                    .collect();
-                for i in 0..batch.num_rows() {
-                    rows.push(Row {
-                        ts_ns: ts[i].unwrap(),
-                        pid: pid.value(i),
-                        tid: tid.value(i),
-                        event: event[i].clone(),
-                        func: func[i].clone(),
-                        addr: addr[i].unwrap(),
-                        size: size[i].unwrap(),
-                        old_addr: old[i],
-                        align: align[i],
-                        stack_id: stack[i],
-                    });
-                }
+                .as_primitive::<UInt32Type>()
+                .clone();
+            let (event, func) = (
+                dict_strings(&batch, col::EVENT),
+                dict_strings(&batch, col::FUNC),
+            );
+            let (addr, size) = (u64s(&batch, col::ADDR), u64s(&batch, col::SIZE));
+            let (old, align) = (u64s(&batch, col::OLD_ADDR), u64s(&batch, col::ALIGN));
+            let stack: Vec<Option<u32>> = batch
+                .column_by_name(col::STACK_ID)
+                .unwrap()
+                .as_primitive::<UInt32Type>()
+                .iter()
+                .collect();
+            for i in 0..batch.num_rows() {
+                rows.push(Row {
+                    ts_ns: ts[i].unwrap(),
+                    pid: pid.value(i),
+                    tid: tid.value(i),
+                    event: event[i].clone(),
+                    func: func[i].clone(),
+                    addr: addr[i].unwrap(),
+                    size: size[i].unwrap(),
+                    old_addr: old[i],
+                    align: align[i],
+                    stack_id: stack[i],
+                });
             }
         }
         assert_eq!(

@@ -8,7 +8,7 @@ use std::{
 
 use arrow::{
     array::{Array, AsArray},
-    datatypes::{UInt16Type, UInt64Type},
+    datatypes::UInt64Type,
 };
 
 use super::common::{alloctrace, counters, tempdir};
@@ -93,50 +93,31 @@ struct GoRow {
 }
 
 fn rows(dir: &Path) -> Vec<GoRow> {
-    let run = analysis::run::RunInfo::read(dir).unwrap();
     let mut out = Vec::new();
-    for segment in &run.segments {
-        let file = std::fs::File::open(dir.join(segment)).unwrap();
-        for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            let b = batch.unwrap();
-            let dict = |name: &str| -> Vec<Option<String>> {
-                let d = b
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_dictionary::<UInt16Type>();
-                let values = d.values().as_string::<i32>();
-                d.keys()
-                    .iter()
-                    .map(|k| k.map(|k| values.value(k as usize).to_owned()))
-                    .collect()
-            };
-            let u64s = |name: &str| {
-                b.column_by_name(name)
-                    .unwrap()
-                    .as_primitive::<UInt64Type>()
-                    .clone()
-            };
-            let (event, go_type) = (dict("event"), dict("go_type"));
-            let (size, cycle, live) = (u64s("size"), u64s("gc_cycle"), u64s("heap_live"));
-            let tid = b
-                .column_by_name("tid")
+    for b in super::common::event_batches(dir) {
+        let dict = |name: &str| super::common::strings(&b, name);
+        let u64s = |name: &str| {
+            b.column_by_name(name)
                 .unwrap()
-                .as_primitive::<arrow::datatypes::UInt32Type>()
-                .clone();
-            for i in 0..b.num_rows() {
-                out.push(GoRow {
-                    event: event[i].clone().unwrap(),
-                    tid: tid.value(i),
-                    size: size.value(i),
-                    go_type: go_type[i].clone(),
-                    gc_cycle: (!cycle.is_null(i)).then(|| cycle.value(i)),
-                    heap_live: (!live.is_null(i)).then(|| live.value(i)),
-                });
-            }
+                .as_primitive::<UInt64Type>()
+                .clone()
+        };
+        let (event, go_type) = (dict("event"), dict("go_type"));
+        let (size, cycle, live) = (u64s("size"), u64s("gc_cycle"), u64s("heap_live"));
+        let tid = b
+            .column_by_name("tid")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            out.push(GoRow {
+                event: event[i].clone().unwrap(),
+                tid: tid.value(i),
+                size: size.value(i),
+                go_type: go_type[i].clone(),
+                gc_cycle: (!cycle.is_null(i)).then(|| cycle.value(i)),
+                heap_live: (!live.is_null(i)).then(|| live.value(i)),
+            });
         }
     }
     out

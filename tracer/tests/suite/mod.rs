@@ -23,41 +23,22 @@ fn python_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>, Optio
 
 fn extra_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>, Option<String>)> {
     use arrow::array::AsArray;
-    let run = analysis::run::RunInfo::read(dir).unwrap();
     let mut out = Vec::new();
-    for segment in &run.segments {
-        let file = std::fs::File::open(dir.join(segment)).unwrap();
-        for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+    for b in common::event_batches(dir) {
+        let dict = |name: &str| common::strings(&b, name);
+        let (event, go_type, domain) = (dict("event"), dict("go_type"), dict("domain"));
+        let size = b
+            .column_by_name("size")
             .unwrap()
-            .build()
-            .unwrap()
-        {
-            let b = batch.unwrap();
-            let dict = |name: &str| -> Vec<Option<String>> {
-                let d = b
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_dictionary::<arrow::datatypes::UInt16Type>();
-                let values = d.values().as_string::<i32>();
-                d.keys()
-                    .iter()
-                    .map(|k| k.map(|k| values.value(k as usize).to_owned()))
-                    .collect()
-            };
-            let (event, go_type, domain) = (dict("event"), dict("go_type"), dict("domain"));
-            let size = b
-                .column_by_name("size")
-                .unwrap()
-                .as_primitive::<arrow::datatypes::UInt64Type>()
-                .clone();
-            for i in 0..b.num_rows() {
-                out.push((
-                    event[i].clone().unwrap_or_default(),
-                    size.value(i),
-                    go_type[i].clone(),
-                    domain[i].clone(),
-                ));
-            }
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            out.push((
+                event[i].clone().unwrap_or_default(),
+                size.value(i),
+                go_type[i].clone(),
+                domain[i].clone(),
+            ));
         }
     }
     out

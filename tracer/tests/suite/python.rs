@@ -28,56 +28,36 @@ type PyRow = (u64, String, String, Option<String>, u64, Option<u32>);
 /// native columns only).
 fn python_rows(dir: &std::path::Path) -> Vec<PyRow> {
     use arrow::array::AsArray;
-    use arrow::datatypes::{UInt16Type, UInt32Type, UInt64Type};
-    let run = analysis::run::RunInfo::read(dir).unwrap();
+    use arrow::datatypes::{UInt32Type, UInt64Type};
     let mut rows = Vec::new();
-    for segment in &run.segments {
-        let file = std::fs::File::open(dir.join(segment)).unwrap();
-        for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+    for batch in super::common::event_batches(dir) {
+        let dict = |name: &str| super::common::strings(&batch, name);
+        let (event, func, domain) = (dict("event"), dict("func"), dict("domain"));
+        let ts = batch
+            .column_by_name("ts_ns")
             .unwrap()
-            .build()
+            .as_primitive::<UInt64Type>()
+            .clone();
+        let size = batch
+            .column_by_name("size")
             .unwrap()
-        {
-            let batch = batch.unwrap();
-            let dict = |name: &str| -> Vec<Option<String>> {
-                let d = batch
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_dictionary::<UInt16Type>();
-                let values = d.values().as_string::<i32>();
-                d.keys()
-                    .iter()
-                    .map(|k| k.map(|k| values.value(k as usize).to_owned()))
-                    .collect()
-            };
-            let (event, func, domain) = (dict("event"), dict("func"), dict("domain"));
-            let ts = batch
-                .column_by_name("ts_ns")
-                .unwrap()
-                .as_primitive::<UInt64Type>()
-                .clone();
-            let size = batch
-                .column_by_name("size")
-                .unwrap()
-                .as_primitive::<UInt64Type>()
-                .clone();
-            let generation = batch
-                .column_by_name("gc_generation")
-                .unwrap()
-                .as_primitive::<UInt32Type>()
-                .clone();
-            for i in 0..batch.num_rows() {
-                let g =
-                    (!arrow::array::Array::is_null(&generation, i)).then(|| generation.value(i));
-                rows.push((
-                    ts.value(i),
-                    event[i].clone().unwrap(),
-                    func[i].clone().unwrap(),
-                    domain[i].clone(),
-                    size.value(i),
-                    g,
-                ));
-            }
+            .as_primitive::<UInt64Type>()
+            .clone();
+        let generation = batch
+            .column_by_name("gc_generation")
+            .unwrap()
+            .as_primitive::<UInt32Type>()
+            .clone();
+        for i in 0..batch.num_rows() {
+            let g = (!arrow::array::Array::is_null(&generation, i)).then(|| generation.value(i));
+            rows.push((
+                ts.value(i),
+                event[i].clone().unwrap(),
+                func[i].clone().unwrap(),
+                domain[i].clone(),
+                size.value(i),
+                g,
+            ));
         }
     }
     rows
