@@ -518,9 +518,9 @@ struct Recording<'a> {
 /// resumed: it must never be left stopped.
 impl Drop for Recording<'_> {
     fn drop(&mut self) {
-        let held: u64 = self.counter(Counter::PyHeldAtFinalize).iter().sum();
+        let held = self.holds();
         if held > self.released {
-            let _ = kill(Pid::from_raw(self.attacher.pid as i32), Signal::SIGCONT);
+            self.resume(held);
         }
     }
 }
@@ -639,13 +639,27 @@ impl Recording<'_> {
     /// Resumes a process the eBPF side stopped at `Py_FinalizeEx`, once the ring holds nothing
     /// from before the stop: every stack is then named (see `stacks`).
     fn release_held(&mut self) -> Result<(), RecordError> {
-        let held: u64 = self.counter(Counter::PyHeldAtFinalize).iter().sum();
+        let held = self.holds();
         if held > self.released {
             self.drain()?;
-            self.released = held;
-            let _ = kill(Pid::from_raw(self.attacher.pid as i32), Signal::SIGCONT);
+            self.resume(held);
         }
         Ok(())
+    }
+
+    /// Times the process was held at `Py_FinalizeEx`; the hold probe exists only with Python
+    /// frames, so the counter is not read (a map lookup per loop turn) otherwise.
+    fn holds(&self) -> u64 {
+        if self.attacher.python_frames.is_none() {
+            return 0;
+        }
+        self.counter(Counter::PyHeldAtFinalize).iter().sum()
+    }
+
+    /// Sends SIGCONT to the held process; `held` holds are then released.
+    fn resume(&mut self, held: u64) {
+        self.released = held;
+        let _ = kill(Pid::from_raw(self.attacher.pid as i32), Signal::SIGCONT);
     }
 
     fn lost_so_far(&self) -> u64 {
