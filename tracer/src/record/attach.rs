@@ -200,12 +200,13 @@ impl Attacher {
             build_id: image.build_id().unwrap_or_default().to_owned(),
         });
         let mut attached = self.attach_specs(programs, probes::plan(&image), None)?;
+        // Runtime data is found at link-time addresses plus the load bias (non-zero for PIE
+        // executables and shared libraries such as libpython).
+        let bias = image
+            .address_of(mapping.offset)
+            .map_or(0, |vaddr| mapping.start.wrapping_sub(vaddr & !0xfff));
         match GoBinary::open(&path) {
             Ok(Some(binary)) => {
-                // Link-time addresses plus the load bias (non-zero for PIE builds).
-                let bias = image
-                    .address_of(mapping.offset)
-                    .map_or(0, |vaddr| mapping.start.wrapping_sub(vaddr & !0xfff));
                 let plan = probes::golang::plan(std::sync::Arc::new(binary), &image, bias);
                 for warning in plan.warnings {
                     self.warn(warning);
@@ -217,10 +218,6 @@ impl Attacher {
             Err(err) => self.warn(format!("{}: not probing Go: {err}", mapping.path)),
         }
         if is_python_interpreter(&image) {
-            // Link-time addresses plus the load bias (libpython is position-independent).
-            let bias = image
-                .address_of(mapping.offset)
-                .map_or(0, |vaddr| mapping.start.wrapping_sub(vaddr & !0xfff));
             let finalize = image
                 .function_symbols()
                 .iter()
