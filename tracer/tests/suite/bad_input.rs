@@ -10,7 +10,11 @@ fn not_root() {
     use std::os::unix::process::CommandExt as _;
     let dir = tempdir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = alloctrace()
+    // Run a copy the unprivileged user can reach: the build tree may be under /root (0700),
+    // as CI's default target directory is.
+    let bin = dir.path().join("alloctrace");
+    std::fs::copy(env!("CARGO_BIN_EXE_alloctrace"), &bin).unwrap();
+    let out = Command::new(&bin)
         .args(["record", "-o"])
         .arg(dir.path().join("t"))
         .args(["--", "/bin/true"])
