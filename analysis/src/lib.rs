@@ -16,6 +16,7 @@
 //! # Ok::<(), analysis::AnalysisError>(())
 //! ```
 
+mod addrmap;
 pub mod compare;
 pub mod dataset;
 pub mod error;

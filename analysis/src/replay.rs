@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::{
+    addrmap::AddrMap,
     load::{Domain, EventBatch, EventKind, Runtime, opt},
     sizeclass::{self, Allocator},
     space::{self, AddressSpace, Mapping},
@@ -36,10 +37,11 @@ const MAX_SIZE: u64 = 1 << 47;
 const NESTED_LOOKBACK: usize = 64;
 
 /// Which allocator layer a block belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockKind {
     /// malloc & co., operator new, Rust's global allocator.
+    #[default]
     Native,
     /// Python object domain (PyObject_Malloc).
     PyObj,
@@ -98,7 +100,7 @@ impl BlockKind {
 }
 
 /// A live block, with the history of the logical allocation it belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Block {
     /// When the logical allocation started (the first alloc of a realloc chain).
     pub ts: u64,
@@ -296,7 +298,7 @@ pub struct Counters {
 #[derive(Debug)]
 struct Proc {
     pid: u32,
-    blocks: FxHashMap<u64, Block>,
+    blocks: AddrMap<Block>,
     /// Allocations so far (alloc rows and moving reallocs).
     seq: u64,
     space: AddressSpace,
@@ -335,7 +337,7 @@ impl Proc {
     fn new(pid: u32, brk_start: Option<u64>) -> Proc {
         Proc {
             pid,
-            blocks: FxHashMap::default(),
+            blocks: AddrMap::default(),
             seq: 0,
             space: AddressSpace::default(),
             brk_start,
@@ -380,7 +382,6 @@ impl<'a> ProcView<'a> {
             .blocks
             .iter()
             .filter(|(_, b)| b.kind != BlockKind::PyArena)
-            .map(|(a, b)| (*a, b))
     }
 
     /// Heap regions in address order: the brk heap and every anonymous writable mapping.
@@ -542,6 +543,25 @@ impl Replay {
         let footprint = self.totals.footprint();
         if footprint > self.peak_footprint.0 {
             self.peak_footprint = (footprint, ts);
+        }
+    }
+
+    /// Starts loading the live-block slots row `i` will look up, when it belongs to the
+    /// process of the last row. Called a few rows ahead of [`Replay::apply`], it overlaps the
+    /// cache misses of the block table with the work on the rows in between.
+    #[inline]
+    pub fn prefetch(&self, batch: &EventBatch, i: usize) {
+        let Some((pid, p)) = self.last_pid else {
+            return;
+        };
+        if batch.pid.values()[i] != pid {
+            return;
+        }
+        let blocks = &self.procs[p].blocks;
+        blocks.prefetch(batch.addr.values()[i]);
+        let old_addr = batch.old_addr.values()[i];
+        if old_addr != 0 {
+            blocks.prefetch(old_addr);
         }
     }
 
@@ -810,7 +830,7 @@ impl Replay {
 
     fn free_addr(&mut self, p: usize, addr: u64, ts: u64, tid: u32, out: &mut Pending) {
         let proc = &mut self.procs[p];
-        match proc.blocks.remove(&addr) {
+        match proc.blocks.remove(addr) {
             Some(block) if block.kind == BlockKind::PyArena => {
                 self.counters.arena_frees += 1;
                 self.forget(block);
@@ -874,7 +894,7 @@ impl Replay {
             return;
         }
         let blocks = &mut self.procs[p].blocks;
-        let old = match blocks.remove(&old_addr) {
+        let old = match blocks.remove(old_addr) {
             Some(arena) if arena.kind == BlockKind::PyArena => {
                 blocks.insert(old_addr, arena);
                 None
