@@ -286,13 +286,15 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
         bucket += 1;
     }
     let names = reader.into_names();
+    let r = reducers;
+    let peak_stacks = r.peak.stacks_at_peak();
     let end_ctx = End {
         state: replay.state(),
         axis,
         funcs: &names.funcs,
         reasons: &names.reasons,
+        peak_stacks: &peak_stacks,
     };
-    let r = reducers;
     let runtimes: Vec<String> = replay
         .runtimes()
         .iter()

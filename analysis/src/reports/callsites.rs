@@ -16,7 +16,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{BlockKind, Chunk, End, Ev, EvKind, Reducer, Via};
+use super::{Chunk, End, Ev, Reducer, Via, peak::DENSE_STACKS};
 use crate::{
     export::flame::{FlameNode, FlameStack},
     replay::NO_STACK,
@@ -25,8 +25,6 @@ use crate::{
 
 /// Distinct stacks counted exactly (the tracer's stack map is smaller).
 const STACK_CAPACITY: usize = 1 << 17;
-/// Stack ids below this (the tracer numbers stacks densely from 0) index a plain array.
-const DENSE_STACKS: usize = 1 << 16;
 /// Stacks kept for each flame graph (the heaviest); the rest show as their callers' self time.
 const FLAME_STACKS: usize = 5000;
 
@@ -140,94 +138,9 @@ impl CallSites {
     }
 }
 
-/// Bytes live per stack at the live-bytes peak, exact without snapshots (the technique of
-/// [`super::peak`]): the composition at the last peak plus the change since, folded into it at
-/// each new peak.
-#[derive(Debug, Default)]
-struct PeakByStack {
-    max: u64,
-    at_peak: Vec<i64>,
-    since: Vec<i64>,
-    dirty: Vec<bool>,
-    touched: Vec<u32>,
-    /// Stack ids too large for a dense index → slot (from DENSE_STACKS on).
-    sparse: FxHashMap<u32, usize>,
-    sparse_ids: Vec<u32>,
-}
-
-impl PeakByStack {
-    #[inline]
-    fn slot(&mut self, stack: u32) -> usize {
-        let index = stack as usize;
-        if index < DENSE_STACKS {
-            return index;
-        }
-        let next = DENSE_STACKS + self.sparse_ids.len();
-        let slot = *self.sparse.entry(stack).or_insert(next);
-        if slot == next {
-            self.sparse_ids.push(stack);
-        }
-        slot
-    }
-
-    fn stack_of(&self, slot: usize) -> Option<u32> {
-        if slot < DENSE_STACKS {
-            Some(slot as u32)
-        } else {
-            self.sparse_ids.get(slot - DENSE_STACKS).copied()
-        }
-    }
-
-    fn observe(&mut self, evs: &[Ev]) {
-        for ev in evs {
-            // Go objects are freed in bulk by the GC, never one by one: like the peak report,
-            // they count towards the peak's level but not its composition.
-            if ev.block.kind != BlockKind::Go && ev.block.stack != NO_STACK {
-                let slot = self.slot(ev.block.stack);
-                if slot >= self.since.len() {
-                    self.at_peak.resize(slot + 1, 0);
-                    self.since.resize(slot + 1, 0);
-                    self.dirty.resize(slot + 1, false);
-                }
-                let bytes = ev.block.size as i64;
-                self.since[slot] += if ev.kind == EvKind::Free {
-                    -bytes
-                } else {
-                    bytes
-                };
-                if !self.dirty[slot] {
-                    self.dirty[slot] = true;
-                    self.touched.push(slot as u32);
-                }
-            }
-            if ev.live_bytes > self.max || (ev.via == Via::Relabel && ev.live_bytes == self.max) {
-                self.max = ev.live_bytes;
-                for &slot in &self.touched {
-                    let slot = slot as usize;
-                    self.at_peak[slot] += std::mem::take(&mut self.since[slot]);
-                    self.dirty[slot] = false;
-                }
-                self.touched.clear();
-            }
-        }
-    }
-
-    /// Bytes of `stack` live at the peak.
-    fn get(&self, stack: u32) -> u64 {
-        let slot = if (stack as usize) < DENSE_STACKS {
-            Some(stack as usize)
-        } else {
-            self.sparse.get(&stack).copied()
-        };
-        slot.and_then(|s| self.at_peak.get(s))
-            .map_or(0, |&b| b.max(0) as u64)
-    }
-}
-
 pub struct CallSitesReducer {
     dense: Vec<SiteAgg>,
     sites: TopCounter<u32, SiteAgg>,
-    peak: PeakByStack,
     top: usize,
 }
 
@@ -236,7 +149,6 @@ impl CallSitesReducer {
         CallSitesReducer {
             dense: Vec::new(),
             sites: TopCounter::new(STACK_CAPACITY),
-            peak: PeakByStack::default(),
             top,
         }
     }
@@ -272,10 +184,11 @@ impl Reducer for CallSitesReducer {
             site.freed_bytes = site.freed_bytes.saturating_add(ev.block.size);
             site.temporary += u64::from(ev.via == Via::Call && ev.between == 0);
         }
-        self.peak.observe(chunk.evs);
     }
 
-    fn finish(self, _end: &End<'_>) -> CallSites {
+    /// Bytes at the peak come from the peak report's stack composition (`end.peak_stacks`).
+    fn finish(self, end: &End<'_>) -> CallSites {
+        let peak = end.peak_stacks;
         let mut all = self.sites.top(FLAME_STACKS, |s| s.bytes);
         all.extend(
             self.dense
@@ -292,16 +205,15 @@ impl Reducer for CallSitesReducer {
             .map(|(stack_id, s)| StackWeight {
                 stack_id: *stack_id,
                 bytes: s.bytes,
-                peak_bytes: self.peak.get(*stack_id),
+                peak_bytes: peak.bytes(*stack_id),
             })
             .collect();
-        let mut by_peak: Vec<StackWeight> = (0..self.peak.at_peak.len())
-            .filter(|&slot| self.peak.at_peak[slot] > 0)
-            .filter_map(|slot| self.peak.stack_of(slot))
-            .map(|stack_id| StackWeight {
+        let mut by_peak: Vec<StackWeight> = peak
+            .iter()
+            .map(|(stack_id, peak_bytes)| StackWeight {
                 stack_id,
                 bytes: self.dense.get(stack_id as usize).map_or(0, |s| s.bytes),
-                peak_bytes: self.peak.get(stack_id),
+                peak_bytes,
             })
             .collect();
         by_peak.sort_unstable_by(|a, b| {
@@ -325,7 +237,7 @@ impl Reducer for CallSitesReducer {
                 freed_bytes: s.freed_bytes,
                 live_bytes: s.bytes.saturating_sub(s.freed_bytes),
                 temporary: s.temporary,
-                peak_bytes: self.peak.get(stack_id),
+                peak_bytes: peak.bytes(stack_id),
                 frames: Vec::new(),
                 site: None,
                 site_frame: None,

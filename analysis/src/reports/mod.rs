@@ -71,6 +71,9 @@ pub struct End<'a> {
     pub axis: Axis,
     pub funcs: &'a Interner,
     pub reasons: &'a Interner,
+    /// Bytes per stack at the live-bytes peak, from the peak reducer (one composition serves
+    /// the peak section and the call sites).
+    pub peak_stacks: &'a peak::StacksAtPeak,
 }
 
 impl End<'_> {

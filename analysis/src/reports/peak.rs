@@ -21,8 +21,12 @@ use crate::{
     util::{LOG2_BUCKETS, log2_bucket, log2_bucket_low},
 };
 
-/// Distinct stacks tracked in the peak composition; the rest share one "other" slot.
-const STACK_SLOTS: usize = 1 << 16;
+/// Stack ids below this index a plain array: the tracer numbers stacks densely from 0.
+pub(crate) const DENSE_STACKS: usize = 1 << 16;
+/// Larger stack ids (another producer's) tracked in the composition; the rest share one
+/// "other" slot.
+const SPARSE_STACKS: usize = 1 << 16;
+const OTHER_STACKS: usize = DENSE_STACKS + SPARSE_STACKS;
 const KINDS: [BlockKind; 6] = [
     BlockKind::Native,
     BlockKind::PyObj,
@@ -83,6 +87,78 @@ impl Dimension {
     }
 }
 
+/// Stack id → slot of the stack dimension: the id itself below [`DENSE_STACKS`] (no lookup per
+/// event), else a slot handed out in order of appearance.
+#[derive(Clone, Debug, Default)]
+struct StackSlots {
+    sparse: FxHashMap<u32, u32>,
+    sparse_ids: Vec<u32>,
+}
+
+impl StackSlots {
+    #[inline]
+    fn slot(&mut self, stack: u32) -> usize {
+        let index = stack as usize;
+        if index < DENSE_STACKS {
+            return index;
+        }
+        if let Some(&slot) = self.sparse.get(&stack) {
+            return slot as usize;
+        }
+        if self.sparse_ids.len() >= SPARSE_STACKS {
+            return OTHER_STACKS;
+        }
+        let slot = (DENSE_STACKS + self.sparse_ids.len()) as u32;
+        self.sparse.insert(stack, slot);
+        self.sparse_ids.push(stack);
+        slot as usize
+    }
+
+    fn find(&self, stack: u32) -> Option<usize> {
+        let index = stack as usize;
+        if index < DENSE_STACKS {
+            Some(index)
+        } else {
+            self.sparse.get(&stack).map(|&slot| slot as usize)
+        }
+    }
+
+    /// The stack of `slot`; `None` for the "other" slot.
+    fn stack(&self, slot: usize) -> Option<u32> {
+        if slot < DENSE_STACKS {
+            Some(slot as u32)
+        } else {
+            self.sparse_ids.get(slot - DENSE_STACKS).copied()
+        }
+    }
+}
+
+/// Bytes live per stack at the live-bytes peak, for the call sites and their flame graph.
+#[derive(Clone, Debug, Default)]
+pub struct StacksAtPeak {
+    slots: StackSlots,
+    at_peak: Vec<(i64, i64)>,
+}
+
+impl StacksAtPeak {
+    /// Bytes of `stack` live at the peak.
+    pub fn bytes(&self, stack: u32) -> u64 {
+        self.slots
+            .find(stack)
+            .and_then(|slot| self.at_peak.get(slot))
+            .map_or(0, |v| v.0.max(0) as u64)
+    }
+
+    /// Every stack with bytes live at the peak, and those bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.at_peak
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.0 > 0)
+            .filter_map(|(slot, v)| Some((self.slots.stack(slot)?, v.0 as u64)))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Part {
     pub label: String,
@@ -116,8 +192,7 @@ pub struct PeakReducer {
     size_kind: Dimension,
     func: Dimension,
     stack: Dimension,
-    stack_slots: FxHashMap<u32, u32>,
-    stack_ids: Vec<u32>,
+    stack_slots: StackSlots,
     top: usize,
 }
 
@@ -128,23 +203,17 @@ impl PeakReducer {
             size_kind: Dimension::default(),
             func: Dimension::default(),
             stack: Dimension::default(),
-            stack_slots: FxHashMap::default(),
-            stack_ids: Vec::new(),
+            stack_slots: StackSlots::default(),
             top,
         }
     }
 
-    fn stack_slot(&mut self, stack: u32) -> usize {
-        if let Some(&slot) = self.stack_slots.get(&stack) {
-            return slot as usize;
+    /// The stack composition at the peak (the call sites report it per site).
+    pub fn stacks_at_peak(&self) -> StacksAtPeak {
+        StacksAtPeak {
+            slots: self.stack_slots.clone(),
+            at_peak: self.stack.at_peak.clone(),
         }
-        if self.stack_ids.len() >= STACK_SLOTS {
-            return STACK_SLOTS;
-        }
-        let slot = self.stack_ids.len() as u32;
-        self.stack_slots.insert(stack, slot);
-        self.stack_ids.push(stack);
-        slot as usize
     }
 }
 
@@ -162,7 +231,7 @@ impl Reducer for PeakReducer {
                 self.size_kind.add(size_kind, bytes, blocks);
                 self.func.add(usize::from(block.func), bytes, blocks);
                 if block.stack != NO_STACK {
-                    let slot = self.stack_slot(block.stack);
+                    let slot = self.stack_slots.slot(block.stack);
                     self.stack.add(slot, bytes, blocks);
                 }
             }
@@ -222,8 +291,8 @@ impl Reducer for PeakReducer {
                 KINDS.get(k).map_or("?", |k| k.name()).to_owned()
             }),
             by_stack: parts(&self.stack, &|k| {
-                self.stack_ids
-                    .get(k)
+                self.stack_slots
+                    .stack(k)
                     .map_or_else(|| "other".to_owned(), |s| format!("stack {s}"))
             }),
         }
