@@ -76,8 +76,11 @@ impl<V: Copy + Default> AddrMap<V> {
     #[inline]
     pub fn prefetch(&self, key: u64) {
         let slot = self.home(key);
-        prefetch(&self.keys[slot]);
-        prefetch(&self.values[slot]);
+        prefetch((&raw const self.keys[slot]).cast());
+        // A value can straddle two cache lines: load both.
+        let value: *const u8 = (&raw const self.values[slot]).cast();
+        prefetch(value);
+        prefetch(value.wrapping_add(size_of::<V>().saturating_sub(1)));
     }
 
     /// Sets `key` to `value`, returning the value it replaces.
@@ -164,15 +167,16 @@ impl<V: Copy + Default> AddrMap<V> {
 }
 
 #[inline(always)]
-fn prefetch<T>(value: &T) {
+fn prefetch(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: a prefetch is a hint that never faults; the pointer comes from a reference.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast()) }
+        // SAFETY: a prefetch is a hint: it never faults and reads nothing the program sees,
+        // whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast()) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = address;
 }
 
 #[cfg(test)]

@@ -49,9 +49,7 @@ impl Dimension {
     #[inline]
     fn add(&mut self, key: usize, bytes: i64, blocks: i64) {
         if key >= self.since.len() {
-            self.at_peak.resize(key + 1, (0, 0));
-            self.since.resize(key + 1, (0, 0));
-            self.dirty.resize(key + 1, false);
+            self.grow(key);
         }
         let slot = &mut self.since[key];
         slot.0 += bytes;
@@ -60,6 +58,13 @@ impl Dimension {
             self.dirty[key] = true;
             self.touched.push(key as u32);
         }
+    }
+
+    #[cold]
+    fn grow(&mut self, key: usize) {
+        self.at_peak.resize(key + 1, (0, 0));
+        self.since.resize(key + 1, (0, 0));
+        self.dirty.resize(key + 1, false);
     }
 
     fn fold(&mut self) {

@@ -64,19 +64,25 @@ impl ThreadsReducer {
         let index = if cached == key {
             index
         } else {
-            let next = self.rows.len();
-            let index = *self.index.entry((pid, tid)).or_insert(next);
-            if index == next {
-                self.rows.push(ThreadRow {
-                    pid,
-                    tid,
-                    ..ThreadRow::default()
-                });
-            }
-            self.cache[slot] = (key, index);
-            index
+            self.miss(pid, tid, slot)
         };
         &mut self.rows[index]
+    }
+
+    /// The row of a (pid, tid) not in its cache slot: found or made, and cached.
+    #[cold]
+    fn miss(&mut self, pid: u32, tid: u32, slot: usize) -> usize {
+        let next = self.rows.len();
+        let index = *self.index.entry((pid, tid)).or_insert(next);
+        if index == next {
+            self.rows.push(ThreadRow {
+                pid,
+                tid,
+                ..ThreadRow::default()
+            });
+        }
+        self.cache[slot] = ((u64::from(pid) << 32) | u64::from(tid), index);
+        index
     }
 }
 
