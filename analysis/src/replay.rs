@@ -602,6 +602,7 @@ impl Replay {
         }
     }
 
+    #[inline(always)]
     fn alloc_row(&mut self, p: usize, batch: &EventBatch, i: usize, ts: u64, out: &mut Pending) {
         let addr = batch.addr.values()[i];
         let size = batch.size.values()[i];
@@ -678,6 +679,7 @@ impl Replay {
     /// Makes `block` live at `addr` at time `ts` and reports it. Returns false when the row was
     /// the outer half of a nested pair (no new block).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn new_block(
         &mut self,
         p: usize,
@@ -789,6 +791,7 @@ impl Replay {
 
     /// Reports the end of `block` (already out of the map).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn end_block(
         &mut self,
         p: usize,
@@ -828,6 +831,7 @@ impl Replay {
         self.free_addr(p, addr, ts, tid, out);
     }
 
+    #[inline(always)]
     fn free_addr(&mut self, p: usize, addr: u64, ts: u64, tid: u32, out: &mut Pending) {
         let proc = &mut self.procs[p];
         match proc.blocks.remove(addr) {
