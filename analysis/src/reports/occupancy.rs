@@ -93,7 +93,7 @@ impl OccupancyReducer {
                 proc.live_blocks()
                     .map(|(addr, b)| (addr, addr.saturating_add(b.kind.extent(b.size)))),
             );
-            self.blocks.sort_unstable();
+            radsort::sort_by_key(&mut self.blocks, |&(start, _)| start);
             proc.heap_regions(&mut self.regions);
             scan(&self.blocks, &self.regions, &mut total);
         }
