@@ -20,17 +20,25 @@ pub fn log2_bucket_low(k: usize) -> u64 {
 }
 
 /// A histogram over log2 buckets, counting events and summing a weight (usually bytes).
+/// Fixed arrays: a bucket index is at most 64, so `add` indexes without a bounds check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Log2Hist {
-    pub counts: Vec<u64>,
-    pub sums: Vec<u64>,
+    #[serde(serialize_with = "as_seq")]
+    pub counts: [u64; LOG2_BUCKETS],
+    #[serde(serialize_with = "as_seq")]
+    pub sums: [u64; LOG2_BUCKETS],
+}
+
+/// Serializes an array of any length as a sequence (serde derives only go up to 32).
+fn as_seq<S: serde::Serializer>(values: &[u64; LOG2_BUCKETS], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(values)
 }
 
 impl Default for Log2Hist {
     fn default() -> Self {
         Log2Hist {
-            counts: vec![0; LOG2_BUCKETS],
-            sums: vec![0; LOG2_BUCKETS],
+            counts: [0; LOG2_BUCKETS],
+            sums: [0; LOG2_BUCKETS],
         }
     }
 }
