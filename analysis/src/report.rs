@@ -21,7 +21,7 @@ use crate::{
     load::Trace,
     replay::{Counters, Pending, Replay, Totals},
     reports::{
-        Axis, Chunk, End, EvKind, Reducer,
+        Axis, Chunk, End, EvKind, Reducer, Via,
         callsites::{CallSites, CallSitesReducer},
         gc::{Gc, GcReducer},
         internal::{Internal, InternalReducer},
@@ -169,6 +169,7 @@ pub fn label(run: &RunInfo, runtimes: &[String], dir: &Path) -> String {
 struct Reducers {
     alloc_index: Vec<u32>,
     free_index: Vec<u32>,
+    realloc_index: Vec<u32>,
     timeline: TimelineReducer,
     occupancy: OccupancyReducer,
     internal: InternalReducer,
@@ -187,6 +188,7 @@ impl Reducers {
         Reducers {
             alloc_index: Vec::new(),
             free_index: Vec::new(),
+            realloc_index: Vec::new(),
             timeline: TimelineReducer::new(axis),
             occupancy: OccupancyReducer::new(axis, o.frag_samples),
             internal: InternalReducer::new(axis, o.top),
@@ -205,17 +207,21 @@ impl Reducers {
         if pending.is_empty() {
             return;
         }
-        // Split indices by kind without branching: write to both, advance one.
+        // Split indices by kind without branching: write to every list, advance the ones the
+        // event belongs to.
         let n = pending.evs.len();
         self.alloc_index.resize(n, 0);
         self.free_index.resize(n, 0);
-        let (mut allocs, mut frees) = (0, 0);
+        self.realloc_index.resize(n, 0);
+        let (mut allocs, mut frees, mut reallocs) = (0, 0, 0);
         for (i, ev) in pending.evs.iter().enumerate() {
             let is_alloc = usize::from(ev.kind == EvKind::Alloc);
             self.alloc_index[allocs] = i as u32;
             self.free_index[frees] = i as u32;
+            self.realloc_index[reallocs] = i as u32;
             allocs += is_alloc;
             frees += 1 - is_alloc;
+            reallocs += is_alloc & usize::from(ev.via == Via::Realloc);
         }
         let chunk = Chunk {
             bucket,
@@ -223,6 +229,7 @@ impl Reducers {
             marks: &pending.marks,
             alloc_index: &self.alloc_index[..allocs],
             free_index: &self.free_index[..frees],
+            realloc_index: &self.realloc_index[..reallocs],
         };
         self.timeline.observe(&chunk);
         self.occupancy.observe(&chunk);

@@ -37,6 +37,9 @@ pub struct Chunk<'a> {
     /// cost more than the work itself).
     pub alloc_index: &'a [u32],
     pub free_index: &'a [u32],
+    /// Indices of the `Alloc` events made by a realloc (each right after the `Free` of the
+    /// block it replaced).
+    pub realloc_index: &'a [u32],
 }
 
 impl<'a> Chunk<'a> {

@@ -84,11 +84,8 @@ impl Reducer for ReallocsReducer {
     type Output = Reallocs;
 
     fn observe(&mut self, chunk: &Chunk<'_>) {
-        for &i in chunk.alloc_index {
+        for &i in chunk.realloc_index {
             let ev = &chunk.evs[i as usize];
-            if ev.via != Via::Realloc {
-                continue;
-            }
             // The replay emits a realloc as Free(old) immediately followed by Alloc(new).
             let old = match i.checked_sub(1).map(|j| &chunk.evs[j as usize]) {
                 Some(prev) if prev.kind == EvKind::Free && prev.via == Via::Realloc => {
