@@ -51,6 +51,14 @@ impl Log2Hist {
         self.sums[k] = self.sums[k].wrapping_add(weight);
     }
 
+    /// Adds `value` when `counted` is 1, nothing when it is 0, without a branch.
+    #[inline]
+    pub fn add_if(&mut self, counted: u64, value: u64, weight: u64) {
+        let k = log2_bucket(value);
+        self.counts[k] += counted;
+        self.sums[k] = self.sums[k].wrapping_add(weight * counted);
+    }
+
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }

@@ -148,6 +148,13 @@ impl Tally {
         self.count += 1;
         self.bytes = self.bytes.saturating_add(bytes);
     }
+
+    /// Adds `bytes` when `counted` is 1, nothing when it is 0, without a branch.
+    #[inline]
+    pub fn add_if(&mut self, counted: u64, bytes: u64) {
+        self.count += counted;
+        self.bytes = self.bytes.saturating_add(bytes * counted);
+    }
 }
 
 impl crate::util::Counted for Tally {
