@@ -57,11 +57,7 @@ fn live_timeline(trace: &Trace, buckets: usize) -> Result<Vec<u64>, AnalysisErro
                 bucket = next;
                 bucket_end = axis.end_ns(bucket);
             }
-            // As report::build does: start the block-table misses a few rows ahead.
-            if i + 4 < batch.rows {
-                replay.prefetch(&batch, i + 4);
-            }
-            replay.apply(&batch, i, &mut pending);
+            replay.apply_prefetching(&batch, i, &mut pending);
             if let Some(ev) = pending.evs.last() {
                 at_end[bucket] = ev.live_bytes;
             }

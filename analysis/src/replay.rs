@@ -35,6 +35,10 @@ const SYSCALL_ERROR_MIN: u64 = u64::MAX - 4095;
 const MAX_SIZE: u64 = 1 << 47;
 /// How far back in the pending events a nested allocation looks for its inner row.
 const NESTED_LOOKBACK: usize = 64;
+/// How many rows ahead [`Replay::apply_prefetching`] starts loading the live blocks a row will
+/// touch: enough rows of work to cover a miss to memory, few enough that the lines are still
+/// cached when used.
+pub const PREFETCH_ROWS: usize = 4;
 
 /// Which allocator layer a block belongs to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -546,11 +550,21 @@ impl Replay {
         }
     }
 
-    /// Starts loading the live-block slots row `i` will look up, when it belongs to the
-    /// process of the last row. Called a few rows ahead of [`Replay::apply`], it overlaps the
-    /// cache misses of the block table with the work on the rows in between.
+    /// [`Replay::apply`] of row `i`, after starting to load the live-block slots of the row
+    /// [`PREFETCH_ROWS`] ahead: the cache misses of the block table overlap with the work on
+    /// the rows in between. Rows must be applied in order for the prefetches to be of use.
     #[inline]
-    pub fn prefetch(&self, batch: &EventBatch, i: usize) {
+    pub fn apply_prefetching(&mut self, batch: &EventBatch, i: usize, out: &mut Pending) {
+        if i + PREFETCH_ROWS < batch.rows {
+            self.prefetch(batch, i + PREFETCH_ROWS);
+        }
+        self.apply(batch, i, out);
+    }
+
+    /// Starts loading the live-block slots row `i` will look up, when it belongs to the
+    /// process of the last row.
+    #[inline]
+    fn prefetch(&self, batch: &EventBatch, i: usize) {
         let Some((pid, p)) = self.last_pid else {
             return;
         };

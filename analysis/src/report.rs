@@ -40,9 +40,6 @@ use crate::{
 
 /// Resolved events handed to the reducers at once: small enough to stay in cache.
 const CHUNK_EVENTS: usize = 256;
-/// How many rows ahead the replay starts loading the live blocks a row will touch: enough rows
-/// of work to cover a miss to memory, few enough that the lines are still cached when used.
-const PREFETCH_ROWS: usize = 4;
 
 /// Knobs of a report. The defaults suit traces of any length.
 #[derive(Clone, Debug)]
@@ -281,10 +278,7 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
             } else if pending.evs.len() >= CHUNK_EVENTS {
                 reducers.observe(bucket, &mut pending);
             }
-            if i + PREFETCH_ROWS < batch.rows {
-                replay.prefetch(&batch, i + PREFETCH_ROWS);
-            }
-            replay.apply(&batch, i, &mut pending);
+            replay.apply_prefetching(&batch, i, &mut pending);
         }
     }
     reducers.observe(bucket, &mut pending);
