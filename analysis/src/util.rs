@@ -46,9 +46,7 @@ impl Default for Log2Hist {
 impl Log2Hist {
     #[inline]
     pub fn add(&mut self, value: u64, weight: u64) {
-        let k = log2_bucket(value);
-        self.counts[k] += 1;
-        self.sums[k] = self.sums[k].wrapping_add(weight);
+        self.add_if(1, value, weight);
     }
 
     /// Adds `value` when `counted` is 1, nothing when it is 0, without a branch.

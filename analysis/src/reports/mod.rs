@@ -145,8 +145,7 @@ pub struct Tally {
 impl Tally {
     #[inline]
     pub fn add(&mut self, bytes: u64) {
-        self.count += 1;
-        self.bytes = self.bytes.saturating_add(bytes);
+        self.add_if(1, bytes);
     }
 
     /// Adds `bytes` when `counted` is 1, nothing when it is 0, without a branch.

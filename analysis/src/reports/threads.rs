@@ -64,14 +64,14 @@ impl ThreadsReducer {
         let index = if cached == key {
             index
         } else {
-            self.miss(pid, tid, slot)
+            self.miss(pid, tid, key, slot)
         };
         &mut self.rows[index]
     }
 
     /// The row of a (pid, tid) not in its cache slot: found or made, and cached.
     #[cold]
-    fn miss(&mut self, pid: u32, tid: u32, slot: usize) -> usize {
+    fn miss(&mut self, pid: u32, tid: u32, key: u64, slot: usize) -> usize {
         let next = self.rows.len();
         let index = *self.index.entry((pid, tid)).or_insert(next);
         if index == next {
@@ -81,7 +81,7 @@ impl ThreadsReducer {
                 ..ThreadRow::default()
             });
         }
-        self.cache[slot] = ((u64::from(pid) << 32) | u64::from(tid), index);
+        self.cache[slot] = (key, index);
         index
     }
 }
