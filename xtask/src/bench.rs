@@ -433,27 +433,10 @@ const REPORT_RUNS: usize = 3;
 /// histogram and live-bytes timeline on the same files.
 fn analysis(args: &Args) -> anyhow::Result<()> {
     let dir = bench_dir().join(format!("synth-{}", args.analysis_events));
-    let cargo = env!("CARGO");
-    if !dir.join("run.json").exists() {
-        util::run(
-            Command::new(cargo)
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "alloctrace-analysis",
-                    "--example",
-                    "synth",
-                    "--",
-                ])
-                .arg(&dir)
-                .arg(args.analysis_events.to_string())
-                .current_dir(util::workspace()),
-        )?;
-    }
-    let example = |name: &str| -> anyhow::Result<String> {
-        let out = Command::new(cargo)
+    // `cargo run` of an example of the analysis crate, with the trace directory as argument.
+    let example_command = |name: &str| {
+        let mut command = Command::new(env!("CARGO"));
+        command
             .args([
                 "run",
                 "--release",
@@ -465,8 +448,14 @@ fn analysis(args: &Args) -> anyhow::Result<()> {
                 "--",
             ])
             .arg(&dir)
-            .current_dir(util::workspace())
-            .output()?;
+            .current_dir(util::workspace());
+        command
+    };
+    if !dir.join("run.json").exists() {
+        util::run(example_command("synth").arg(args.analysis_events.to_string()))?;
+    }
+    let example = |name: &str| -> anyhow::Result<String> {
+        let out = example_command(name).output()?;
         anyhow::ensure!(
             out.status.success(),
             "example {name} failed: {}",
