@@ -835,6 +835,7 @@ impl Replay {
         });
     }
 
+    #[inline(always)]
     fn free_row(&mut self, p: usize, batch: &EventBatch, i: usize, ts: u64, out: &mut Pending) {
         let addr = batch.addr.values()[i];
         if addr == 0 {

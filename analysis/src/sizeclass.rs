@@ -61,16 +61,19 @@ const GO_CLASS_TO_SIZE: [u16; 68] = [
     32768,
 ];
 
+#[inline]
 fn round_up(value: u64, to: u64) -> u64 {
     value.saturating_add(to - 1) & !(to - 1)
 }
 
 /// glibc `request2size`: chunk = max(MINSIZE, (size + SIZE_SZ + MALLOC_ALIGN_MASK) & ~MALLOC_ALIGN_MASK).
+#[inline]
 pub fn glibc_chunk(size: u64) -> u64 {
     (size.saturating_add(GLIBC_SIZE_SZ + GLIBC_ALIGN_MASK) & !GLIBC_ALIGN_MASK).max(GLIBC_MIN_CHUNK)
 }
 
 /// The estimate for `size` bytes requested from `allocator`.
+#[inline]
 pub fn estimate(allocator: Allocator, size: u64) -> Class {
     match allocator {
         Allocator::Glibc => {
