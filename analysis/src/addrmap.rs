@@ -66,7 +66,7 @@ impl<V: Copy + Default> AddrMap<V> {
 
     /// `Ok(slot)` holding `key` (not special), or `Err(slot)` where it would go: the first
     /// tombstone of its probe run, else the empty slot that ends the run.
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: u64) -> Result<usize, usize> {
         let mask = self.mask();
         let mut slot = self.home(key);

@@ -608,7 +608,7 @@ impl<T: Copy> Dict<T> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, row: usize) -> Option<T> {
         if self.keys.is_null(row) {
             return None;

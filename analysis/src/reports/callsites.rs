@@ -153,13 +153,22 @@ impl CallSitesReducer {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn site(&mut self, stack: u32) -> &mut SiteAgg {
         let index = stack as usize;
+        if index < self.dense.len() {
+            &mut self.dense[index]
+        } else {
+            self.new_site(stack)
+        }
+    }
+
+    /// A stack id beyond the dense table: grows the table, or counts it in the sparse one.
+    #[cold]
+    fn new_site(&mut self, stack: u32) -> &mut SiteAgg {
+        let index = stack as usize;
         if index < DENSE_STACKS {
-            if index >= self.dense.len() {
-                self.dense.resize(index + 1, SiteAgg::default());
-            }
+            self.dense.resize(index + 1, SiteAgg::default());
             &mut self.dense[index]
         } else {
             self.sites.entry(stack)
