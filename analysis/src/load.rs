@@ -610,7 +610,8 @@ impl<T: Copy> Dict<T> {
 
     #[inline(always)]
     fn get(&self, row: usize) -> Option<T> {
-        if self.keys.is_null(row) {
+        // Through the null buffer: `Array::is_null` was left out of line.
+        if self.keys.nulls().is_some_and(|n| n.is_null(row)) {
             return None;
         }
         self.values
@@ -649,6 +650,16 @@ pub struct EventBatch {
     pub uncollectable: Option<UInt64Array>,
 }
 
+/// Whether `array` has a value at `row`. `Array::is_valid` does the same, but LLVM left it
+/// out of line, a call per row on the replay's path.
+#[inline(always)]
+pub fn is_valid<T: arrow::datatypes::ArrowPrimitiveType>(
+    array: &arrow::array::PrimitiveArray<T>,
+    row: usize,
+) -> bool {
+    array.nulls().is_none_or(|n| n.is_valid(row))
+}
+
 /// Value of nullable column `array` at `row`; `None` when null or absent.
 #[inline]
 pub fn opt<T: arrow::datatypes::ArrowPrimitiveType>(
@@ -657,7 +668,7 @@ pub fn opt<T: arrow::datatypes::ArrowPrimitiveType>(
 ) -> Option<T::Native> {
     array
         .as_ref()
-        .and_then(|a| a.is_valid(row).then(|| a.value(row)))
+        .and_then(|a| is_valid(a, row).then(|| a.value(row)))
 }
 
 impl EventBatch {

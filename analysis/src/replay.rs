@@ -12,13 +12,12 @@
 //! println!("{} rows replayed", report.counters.rows);
 //! ```
 
-use arrow::array::Array;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::{
     addrmap::AddrMap,
-    load::{Domain, EventBatch, EventKind, Runtime, opt},
+    load::{Domain, EventBatch, EventKind, Runtime, is_valid, opt},
     sizeclass::{self, Allocator},
     space::{self, AddressSpace, Mapping},
 };
@@ -878,7 +877,7 @@ impl Replay {
             self.counters.implausible_rows += 1;
             return;
         }
-        let old_addr = if batch.old_addr.is_valid(i) {
+        let old_addr = if is_valid(&batch.old_addr, i) {
             batch.old_addr.values()[i]
         } else {
             0
@@ -966,7 +965,7 @@ impl Replay {
             }
             EventKind::Mremap => {
                 self.counters.mremaps += 1;
-                let old_addr = if batch.old_addr.is_valid(i) {
+                let old_addr = if is_valid(&batch.old_addr, i) {
                     batch.old_addr.values()[i]
                 } else {
                     0
