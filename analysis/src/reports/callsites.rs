@@ -16,7 +16,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{Chunk, End, Ev, Reducer, Via, peak::DENSE_STACKS};
+use super::{End, Ev, Reducer, Via, peak::DENSE_STACKS};
 use crate::{
     export::flame::{FlameNode, FlameStack},
     replay::NO_STACK,
@@ -176,18 +176,28 @@ impl CallSitesReducer {
     }
 }
 
+/// Whether `ev` counts for its call site: it has a stack, and is not a relabel (which moves
+/// attribution between layers of one call; the stack is the same).
+#[inline(always)]
+fn counted(ev: &Ev) -> bool {
+    ev.block.stack != NO_STACK && ev.via != Via::Relabel
+}
+
 impl Reducer for CallSitesReducer {
     type Output = CallSites;
 
-    fn observe(&mut self, chunk: &Chunk<'_>) {
-        // A relabel moves attribution between layers of one call; the stack is the same.
-        let counted = |ev: &&Ev| ev.block.stack != NO_STACK && ev.via != Via::Relabel;
-        for ev in chunk.allocs().filter(counted) {
+    #[inline(always)]
+    fn alloc(&mut self, _bucket: usize, ev: &Ev) {
+        if counted(ev) {
             let site = self.site(ev.block.stack);
             site.allocs += 1;
             site.bytes = site.bytes.saturating_add(ev.block.size);
         }
-        for ev in chunk.frees().filter(counted) {
+    }
+
+    #[inline(always)]
+    fn free(&mut self, _bucket: usize, ev: &Ev) {
+        if counted(ev) {
             let site = self.site(ev.block.stack);
             site.frees += 1;
             site.freed_bytes = site.freed_bytes.saturating_add(ev.block.size);

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Axis, BlockKind, Chunk, End, HeapState, Reducer, Via};
+use super::{Axis, BlockKind, End, Ev, HeapState, Reducer, Via};
 use crate::{
     sizeclass::{self, Allocator},
     util::{Counted, TopCounter},
@@ -116,36 +116,37 @@ impl InternalReducer {
 impl Reducer for InternalReducer {
     type Output = Internal;
 
-    fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.allocs() {
-            let kind = ev.block.kind;
-            let size = ev.block.size;
-            let allocator = kind.allocator(size);
-            let class = sizeclass::estimate(allocator, size);
-            let waste = class.usable.saturating_sub(size);
-            if kind != BlockKind::Go {
-                self.live_waste += waste;
-            }
-            if ev.via == Via::Relabel {
-                continue;
-            }
-            let usable = class.usable.max(size);
-            self.out.requested_bytes = self.out.requested_bytes.saturating_add(size);
-            self.out.usable_bytes = self.out.usable_bytes.saturating_add(usable);
-            self.out.waste_bytes += waste;
-            self.out.mmapped_chunks += u64::from(class.mmapped);
-            let agg = self.class(allocator, class.class_bytes);
-            agg.count += 1;
-            agg.requested = agg.requested.saturating_add(size);
-            agg.usable = agg.usable.saturating_add(usable);
+    #[inline(always)]
+    fn alloc(&mut self, _bucket: usize, ev: &Ev) {
+        let kind = ev.block.kind;
+        let size = ev.block.size;
+        let allocator = kind.allocator(size);
+        let class = sizeclass::estimate(allocator, size);
+        let waste = class.usable.saturating_sub(size);
+        if kind != BlockKind::Go {
+            self.live_waste += waste;
         }
-        for ev in chunk.frees() {
-            let size = ev.block.size;
-            let waste = sizeclass::estimate(ev.block.kind.allocator(size), size)
-                .usable
-                .saturating_sub(size);
-            self.live_waste = self.live_waste.saturating_sub(waste);
+        if ev.via == Via::Relabel {
+            return;
         }
+        let usable = class.usable.max(size);
+        self.out.requested_bytes = self.out.requested_bytes.saturating_add(size);
+        self.out.usable_bytes = self.out.usable_bytes.saturating_add(usable);
+        self.out.waste_bytes += waste;
+        self.out.mmapped_chunks += u64::from(class.mmapped);
+        let agg = self.class(allocator, class.class_bytes);
+        agg.count += 1;
+        agg.requested = agg.requested.saturating_add(size);
+        agg.usable = agg.usable.saturating_add(usable);
+    }
+
+    #[inline(always)]
+    fn free(&mut self, _bucket: usize, ev: &Ev) {
+        let size = ev.block.size;
+        let waste = sizeclass::estimate(ev.block.kind.allocator(size), size)
+            .usable
+            .saturating_sub(size);
+        self.live_waste = self.live_waste.saturating_sub(waste);
     }
 
     fn bucket_end(&mut self, b: usize, _state: HeapState<'_>) {

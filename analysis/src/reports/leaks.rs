@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{BlockKind, Chunk, End, Reducer, Tally, stack};
+use super::{BlockKind, End, Reducer, Tally, stack};
 use crate::util::TopK;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -63,8 +63,6 @@ impl LeaksReducer {
 
 impl Reducer for LeaksReducer {
     type Output = Leaks;
-
-    fn observe(&mut self, _chunk: &Chunk<'_>) {}
 
     fn finish(self, end: &End<'_>) -> Leaks {
         let mut out = Leaks::default();

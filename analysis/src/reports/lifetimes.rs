@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Chunk, End, Reducer, Tally, Via};
+use super::{End, Ev, Reducer, Tally, Via};
 use crate::util::Log2Hist;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -63,30 +63,33 @@ impl LifetimesReducer {
 impl Reducer for LifetimesReducer {
     type Output = Lifetimes;
 
-    fn observe(&mut self, chunk: &Chunk<'_>) {
-        self.allocations += chunk.allocs().filter(|e| e.via == Via::Call).count() as u64;
-        // Branch-free: whether a free ends an allocation (not a realloc's), is temporary or
-        // short-lived varies from event to event, and mispredicting it cost more than adding
-        // zeros.
-        for ev in chunk.frees() {
-            let out = &mut self.out;
-            let size = ev.block.size;
-            let lifetime = ev.ts.saturating_sub(ev.block.ts);
-            let ended = u64::from(ev.via == Via::Call);
-            out.freed += ended;
-            out.wall_ns.add_if(ended, lifetime, size);
-            out.allocs_between.add_if(ended, ev.between, size);
-            let temporary = ended & u64::from(ev.between == 0);
-            out.temporary.add_if(temporary, size);
-            out.temporary_sizes.add_if(temporary, size, size);
-            let f = usize::from(ev.block.func);
-            if self.temporary_funcs.len() <= f {
-                self.temporary_funcs.resize(f + 1, Tally::default());
-            }
-            self.temporary_funcs[f].add_if(temporary, size);
-            out.short_lived
-                .add_if(ended & u64::from(lifetime < out.short_lived_ns), size);
+    #[inline(always)]
+    fn alloc(&mut self, _bucket: usize, ev: &Ev) {
+        self.allocations += u64::from(ev.via == Via::Call);
+    }
+
+    /// Branch-free: whether a free ends an allocation (not a realloc's), is temporary or
+    /// short-lived varies from event to event, and mispredicting it cost more than adding
+    /// zeros.
+    #[inline(always)]
+    fn free(&mut self, _bucket: usize, ev: &Ev) {
+        let out = &mut self.out;
+        let size = ev.block.size;
+        let lifetime = ev.ts.saturating_sub(ev.block.ts);
+        let ended = u64::from(ev.via == Via::Call);
+        out.freed += ended;
+        out.wall_ns.add_if(ended, lifetime, size);
+        out.allocs_between.add_if(ended, ev.between, size);
+        let temporary = ended & u64::from(ev.between == 0);
+        out.temporary.add_if(temporary, size);
+        out.temporary_sizes.add_if(temporary, size, size);
+        let f = usize::from(ev.block.func);
+        if self.temporary_funcs.len() <= f {
+            self.temporary_funcs.resize(f + 1, Tally::default());
         }
+        self.temporary_funcs[f].add_if(temporary, size);
+        out.short_lived
+            .add_if(ended & u64::from(lifetime < out.short_lived_ns), size);
     }
 
     fn finish(mut self, end: &End<'_>) -> Lifetimes {

@@ -31,36 +31,27 @@ pub struct Chunk<'a> {
     pub bucket: usize,
     pub evs: &'a [Ev],
     pub marks: &'a [Mark],
-    /// Indices of the `Alloc` and of the `Free` events in `evs`: a reducer that does not need
-    /// their interleaving loops over one kind without a data-dependent branch per event
-    /// (allocs and frees alternate unpredictably, and eleven mispredicted branches per event
-    /// cost more than the work itself).
-    pub alloc_index: &'a [u32],
-    pub free_index: &'a [u32],
     /// Indices of the `Alloc` events made by a realloc (each right after the `Free` of the
     /// block it replaced).
     pub realloc_index: &'a [u32],
 }
 
-impl<'a> Chunk<'a> {
-    /// The `Alloc` events, in order.
-    pub fn allocs(&self) -> impl Iterator<Item = &'a Ev> + 'a {
-        let evs = self.evs;
-        self.alloc_index.iter().map(move |&i| &evs[i as usize])
-    }
-
-    /// The `Free` events, in order.
-    pub fn frees(&self) -> impl Iterator<Item = &'a Ev> + 'a {
-        let evs = self.evs;
-        self.free_index.iter().map(move |&i| &evs[i as usize])
-    }
-}
-
 /// A pure reduction over the event stream.
+///
+/// For each chunk, [`crate::report::build`] hands every `Alloc` event to [`Reducer::alloc`],
+/// then every `Free` event to [`Reducer::free`] (each kind in order), then the chunk to
+/// [`Reducer::observe`] for what needs the events interleaved. The per-event calls of all
+/// reducers share one loop, so an event is read once rather than once per reducer.
 pub trait Reducer {
     type Output;
-    /// Takes the next events (all in `chunk.bucket`).
-    fn observe(&mut self, chunk: &Chunk<'_>);
+    /// Takes the next `Alloc` event, of time bucket `bucket`.
+    #[inline(always)]
+    fn alloc(&mut self, _bucket: usize, _ev: &Ev) {}
+    /// Takes the next `Free` event, of time bucket `bucket`.
+    #[inline(always)]
+    fn free(&mut self, _bucket: usize, _ev: &Ev) {}
+    /// Takes the chunk whose allocs and frees were just handed over (all in `chunk.bucket`).
+    fn observe(&mut self, _chunk: &Chunk<'_>) {}
     /// Called once per time bucket, in order, after its last event.
     fn bucket_end(&mut self, _bucket: usize, _state: HeapState<'_>) {}
     /// The section, from what was observed and the state after the last row.

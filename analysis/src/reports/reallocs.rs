@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 
 use serde::Serialize;
 
-use super::{Block, BlockKind, Chunk, End, EvKind, Reducer, Via, stack};
+use super::{Block, BlockKind, Chunk, End, Ev, EvKind, Reducer, Via, stack};
 use crate::util::TopK;
 
 /// Chain lengths are counted exactly up to this; longer ones share the last bucket.
@@ -105,10 +105,12 @@ impl Reducer for ReallocsReducer {
             out.grew += u64::from(new > old);
             out.shrank += u64::from(new < old);
         }
-        for ev in chunk.frees() {
-            if matches!(ev.via, Via::Call | Via::Implicit) && ev.block.chain > 0 {
-                self.chain_end(ev.pid, &ev.block, Some(ev.ts));
-            }
+    }
+
+    #[inline(always)]
+    fn free(&mut self, _bucket: usize, ev: &Ev) {
+        if matches!(ev.via, Via::Call | Via::Implicit) && ev.block.chain > 0 {
+            self.chain_end(ev.pid, &ev.block, Some(ev.ts));
         }
     }
 

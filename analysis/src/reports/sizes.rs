@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Chunk, End, Reducer, Tally, Via};
+use super::{End, Ev, Reducer, Tally, Via};
 use crate::util::{Log2Hist, TopCounter};
 
 /// Distinct sizes counted exactly before the counter starts dropping rare ones.
@@ -61,17 +61,19 @@ impl SizesReducer {
 impl Reducer for SizesReducer {
     type Output = Sizes;
 
-    fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.allocs().filter(|e| e.via != Via::Relabel) {
-            let size = ev.block.size;
-            self.out.allocations += 1;
-            self.out.bytes += size;
-            self.out.largest = self.out.largest.max(size);
-            self.out.histogram.add(size, size);
-            match self.small.get_mut(size as usize) {
-                Some(count) => *count += 1,
-                None => self.exact.entry(size).add(size),
-            }
+    #[inline(always)]
+    fn alloc(&mut self, _bucket: usize, ev: &Ev) {
+        if ev.via == Via::Relabel {
+            return;
+        }
+        let size = ev.block.size;
+        self.out.allocations += 1;
+        self.out.bytes += size;
+        self.out.largest = self.out.largest.max(size);
+        self.out.histogram.add(size, size);
+        match self.small.get_mut(size as usize) {
+            Some(count) => *count += 1,
+            None => self.exact.entry(size).add(size),
         }
     }
 

@@ -11,7 +11,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{Chunk, End, Reducer, Via};
+use super::{End, Ev, Reducer, Via};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ThreadRow {
@@ -89,27 +89,28 @@ impl ThreadsReducer {
 impl Reducer for ThreadsReducer {
     type Output = Threads;
 
-    fn observe(&mut self, chunk: &Chunk<'_>) {
-        for ev in chunk.allocs() {
-            let counted = ev.via != Via::Relabel;
-            let row = self.row(ev.pid, ev.tid);
-            row.allocs += u64::from(counted);
-            row.alloc_bytes =
-                row.alloc_bytes
-                    .saturating_add(if counted { ev.block.size } else { 0 });
-            row.live_bytes = row.live_bytes.saturating_add(ev.block.size);
-        }
-        for ev in chunk.frees() {
-            let counted = ev.via != Via::Relabel;
-            let row = self.row(ev.pid, ev.tid);
-            row.frees += u64::from(counted);
-            row.freed_bytes =
-                row.freed_bytes
-                    .saturating_add(if counted { ev.block.size } else { 0 });
-            row.cross_thread_frees += u64::from(ev.block.tid != ev.tid && ev.via == Via::Call);
-            let owner = self.row(ev.pid, ev.block.tid);
-            owner.live_bytes = owner.live_bytes.saturating_sub(ev.block.size);
-        }
+    #[inline(always)]
+    fn alloc(&mut self, _bucket: usize, ev: &Ev) {
+        let counted = ev.via != Via::Relabel;
+        let row = self.row(ev.pid, ev.tid);
+        row.allocs += u64::from(counted);
+        row.alloc_bytes = row
+            .alloc_bytes
+            .saturating_add(if counted { ev.block.size } else { 0 });
+        row.live_bytes = row.live_bytes.saturating_add(ev.block.size);
+    }
+
+    #[inline(always)]
+    fn free(&mut self, _bucket: usize, ev: &Ev) {
+        let counted = ev.via != Via::Relabel;
+        let row = self.row(ev.pid, ev.tid);
+        row.frees += u64::from(counted);
+        row.freed_bytes = row
+            .freed_bytes
+            .saturating_add(if counted { ev.block.size } else { 0 });
+        row.cross_thread_frees += u64::from(ev.block.tid != ev.tid && ev.via == Via::Call);
+        let owner = self.row(ev.pid, ev.block.tid);
+        owner.live_bytes = owner.live_bytes.saturating_sub(ev.block.size);
     }
 
     fn finish(self, _end: &End<'_>) -> Threads {

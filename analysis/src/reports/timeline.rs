@@ -88,18 +88,27 @@ impl TimelineReducer {
 impl Reducer for TimelineReducer {
     type Output = Timeline;
 
-    fn observe(&mut self, chunk: &Chunk<'_>) {
-        let b = chunk.bucket;
-        let out = &mut self.out;
-        let counted = |ev: &&Ev| ev.via != Via::Relabel;
-        for ev in chunk.allocs().filter(counted) {
+    #[inline(always)]
+    fn alloc(&mut self, b: usize, ev: &Ev) {
+        if ev.via != Via::Relabel {
+            let out = &mut self.out;
             out.alloc_count[b] += 1;
             out.alloc_bytes[b] = out.alloc_bytes[b].saturating_add(ev.block.size);
         }
-        for ev in chunk.frees().filter(counted) {
+    }
+
+    #[inline(always)]
+    fn free(&mut self, b: usize, ev: &Ev) {
+        if ev.via != Via::Relabel {
+            let out = &mut self.out;
             out.free_count[b] += 1;
             out.free_bytes[b] = out.free_bytes[b].saturating_add(ev.block.size);
         }
+    }
+
+    fn observe(&mut self, chunk: &Chunk<'_>) {
+        let b = chunk.bucket;
+        let out = &mut self.out;
         out.live_bytes_max[b] = chunk
             .evs
             .iter()
