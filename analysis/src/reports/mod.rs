@@ -1,6 +1,6 @@
 //! The reports: each file reduces the resolved event stream into one section of the report,
 //! with no I/O. [`crate::report::build`] replays the trace and feeds every reducer the same
-//! chunks, so the trace is read once.
+//! events (see [`Reducer`] for the order), so the trace is read once.
 //!
 //! ```no_run
 //! let report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
