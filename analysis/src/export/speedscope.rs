@@ -1,4 +1,4 @@
-//! speedscope export (https://www.speedscope.app/file-format-schema.json): one "sampled"
+//! speedscope export (<https://www.speedscope.app/file-format-schema.json>): one "sampled"
 //! profile per measure (bytes allocated, allocations, live at the end, live at the peak), the
 //! frames shared between them.
 
