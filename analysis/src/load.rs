@@ -610,8 +610,7 @@ impl<T: Copy> Dict<T> {
 
     #[inline(always)]
     fn get(&self, row: usize) -> Option<T> {
-        // Through the null buffer: `Array::is_null` was left out of line.
-        if self.keys.nulls().is_some_and(|n| n.is_null(row)) {
+        if !is_valid(&self.keys, row) {
             return None;
         }
         self.values
@@ -630,7 +629,7 @@ pub struct EventBatch {
     pub tid: UInt32Array,
     pub addr: UInt64Array,
     pub size: UInt64Array,
-    pub old_addr: UInt64Array,
+    old_addr: UInt64Array,
     event: Dict<EventKind>,
     func: Dict<u16>,
     runtime: Dict<Runtime>,
@@ -733,6 +732,16 @@ impl EventBatch {
     #[inline]
     pub fn event(&self, row: usize) -> EventKind {
         self.event.get(row).unwrap_or(EventKind::Other)
+    }
+
+    /// The `old_addr` of `row`, 0 when null (rows other than realloc and mremap).
+    #[inline]
+    pub fn old_addr(&self, row: usize) -> u64 {
+        if is_valid(&self.old_addr, row) {
+            self.old_addr.values()[row]
+        } else {
+            0
+        }
     }
 
     /// Interned function name id (see [`Reader::names`]).

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::{
     addrmap::AddrMap,
-    load::{Domain, EventBatch, EventKind, Runtime, is_valid, opt},
+    load::{Domain, EventBatch, EventKind, Runtime, opt},
     sizeclass::{self, Allocator},
     space::{self, AddressSpace, Mapping},
 };
@@ -572,7 +572,7 @@ impl Replay {
         }
         let blocks = &self.procs[p].blocks;
         blocks.prefetch(batch.addr.values()[i]);
-        let old_addr = batch.old_addr.values()[i];
+        let old_addr = batch.old_addr(i);
         if old_addr != 0 {
             blocks.prefetch(old_addr);
         }
@@ -877,11 +877,7 @@ impl Replay {
             self.counters.implausible_rows += 1;
             return;
         }
-        let old_addr = if is_valid(&batch.old_addr, i) {
-            batch.old_addr.values()[i]
-        } else {
-            0
-        };
+        let old_addr = batch.old_addr(i);
         let tid = batch.tid.values()[i];
         let kind = BlockKind::of(batch.runtime(i), batch.domain(i));
         let fresh = Block {
@@ -965,11 +961,7 @@ impl Replay {
             }
             EventKind::Mremap => {
                 self.counters.mremaps += 1;
-                let old_addr = if is_valid(&batch.old_addr, i) {
-                    batch.old_addr.values()[i]
-                } else {
-                    0
-                };
+                let old_addr = batch.old_addr(i);
                 let old_size = opt(&batch.old_size, i).unwrap_or(0);
                 if failed || addr >= SYSCALL_ERROR_MIN {
                     self.counters.failed_syscalls += 1;
