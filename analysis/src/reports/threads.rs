@@ -86,28 +86,32 @@ impl ThreadsReducer {
     }
 }
 
+/// What `ev` adds to its thread's counts: one event and its bytes, or nothing for a relabel
+/// (which moves a block between layers of one call; live bytes still follow it).
+#[inline(always)]
+fn counted(ev: &Ev) -> (u64, u64) {
+    let counted = u64::from(ev.via != Via::Relabel);
+    (counted, ev.block.size * counted)
+}
+
 impl Reducer for ThreadsReducer {
     type Output = Threads;
 
     #[inline(always)]
     fn alloc(&mut self, _bucket: usize, ev: &Ev) {
-        let counted = ev.via != Via::Relabel;
+        let (count, bytes) = counted(ev);
         let row = self.row(ev.pid, ev.tid);
-        row.allocs += u64::from(counted);
-        row.alloc_bytes = row
-            .alloc_bytes
-            .saturating_add(if counted { ev.block.size } else { 0 });
+        row.allocs += count;
+        row.alloc_bytes = row.alloc_bytes.saturating_add(bytes);
         row.live_bytes = row.live_bytes.saturating_add(ev.block.size);
     }
 
     #[inline(always)]
     fn free(&mut self, _bucket: usize, ev: &Ev) {
-        let counted = ev.via != Via::Relabel;
+        let (count, bytes) = counted(ev);
         let row = self.row(ev.pid, ev.tid);
-        row.frees += u64::from(counted);
-        row.freed_bytes = row
-            .freed_bytes
-            .saturating_add(if counted { ev.block.size } else { 0 });
+        row.frees += count;
+        row.freed_bytes = row.freed_bytes.saturating_add(bytes);
         row.cross_thread_frees += u64::from(ev.block.tid != ev.tid && ev.via == Via::Call);
         let owner = self.row(ev.pid, ev.block.tid);
         owner.live_bytes = owner.live_bytes.saturating_sub(ev.block.size);
