@@ -434,22 +434,18 @@ const REPORT_RUNS: usize = 5;
 /// histogram and live-bytes timeline on the same files.
 fn analysis(args: &Args) -> anyhow::Result<()> {
     let dir = bench_dir().join(format!("synth-{}", args.analysis_events));
-    // `cargo run` of an example of the analysis crate, with the trace directory as argument.
-    let example_command = |name: &str| {
+    // A cargo subcommand on the analysis crate, release profile.
+    let cargo_analysis = |subcommand: &str| {
         let mut command = Command::new(env!("CARGO"));
         command
-            .args([
-                "run",
-                "--release",
-                "-q",
-                "-p",
-                "alloctrace-analysis",
-                "--example",
-                name,
-                "--",
-            ])
-            .arg(&dir)
+            .args([subcommand, "--release", "-q", "-p", "alloctrace-analysis"])
             .current_dir(util::workspace());
+        command
+    };
+    // `cargo run` of an example, with the trace directory as argument.
+    let example_command = |name: &str| {
+        let mut command = cargo_analysis("run");
+        command.args(["--example", name, "--"]).arg(&dir);
         command
     };
     if !dir.join("run.json").exists() {
@@ -465,18 +461,7 @@ fn analysis(args: &Args) -> anyhow::Result<()> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     // Built before anything is timed, so no run follows a compile on a busy machine.
-    util::run(
-        Command::new(env!("CARGO"))
-            .current_dir(util::workspace())
-            .args([
-                "build",
-                "--release",
-                "-q",
-                "-p",
-                "alloctrace-analysis",
-                "--examples",
-            ]),
-    )?;
+    util::run(cargo_analysis("build").arg("--examples"))?;
     // The machine is shared: after a warm-up, the report runs REPORT_RUNS times and the median
     // is the figure, with the range next to it.
     example("report")?;
