@@ -39,8 +39,7 @@ fn size_histogram(trace: &Trace) -> Result<Log2Hist, AnalysisError> {
 /// Live bytes at the end of each time bucket (DuckDB's definition: the running sum after the
 /// bucket's last row).
 fn live_timeline(trace: &Trace, buckets: usize) -> Result<Vec<u64>, AnalysisError> {
-    let start = trace.run.clock.monotonic_start_ns;
-    let (start, end) = trace.time_range()?.unwrap_or((start, start));
+    let (start, end) = trace.span()?;
     let axis = Axis::new(start, end, buckets);
     let mut at_end = vec![0u64; axis.count];
     let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk);

@@ -303,6 +303,13 @@ impl Trace {
         Ok(range)
     }
 
+    /// [`Trace::time_range`], or the run's start twice for a trace without rows: the span a
+    /// time axis covers.
+    pub fn span(&self) -> Result<(u64, u64), AnalysisError> {
+        let start = self.run.clock.monotonic_start_ns;
+        Ok(self.time_range()?.unwrap_or((start, start)))
+    }
+
     /// A reader over every event, segment after segment, in file (causal) order.
     pub fn reader(&self) -> Reader<'_> {
         Reader {

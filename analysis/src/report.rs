@@ -268,10 +268,7 @@ impl Reducers {
 /// Reads the trace in `dir` and builds every section.
 pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
     let trace = Trace::open(dir)?;
-    let (start, end) = trace.time_range()?.unwrap_or((
-        trace.run.clock.monotonic_start_ns,
-        trace.run.clock.monotonic_start_ns,
-    ));
+    let (start, end) = trace.span()?;
     let axis = Axis::new(start, end, options.buckets);
     let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk);
     let mut reducers = Reducers::new(axis, options);
