@@ -27,13 +27,13 @@ pub enum Counter {
     DepthOverflow = 7,
     /// A probe fired without its configuration (an internal error). The row is lost.
     NoConfig = 8,
-    /// A Go allocation's RET probe fired with no entry for that goroutine (the call began
-    /// before the probes were attached). Not a loss of a traced call.
+    /// A Go allocation's result probe fired with no entry for that goroutine (the call began
+    /// before the probes were attached). The row is lost.
     GoReturnWithoutEntry = 9,
     /// The Go call-tracking map was full. The row is lost.
     GoMapFull = 10,
-    /// A stack could not be stored (stack map bucket taken by another stack, or the walk
-    /// failed); the row is written without a stack.
+    /// A stack could not be stored (the stack map is full, or the walk failed); the row is
+    /// written without a stack.
     StackLost = 11,
     /// A Python stack deeper than `python::MAX_PY_FRAMES`: its outermost frames were cut.
     PyStackTruncated = 12,
@@ -94,8 +94,11 @@ impl Counter {
             self,
             Counter::RingFull
                 | Counter::Unwound
+                | Counter::ReturnWithoutEntry
                 | Counter::ThreadMapFull
+                | Counter::SyscallWithoutEntry
                 | Counter::NoConfig
+                | Counter::GoReturnWithoutEntry
                 | Counter::GoMapFull
         )
     }

@@ -1,7 +1,7 @@
 //! The header every ring-buffer record starts with.
 
-/// What a record describes. The discriminant is written by the eBPF programs and becomes the
-/// `event` column of the trace (see [`EventKind::name`]).
+/// What a record describes. The discriminant is written by the eBPF programs; user space maps
+/// it to the trace's `event` column (`record::rows::column_event` in the tracer).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -66,31 +66,7 @@ impl EventKind {
             _ => return None,
         })
     }
-
-    /// The value of the trace's `event` column for this kind.
-    pub const fn name(self) -> &'static str {
-        match self {
-            EventKind::Alloc => "alloc",
-            EventKind::Free => "free",
-            EventKind::Realloc => "realloc",
-            EventKind::Mmap => "mmap",
-            EventKind::Munmap => "munmap",
-            EventKind::Mremap => "mremap",
-            EventKind::Brk => "brk",
-            EventKind::Mprotect => "mprotect",
-            EventKind::Madvise => "madvise",
-            EventKind::GcStart => "gc_start",
-            EventKind::GcEnd => "gc_end",
-            EventKind::StwStart => "stw_start",
-            EventKind::StwEnd => "stw_end",
-            EventKind::RegionAlloc => "alloc",
-            EventKind::RegionFree => "free",
-        }
-    }
 }
-
-/// No stack was captured for this event.
-pub const NO_STACK: i32 = -1;
 
 /// Common prefix of every ring-buffer record; `kind` says which struct follows.
 #[repr(C)]
@@ -104,8 +80,7 @@ pub struct EventHeader {
     pub probe: u32,
     pub pid: u32,
     pub tid: u32,
-    /// Unused (stacks are in `AllocEvent::stack`); always [`NO_STACK`].
-    pub stack_id: i32,
+    pub _pad: u32,
     /// Bit set of `FLAG_*` values.
     pub flags: u32,
 }

@@ -7,10 +7,11 @@ pub const COUNTERS: &str = "COUNTERS";
 pub const TARGETS: &str = "TARGETS";
 /// Per-probe configuration (`probe::ProbeConfig`), indexed by probe id.
 pub const PROBES: &str = "PROBES";
-/// User stacks (`BPF_MAP_TYPE_STACK_TRACE`), referenced by events' `stack_id`.
+/// User stacks: a hash map from a 64-bit hash of a stack's frames to the frames
+/// (`stack::StackValue`), referenced by the `stack` field of allocation records.
 pub const STACKS: &str = "STACKS";
-/// Entries (hash buckets) of [`STACKS`]. Two different stacks hashing to one bucket lose the
-/// second (counted as `stacks_lost`); with N distinct stacks about N²/2·MAX_STACKS collide.
+/// Entries of [`STACKS`]: distinct stacks kept. A stack that finds the map full is counted as
+/// `stacks_lost` and its row written without a stack.
 pub const MAX_STACKS: u32 = 65536;
 /// Frames kept per stack (the innermost ones).
 pub const MAX_STACK_FRAMES: u32 = 64;

@@ -55,7 +55,7 @@ pub fn header(kind: u32, probe: u32, pid_tgid: u64, flags: u32) -> EventHeader {
         probe,
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
-        stack_id: tracer_common::event::NO_STACK,
+        _pad: 0,
         flags,
     }
 }

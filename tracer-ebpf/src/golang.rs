@@ -4,7 +4,12 @@
 //! would crash the program.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
-use tracer_common::{alloc::AllocEvent, counter::Counter, event::EventKind, probe::loc};
+use tracer_common::{
+    alloc::AllocEvent,
+    counter::Counter,
+    event::EventKind,
+    probe::{STACK_CAPTURE, loc},
+};
 
 use crate::{
     emit::{bump, emit, header},
@@ -43,7 +48,14 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
     let stack = match THREADS.current(true) {
         // SAFETY: task-storage value of the current thread.
         Some(state) => capture_stack(&ctx, cfg.stack, unsafe { &mut (*state).scratch }),
-        None => 0,
+        None => {
+            // No task storage, so no scratch buffer to walk the stack into: the row keeps
+            // its allocation but loses its stack, and says so.
+            if cfg.stack & STACK_CAPTURE != 0 {
+                bump(Counter::StackLost);
+            }
+            0
+        }
     };
     let call = GoCall {
         depth: 1,
