@@ -18,10 +18,10 @@ use std::{
 
 use analysis::{
     report::{self, Options},
-    run::RunInfo,
     synth::{Flavor, Synth},
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use trace_format::run::RunInfo;
 
 fn events() -> u64 {
     env::var("ALLOCTRACE_BENCH_EVENTS")

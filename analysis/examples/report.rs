@@ -4,7 +4,7 @@
 
 use std::{env, fs, path::PathBuf, process::ExitCode, time::Instant};
 
-use analysis::{render, report};
+use analysis::{render, report, summary::Summary};
 
 /// Peak resident set size of this process (VmHWM), in KiB.
 fn peak_rss_kib() -> Option<u64> {
@@ -39,12 +39,18 @@ fn main() -> ExitCode {
         peak_rss_kib().unwrap_or(0) as f64 / 1024.0
     );
     if let Some(out) = args.next() {
-        if let Err(err) = render::html::write_report(&report, out.as_ref()) {
-            eprintln!("report: {err}");
+        let page = match render::html::report_html(&report) {
+            Ok(page) => page,
+            Err(err) => {
+                eprintln!("report: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(err) = fs::write(&out, page) {
+            eprintln!("report: {out}: {err}");
             return ExitCode::FAILURE;
         }
-        if let Err(err) = report
-            .summary()
+        if let Err(err) = Summary::from_report(&report)
             .write_json(&PathBuf::from(&out).with_extension("summary.json"))
         {
             eprintln!("report: {err}");

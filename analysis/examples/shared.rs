@@ -14,7 +14,7 @@ use std::{env, path::PathBuf, process::ExitCode, time::Instant};
 
 use analysis::{
     AnalysisError, Log2Hist,
-    load::{Domain, EventKind, Trace},
+    load::{Domain, Event, Trace},
     replay::{Pending, Replay},
     reports::Axis,
 };
@@ -26,8 +26,8 @@ fn size_histogram(trace: &Trace) -> Result<Log2Hist, AnalysisError> {
         let (addr, size) = (batch.addr.values(), batch.size.values());
         for i in 0..batch.rows {
             let counted = match batch.event(i) {
-                EventKind::Alloc => batch.domain(i) != Domain::Arena,
-                EventKind::Realloc => size[i] > 0,
+                Event::Alloc => batch.domain(i) != Some(Domain::Arena),
+                Event::Realloc => size[i] > 0,
                 _ => false,
             };
             histogram.add_if(u64::from(counted && addr[i] != 0), size[i], size[i]);

@@ -6,7 +6,7 @@
 //! use analysis::{compare, render, report::Options};
 //! let dirs = ["traces/rust", "traces/go", "traces/python"];
 //! let dashboard = compare::build(&dirs, &Options::default()).unwrap();
-//! render::html::write_dashboard(&dashboard, "dashboard.html".as_ref()).unwrap();
+//! std::fs::write("dashboard.html", render::html::dashboard_html(&dashboard).unwrap()).unwrap();
 //! ```
 
 use std::path::Path;
@@ -52,7 +52,7 @@ fn digest(report: &report::Report) -> Run {
     let trim = |h: &Log2Hist| h.counts[..h.used_len()].to_vec();
     Run {
         label: report.trace.label.clone(),
-        summary: report.summary(),
+        summary: crate::summary::Summary::from_report(report),
         t_s: (0..t.live_bytes.len())
             .map(|b| b as f64 * width_s)
             .collect(),

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! A run directory is itself a trace directory (`run.json` + `events/`). The events have the
-//! columns of [`crate::schema::events_schema`] plus [`TRACE_ROW`], the row's position in the
+//! columns of [`trace_format::schema::events_schema`] plus [`TRACE_ROW`], the row's position in the
 //! original trace, because sorting by time loses the causal order the tracer wrote (`ts_ns`
 //! may step back a little between CPUs): `ORDER BY pid, trace_row` restores it.
 //!
@@ -47,7 +47,6 @@ use std::{
     collections::{BTreeSet, BinaryHeap},
     fs::{self, File},
     io,
-    panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
     sync::{
         Arc, LazyLock,
@@ -75,12 +74,12 @@ use parquet::{
     schema::types::ColumnPath,
 };
 
-use crate::{
-    error::AnalysisError,
-    load::Trace,
+use trace_format::{
     run::RunInfo,
     schema::{self, col, meta},
 };
+
+use crate::{error::AnalysisError, load::Trace};
 
 /// The dataset-only column: the row's 0-based position in the original trace (segments in
 /// name order, rows in file order), i.e. the causal order the probes fired in.
@@ -92,13 +91,9 @@ const SIDE_FILES: [&str; 5] = [
     schema::RUN_JSON,
     schema::STACKS_FILE,
     schema::MODULES_FILE,
-    FRAMES_FILE,
-    SUMMARY_FILE,
+    schema::FRAMES_FILE,
+    schema::SUMMARY_FILE,
 ];
-/// Symbolized frames, when the trace has been symbolized.
-pub const FRAMES_FILE: &str = "frames.parquet";
-/// The report's headline numbers (`alloctrace report`), when the trace was reported.
-pub const SUMMARY_FILE: &str = "summary.json";
 
 /// Key-value metadata written into every events file of a dataset.
 pub mod dataset_meta {
@@ -336,15 +331,10 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Runs `f`, turning a panic in the Parquet/Arrow decoders into an error: they read untrusted
 /// bytes, and a damaged trace must give an error, not abort the export.
 fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, DatasetError>) -> Result<T, DatasetError> {
-    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("panic");
+    trace_format::guard::catch(f).unwrap_or_else(|panicked| {
         Err(DatasetError::DecoderPanic {
             path: path.to_owned(),
-            message: message.lines().next().unwrap_or_default().to_owned(),
+            message: panicked.message,
         })
     })
 }

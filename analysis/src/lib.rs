@@ -7,13 +7,13 @@
 //! use analysis::{compare, render, report};
 //! let options = report::Options::default();
 //! let report = report::build("trace".as_ref(), &options)?;
-//! render::html::write_report(&report, "report.html".as_ref())?;
-//! report.summary().write_json("summary.json".as_ref())?;
+//! std::fs::write("report.html", render::html::report_html(&report)?)?;
+//! analysis::summary::Summary::from_report(&report).write_json("summary.json".as_ref())?;
 //! print!("{}", render::text::summary(&report));
 //!
 //! let dashboard = compare::build(&["traces/a", "traces/b"], &options)?;
-//! render::html::write_dashboard(&dashboard, "dashboard.html".as_ref())?;
-//! # Ok::<(), analysis::AnalysisError>(())
+//! std::fs::write("dashboard.html", render::html::dashboard_html(&dashboard)?)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod addrmap;
@@ -21,20 +21,19 @@ pub mod compare;
 pub mod dataset;
 pub mod error;
 pub mod export;
+pub mod flame;
 pub mod load;
+pub mod pass;
 pub mod render;
 pub mod replay;
 pub mod report;
 pub mod reports;
-pub mod run;
-pub mod schema;
 pub mod sizeclass;
 mod space;
 pub mod summary;
 pub mod symbolize;
 pub mod synth;
 mod util;
-pub mod write;
 
 pub use error::AnalysisError;
 pub use util::Log2Hist;

@@ -13,9 +13,8 @@
 //! ```
 
 use std::{
-    fs::{self, File},
+    fs::File,
     io,
-    panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -35,107 +34,18 @@ use parquet::arrow::{
     },
 };
 
-use crate::{
-    error::AnalysisError,
+use trace_format::{
     run::{RunInfo, RunInfoError},
     schema::{self, col},
-    util::Interner,
 };
+
+use crate::{error::AnalysisError, util::Interner};
 
 /// Rows per decoded batch: large enough to amortise the per-batch decoding work (7% faster
 /// than 8192), small enough that the decoded columns stay a few MiB.
 const BATCH_ROWS: usize = 32768;
 
-/// The `event` column, decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    Alloc,
-    Free,
-    Realloc,
-    Mmap,
-    Munmap,
-    Mremap,
-    Brk,
-    Mprotect,
-    Madvise,
-    GcStart,
-    GcEnd,
-    StwStart,
-    StwEnd,
-    /// A value this version does not know (a newer tracer); counted and skipped.
-    Other,
-}
-
-impl EventKind {
-    fn parse(value: &str) -> EventKind {
-        use crate::schema::event as e;
-        match value {
-            e::ALLOC => EventKind::Alloc,
-            e::FREE => EventKind::Free,
-            e::REALLOC => EventKind::Realloc,
-            e::MMAP => EventKind::Mmap,
-            e::MUNMAP => EventKind::Munmap,
-            e::MREMAP => EventKind::Mremap,
-            e::BRK => EventKind::Brk,
-            e::MPROTECT => EventKind::Mprotect,
-            e::MADVISE => EventKind::Madvise,
-            e::GC_START => EventKind::GcStart,
-            e::GC_END => EventKind::GcEnd,
-            e::STW_START => EventKind::StwStart,
-            e::STW_END => EventKind::StwEnd,
-            _ => EventKind::Other,
-        }
-    }
-}
-
-/// The `runtime` column, decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Runtime {
-    Native,
-    Go,
-    Python,
-}
-
-impl Runtime {
-    fn parse(value: &str) -> Runtime {
-        match value {
-            schema::runtime::GO => Runtime::Go,
-            schema::runtime::PYTHON => Runtime::Python,
-            _ => Runtime::Native,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Runtime::Native => schema::runtime::NATIVE,
-            Runtime::Go => schema::runtime::GO,
-            Runtime::Python => schema::runtime::PYTHON,
-        }
-    }
-}
-
-/// The `domain` column (Python allocator domains), decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Domain {
-    None,
-    Obj,
-    Mem,
-    Raw,
-    Arena,
-}
-
-impl Domain {
-    fn parse(value: &str) -> Domain {
-        match value {
-            "obj" => Domain::Obj,
-            "mem" => Domain::Mem,
-            "raw" => Domain::Raw,
-            "arena" => Domain::Arena,
-            _ => Domain::None,
-        }
-    }
-}
+pub use trace_format::names::{Domain, Event, Runtime};
 
 /// The columns the reports read, with their required type. Columns absent from this list are
 /// ignored (schema evolution adds columns).
@@ -234,36 +144,15 @@ impl Trace {
             });
         }
         let run = read_run(dir)?;
-        let events_dir = dir.join(schema::EVENTS_DIR);
-        let mut paths = Vec::new();
-        match fs::read_dir(&events_dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(|source| AnalysisError::Io {
-                        path: events_dir.clone(),
-                        source,
-                    })?;
-                    let name = entry.file_name();
-                    let name = name.to_string_lossy();
-                    if name.starts_with("part-") && name.ends_with(".parquet") {
-                        paths.push(entry.path());
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(AnalysisError::Io {
-                    path: events_dir,
-                    source,
-                });
-            }
-        }
+        let paths = trace_format::segments::list(dir).map_err(|source| AnalysisError::Io {
+            path: dir.join(schema::EVENTS_DIR),
+            source,
+        })?;
         if paths.is_empty() {
             return Err(AnalysisError::NoSegments {
                 dir: dir.to_owned(),
             });
         }
-        paths.sort();
         let segments = paths
             .into_iter()
             .map(open_segment)
@@ -337,15 +226,10 @@ fn read_run(dir: &Path) -> Result<RunInfo, AnalysisError> {
 /// Runs `f`, turning a panic inside the Parquet/Arrow decoders into an error: they are fed
 /// untrusted bytes and a damaged file must give an error, not abort the report.
 fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, AnalysisError>) -> Result<T, AnalysisError> {
-    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("panic");
+    trace_format::guard::catch(f).unwrap_or_else(|panicked| {
         Err(AnalysisError::DecoderPanic {
             path: path.to_owned(),
-            message: message.lines().next().unwrap_or_default().to_owned(),
+            message: panicked.message,
         })
     })
 }
@@ -637,10 +521,10 @@ pub struct EventBatch {
     pub addr: UInt64Array,
     pub size: UInt64Array,
     old_addr: UInt64Array,
-    event: Dict<EventKind>,
+    event: Dict<Event>,
     func: Dict<u16>,
     runtime: Dict<Runtime>,
-    domain: Option<Dict<Domain>>,
+    domain: Option<Dict<Option<Domain>>>,
     reason: Option<Dict<u16>>,
     pub stack_id: Option<UInt32Array>,
     pub old_size: Option<UInt64Array>,
@@ -712,9 +596,11 @@ impl EventBatch {
             addr: u64s(required(col::ADDR)?),
             size: u64s(required(col::SIZE)?),
             old_addr: u64s(required(col::OLD_ADDR)?),
-            event: Dict::new(path, required(col::EVENT)?, col::EVENT, EventKind::parse)?,
+            event: Dict::new(path, required(col::EVENT)?, col::EVENT, Event::parse)?,
             func: Dict::new(path, required(col::FUNC)?, col::FUNC, |s| funcs.id(s))?,
-            runtime: Dict::new(path, required(col::RUNTIME)?, col::RUNTIME, Runtime::parse)?,
+            runtime: Dict::new(path, required(col::RUNTIME)?, col::RUNTIME, |s| {
+                Runtime::parse(s).unwrap_or(Runtime::Native)
+            })?,
             domain: column(col::DOMAIN)?
                 .map(|a| Dict::new(path, a, col::DOMAIN, Domain::parse))
                 .transpose()?,
@@ -737,8 +623,8 @@ impl EventBatch {
     }
 
     #[inline]
-    pub fn event(&self, row: usize) -> EventKind {
-        self.event.get(row).unwrap_or(EventKind::Other)
+    pub fn event(&self, row: usize) -> Event {
+        self.event.get(row).unwrap_or(Event::Unknown)
     }
 
     /// The `old_addr` of `row`, 0 when null (rows other than realloc and mremap).
@@ -763,11 +649,8 @@ impl EventBatch {
     }
 
     #[inline]
-    pub fn domain(&self, row: usize) -> Domain {
-        self.domain
-            .as_ref()
-            .and_then(|d| d.get(row))
-            .unwrap_or(Domain::None)
+    pub fn domain(&self, row: usize) -> Option<Domain> {
+        self.domain.as_ref().and_then(|d| d.get(row)).flatten()
     }
 
     /// Interned stop-the-world reason id.
@@ -787,7 +670,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::write::{Row, TraceWriter, WriterOptions};
+    use trace_format::write::{Row, TraceWriter, WriterOptions};
 
     /// Check that an optional column is decoded only in the row groups where it has a value,
     /// and required columns always are.
@@ -800,7 +683,7 @@ mod tests {
         };
         let mut w = TraceWriter::create(dir.path(), options, vec![]).unwrap();
         let alloc = Row {
-            event: "alloc",
+            event: Event::Alloc,
             func: "malloc",
             addr: 16,
             size: 8,
@@ -809,14 +692,16 @@ mod tests {
         w.push(&alloc).unwrap();
         w.push(&alloc).unwrap();
         w.push(&Row {
-            event: "gc_end",
+            event: Event::GcEnd,
             func: "gc",
             gc_cycle: Some(3),
             ..Row::default()
         })
         .unwrap();
         w.finish().unwrap();
-        crate::run::RunInfo::default().write(dir.path()).unwrap();
+        trace_format::run::RunInfo::default()
+            .write(dir.path())
+            .unwrap();
         let trace = Trace::open(dir.path()).unwrap();
         let segment = &trace.segments[0];
         let schema = segment.schema();
@@ -831,5 +716,51 @@ mod tests {
             cycles.extend((0..batch.rows).map(|i| opt(&batch.gc_cycle, i)));
         }
         assert_eq!(cycles, vec![None, None, Some(3)]);
+    }
+
+    /// Check that every event, runtime and domain name the writer can write is read back by
+    /// the loader as the same value: one set of names, tied together.
+    #[test]
+    fn names_round_trip_through_a_trace() {
+        use strum::VariantArray as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TraceWriter::create(dir.path(), WriterOptions::default(), vec![]).unwrap();
+        let events: Vec<Event> = Event::VARIANTS
+            .iter()
+            .copied()
+            .filter(|e| *e != Event::Unknown)
+            .collect();
+        let mut expected = Vec::new();
+        for (i, &event) in events.iter().enumerate() {
+            let runtime = Runtime::VARIANTS[i % Runtime::VARIANTS.len()];
+            let domain = Domain::VARIANTS.get(i).copied();
+            w.push(&Row {
+                ts_ns: i as u64,
+                event,
+                func: "f",
+                runtime,
+                domain,
+                ..Row::default()
+            })
+            .unwrap();
+            expected.push((event, runtime, domain));
+        }
+        w.finish().unwrap();
+        trace_format::run::RunInfo::default()
+            .write(dir.path())
+            .unwrap();
+        let trace = Trace::open(dir.path()).unwrap();
+        let mut reader = trace.reader();
+        let mut got = Vec::new();
+        while let Some(batch) = reader.next_batch().unwrap() {
+            got.extend(
+                (0..batch.rows).map(|i| (batch.event(i), batch.runtime(i), batch.domain(i))),
+            );
+        }
+        assert_eq!(got, expected);
+        assert!(
+            Domain::VARIANTS.len() <= events.len(),
+            "every domain written"
+        );
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::{
     addrmap::AddrMap,
-    load::{Domain, EventBatch, EventKind, Runtime, opt},
+    load::{Domain, Event, EventBatch, Runtime, opt},
     sizeclass::{self, Allocator},
     space::{self, AddressSpace, Mapping},
 };
@@ -59,13 +59,13 @@ pub enum BlockKind {
 }
 
 impl BlockKind {
-    fn of(runtime: Runtime, domain: Domain) -> BlockKind {
+    fn of(runtime: Runtime, domain: Option<Domain>) -> BlockKind {
         match (runtime, domain) {
             (Runtime::Go, _) => BlockKind::Go,
-            (_, Domain::Obj) => BlockKind::PyObj,
-            (_, Domain::Mem) => BlockKind::PyMem,
-            (_, Domain::Raw) => BlockKind::PyRaw,
-            (_, Domain::Arena) => BlockKind::PyArena,
+            (_, Some(Domain::Obj)) => BlockKind::PyObj,
+            (_, Some(Domain::Mem)) => BlockKind::PyMem,
+            (_, Some(Domain::Raw)) => BlockKind::PyRaw,
+            (_, Some(Domain::Arena)) => BlockKind::PyArena,
             _ => BlockKind::Native,
         }
     }
@@ -162,6 +162,16 @@ pub struct Ev {
     pub between: u64,
     /// Live bytes of all processes after this event (tracked blocks plus the Go heap).
     pub live_bytes: u64,
+}
+
+impl Ev {
+    /// Whether the live-bytes peak is at this event, given the highest live bytes `max` seen
+    /// before it: a new maximum, or a relabel at the maximum (it re-attributes the peak's own
+    /// blocks, see [`Via::Relabel`]). The one peak rule of the reports and exports.
+    #[inline]
+    pub fn sets_peak(&self, max: u64) -> bool {
+        self.live_bytes > max || (self.via == Via::Relabel && self.live_bytes == max)
+    }
 }
 
 /// A completed garbage-collection cycle.
@@ -590,28 +600,25 @@ impl Replay {
         self.last_ts = ts;
         let p = self.proc_index(pid);
         let event = batch.event(i);
-        if matches!(
-            event,
-            EventKind::Alloc | EventKind::Realloc | EventKind::GcEnd
-        ) {
+        if matches!(event, Event::Alloc | Event::Realloc | Event::GcEnd) {
             self.seen[batch.runtime(i) as usize] = true;
         }
         match event {
-            EventKind::Alloc => self.alloc_row(p, batch, i, ts, out),
-            EventKind::Free => self.free_row(p, batch, i, ts, out),
-            EventKind::Realloc => self.realloc_row(p, batch, i, ts, out),
-            EventKind::Mmap
-            | EventKind::Munmap
-            | EventKind::Mremap
-            | EventKind::Brk
-            | EventKind::Mprotect
-            | EventKind::Madvise => {
+            Event::Alloc => self.alloc_row(p, batch, i, ts, out),
+            Event::Free => self.free_row(p, batch, i, ts, out),
+            Event::Realloc => self.realloc_row(p, batch, i, ts, out),
+            Event::Mmap
+            | Event::Munmap
+            | Event::Mremap
+            | Event::Brk
+            | Event::Mprotect
+            | Event::Madvise => {
                 self.space_row(p, batch, i, ts);
             }
-            EventKind::GcStart | EventKind::GcEnd | EventKind::StwStart | EventKind::StwEnd => {
+            Event::GcStart | Event::GcEnd | Event::StwStart | Event::StwEnd => {
                 self.gc_row(p, batch, i, ts, out)
             }
-            EventKind::Other => self.counters.unknown_events += 1,
+            Event::Unknown => self.counters.unknown_events += 1,
         }
     }
 
@@ -938,7 +945,7 @@ impl Replay {
         let proc = &mut self.procs[p];
         let before = (proc.space.heap_bytes(), proc.brk_heap());
         match batch.event(i) {
-            EventKind::Mmap => {
+            Event::Mmap => {
                 self.counters.mmaps += 1;
                 if failed || addr >= SYSCALL_ERROR_MIN {
                     self.counters.failed_syscalls += 1;
@@ -951,7 +958,7 @@ impl Replay {
                     proc.space.map(range, mapping);
                 }
             }
-            EventKind::Munmap => {
+            Event::Munmap => {
                 self.counters.munmaps += 1;
                 if failed {
                     self.counters.failed_syscalls += 1;
@@ -959,7 +966,7 @@ impl Replay {
                     proc.space.unmap(range);
                 }
             }
-            EventKind::Mremap => {
+            Event::Mremap => {
                 self.counters.mremaps += 1;
                 let old_addr = batch.old_addr(i);
                 let old_size = opt(&batch.old_size, i).unwrap_or(0);
@@ -979,20 +986,20 @@ impl Replay {
                     }
                 }
             }
-            EventKind::Brk => {
+            Event::Brk => {
                 self.counters.brks += 1;
                 if addr != 0 && addr < SYSCALL_ERROR_MIN {
                     let start = *proc.brk_start.get_or_insert(addr);
                     proc.brk_end = addr.max(start);
                 }
             }
-            EventKind::Mprotect => {
+            Event::Mprotect => {
                 self.counters.mprotects += 1;
                 if !failed && let Some(range) = space::span(addr, size) {
                     proc.space.protect(range, opt(&batch.prot, i).unwrap_or(0));
                 }
             }
-            EventKind::Madvise => {
+            Event::Madvise => {
                 self.counters.madvises += 1;
                 let advice = opt(&batch.map_flags, i).unwrap_or(0);
                 if !failed && (advice == MADV_DONTNEED || advice == MADV_FREE) {
@@ -1009,10 +1016,10 @@ impl Replay {
         let proc = &mut self.procs[p];
         let pid = proc.pid;
         match batch.event(i) {
-            EventKind::GcStart => {
+            Event::GcStart => {
                 proc.gc_start = Some((ts, opt(&batch.gc_cycle, i), opt(&batch.gc_generation, i)))
             }
-            EventKind::GcEnd => {
+            Event::GcEnd => {
                 let heap_live = opt(&batch.heap_live, i).map(|v| v.min(MAX_SIZE));
                 let heap_goal = opt(&batch.heap_goal, i).map(|v| v.min(MAX_SIZE));
                 let (start_ns, cycle, generation) = match proc.gc_start.take() {
@@ -1044,8 +1051,8 @@ impl Replay {
                     uncollectable: opt(&batch.uncollectable, i).map(|v| v.min(MAX_SIZE)),
                 }));
             }
-            EventKind::StwStart => proc.stw_start = Some((ts, batch.reason(i))),
-            EventKind::StwEnd => {
+            Event::StwStart => proc.stw_start = Some((ts, batch.reason(i))),
+            Event::StwEnd => {
                 let (start_ns, reason) = match proc.stw_start.take() {
                     Some(start) => start,
                     None => {

@@ -8,17 +8,19 @@
 //! use analysis::{render, report};
 //! let report = report::build("trace".as_ref(), &report::Options::default()).unwrap();
 //! render::html::write_report(&report, "report.html".as_ref()).unwrap();
-//! report.summary().write_json("summary.json".as_ref()).unwrap();
+//! analysis::summary::Summary::from_report(&report).write_json("summary.json".as_ref()).unwrap();
 //! print!("{}", render::text::summary(&report));
 //! ```
 
 use std::path::Path;
 
 use serde::Serialize;
+use trace_format::run::RunInfo;
 
 use crate::{
     error::AnalysisError,
     load::Trace,
+    pass,
     replay::{Counters, Pending, Replay, Totals},
     reports::{
         Axis, Chunk, End, EvKind, Reducer, Via,
@@ -34,12 +36,7 @@ use crate::{
         threads::{Threads, ThreadsReducer},
         timeline::{Timeline, TimelineReducer},
     },
-    run::RunInfo,
-    summary::Summary,
 };
-
-/// Resolved events handed to the reducers at once: small enough to stay in cache.
-const CHUNK_EVENTS: usize = 256;
 
 /// Knobs of a report. The defaults suit traces of any length.
 #[derive(Clone, Debug)]
@@ -117,13 +114,6 @@ pub struct Report {
     pub callsites: CallSites,
     pub peak: Peak,
     pub gc: Gc,
-}
-
-impl Report {
-    /// Every headline number, for `summary.json` and the dashboards.
-    pub fn summary(&self) -> Summary {
-        Summary::from_report(self)
-    }
 }
 
 /// The name of a run: the workload's own `label`/`variant`/`allocator` when it printed one,
@@ -216,11 +206,10 @@ impl Reducers {
             gc: GcReducer::new(o.gc_overlay),
         }
     }
+}
 
-    fn observe(&mut self, bucket: usize, pending: &mut Pending) {
-        if pending.is_empty() {
-            return;
-        }
+impl pass::Consumer for Reducers {
+    fn chunk(&mut self, bucket: usize, pending: &Pending) {
         // Split indices by kind without branching: write to every list, advance the ones the
         // event belongs to. Allocs and frees alternate unpredictably; looping over each kind
         // apart spares every reducer a mispredicted branch per event.
@@ -256,7 +245,6 @@ impl Reducers {
             realloc_index: &self.realloc_index[..reallocs],
         };
         each_reducer!(self.observe(&chunk));
-        pending.clear();
     }
 
     fn bucket_end(&mut self, bucket: usize, replay: &Replay) {
@@ -272,33 +260,7 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
     let axis = Axis::new(start, end, options.buckets);
     let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk);
     let mut reducers = Reducers::new(axis, options);
-    let mut pending = Pending::default();
-    let mut reader = trace.reader();
-    let mut bucket = 0;
-    let mut bucket_end = axis.end_ns(0);
-    while let Some(batch) = reader.next_batch()? {
-        let ts = batch.ts.values();
-        for (i, &t) in ts.iter().enumerate().take(batch.rows) {
-            if t >= bucket_end && bucket + 1 < axis.count {
-                reducers.observe(bucket, &mut pending);
-                let next = axis.bucket(t);
-                while bucket < next {
-                    reducers.bucket_end(bucket, &replay);
-                    bucket += 1;
-                }
-                bucket_end = axis.end_ns(bucket);
-            } else if pending.evs.len() >= CHUNK_EVENTS {
-                reducers.observe(bucket, &mut pending);
-            }
-            replay.apply_prefetching(&batch, i, &mut pending);
-        }
-    }
-    reducers.observe(bucket, &mut pending);
-    while bucket < axis.count {
-        reducers.bucket_end(bucket, &replay);
-        bucket += 1;
-    }
-    let names = reader.into_names();
+    let names = pass::run(&trace, axis, &mut replay, &mut reducers)?;
     let r = reducers;
     let peak_stacks = r.peak.stacks_at_peak();
     let end_ctx = End {
@@ -311,15 +273,10 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
     let runtimes: Vec<String> = replay
         .runtimes()
         .iter()
-        .map(|r| r.name().to_owned())
+        .map(|r| r.as_str().to_owned())
         .collect();
     let run = &trace.run;
-    let clock_offset =
-        (run.clock.realtime_start_ns > 0 && run.clock.monotonic_start_ns > 0).then(|| {
-            (start as i128 + run.clock.realtime_start_ns as i128
-                - run.clock.monotonic_start_ns as i128)
-                .max(0) as u64
-        });
+    let clock_offset = run.clock.wall_ns(start);
     let info = TraceInfo {
         dir: dir.display().to_string(),
         label: label(run, &runtimes, dir),
@@ -349,9 +306,15 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
     };
     let mut callsites = r.callsites.finish(&end_ctx);
     // Name the call sites when the trace has been symbolized (frames.parquet). A damaged
-    // frames file leaves them as ids rather than failing the report.
-    if let Ok(Some(frames)) = crate::symbolize::StackFrames::load(dir) {
-        callsites.symbolize(&frames);
+    // frames file leaves them as ids, with a note on the page, rather than failing the report.
+    if callsites.available {
+        match crate::symbolize::StackFrames::load(dir) {
+            Ok(Some(frames)) => callsites.symbolize(&frames),
+            Ok(None) => {}
+            Err(err) => {
+                callsites.note = Some(format!("frames.parquet could not be read: {err}"));
+            }
+        }
     }
     Ok(Report {
         trace: info,

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! let report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
-//! let summary = report.summary();
+//! let summary = analysis::summary::Summary::from_report(&report);
 //! summary.write_json("summary.json".as_ref()).unwrap();
 //! println!("peak {} bytes", summary.peak_live_bytes);
 //! ```

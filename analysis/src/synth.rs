@@ -16,12 +16,14 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use crate::{
+use trace_format::{
+    names::{Domain, Event, Runtime},
     run::{Clock, RunInfo, Status, Tool},
-    schema::{self, event, runtime},
-    sizeclass,
+    schema,
     write::{Row, TraceWriter, WriteError, WriterOptions},
 };
+
+use crate::sizeclass;
 
 /// Which kind of program to imitate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +194,7 @@ impl Sim<'_> {
                     let start = self.heap.next_map;
                     self.heap.next_map += ARENA_BYTES;
                     self.push(Row {
-                        event: event::MMAP,
+                        event: Event::Mmap,
                         func: "mmap",
                         addr: start,
                         size: ARENA_BYTES,
@@ -202,12 +204,12 @@ impl Sim<'_> {
                         ..Row::default()
                     })?;
                     self.push(Row {
-                        event: event::ALLOC,
+                        event: Event::Alloc,
                         func: "_PyObject_ArenaMmap",
                         addr: start,
                         size: ARENA_BYTES,
-                        runtime: runtime::PYTHON,
-                        domain: Some("arena"),
+                        runtime: Runtime::Python,
+                        domain: Some(Domain::Arena),
                         ..Row::default()
                     })?;
                     (start, start + 48)
@@ -222,7 +224,7 @@ impl Sim<'_> {
             let start = self.heap.next_map;
             self.heap.next_map += len + PAGE;
             self.push(Row {
-                event: event::MMAP,
+                event: Event::Mmap,
                 func: "mmap",
                 addr: start,
                 size: len,
@@ -241,7 +243,7 @@ impl Sim<'_> {
         if self.heap.bump > self.heap.brk {
             self.heap.brk = self.heap.bump.div_ceil(BRK_STEP) * BRK_STEP;
             self.push(Row {
-                event: event::BRK,
+                event: Event::Brk,
                 func: "brk",
                 addr: self.heap.brk,
                 old_addr: Some(self.heap.brk),
@@ -264,7 +266,7 @@ impl Sim<'_> {
                 self.heap.free.entry(class | 1).or_default().push(addr);
             }
             Placement::Mapped(len) => self.push(Row {
-                event: event::MUNMAP,
+                event: Event::Munmap,
                 func: "munmap",
                 addr: addr - 16,
                 size: *len,
@@ -287,11 +289,11 @@ impl Sim<'_> {
                 self.go_heap_live += size;
                 self.push(Row {
                     tid,
-                    event: event::ALLOC,
+                    event: Event::Alloc,
                     func: "runtime.mallocgc",
                     addr,
                     size,
-                    runtime: runtime::GO,
+                    runtime: Runtime::Go,
                     stack_id,
                     ..Row::default()
                 })?;
@@ -304,14 +306,14 @@ impl Sim<'_> {
                 let small = size <= sizeclass::PYMALLOC_MAX;
                 let (addr, placement) = self.place(size, small)?;
                 self.tick();
-                let domain = if small { "obj" } else { "mem" };
+                let domain = if small { Domain::Obj } else { Domain::Mem };
                 self.push(Row {
                     tid,
-                    event: event::ALLOC,
+                    event: Event::Alloc,
                     func: "_PyObject_Malloc",
                     addr,
                     size,
-                    runtime: runtime::PYTHON,
+                    runtime: Runtime::Python,
                     domain: Some(domain),
                     stack_id,
                     ..Row::default()
@@ -332,7 +334,7 @@ impl Sim<'_> {
                 };
                 self.push(Row {
                     tid,
-                    event: event::ALLOC,
+                    event: Event::Alloc,
                     func,
                     addr,
                     size,
@@ -349,13 +351,15 @@ impl Sim<'_> {
         let (addr, size, placement) = self.live.swap_remove(index);
         let tid = self.tid();
         let (func, rt, domain) = match (self.s.flavor, &placement) {
-            (Flavor::Python, Placement::Arena) => ("_PyObject_Free", runtime::PYTHON, Some("obj")),
-            (Flavor::Python, _) => ("_PyObject_Free", runtime::PYTHON, Some("mem")),
-            _ => ("free", runtime::NATIVE, None),
+            (Flavor::Python, Placement::Arena) => {
+                ("_PyObject_Free", Runtime::Python, Some(Domain::Obj))
+            }
+            (Flavor::Python, _) => ("_PyObject_Free", Runtime::Python, Some(Domain::Mem)),
+            _ => ("free", Runtime::Native, None),
         };
         self.push(Row {
             tid,
-            event: event::FREE,
+            event: Event::Free,
             func,
             addr,
             runtime: rt,
@@ -375,7 +379,7 @@ impl Sim<'_> {
         let stack_id = self.stack(size);
         self.push(Row {
             tid,
-            event: event::REALLOC,
+            event: Event::Realloc,
             func: "realloc",
             addr,
             size,
@@ -393,43 +397,43 @@ impl Sim<'_> {
         let cycle = Some(self.gc_cycle);
         self.push(Row {
             tid,
-            event: event::GC_START,
+            event: Event::GcStart,
             func: "runtime.gcStart",
-            runtime: runtime::GO,
+            runtime: Runtime::Go,
             gc_cycle: cycle,
             ..Row::default()
         })?;
         self.push(Row {
             tid,
-            event: event::STW_START,
+            event: Event::StwStart,
             func: "runtime.stopTheWorldWithSema",
-            runtime: runtime::GO,
+            runtime: Runtime::Go,
             reason: Some("GC sweep termination"),
             ..Row::default()
         })?;
         self.ts += 20_000;
         self.push(Row {
             tid,
-            event: event::STW_END,
+            event: Event::StwEnd,
             func: "runtime.startTheWorldWithSema",
-            runtime: runtime::GO,
+            runtime: Runtime::Go,
             ..Row::default()
         })?;
         self.ts += 300_000;
         self.push(Row {
             tid,
-            event: event::STW_START,
+            event: Event::StwStart,
             func: "runtime.stopTheWorldWithSema",
-            runtime: runtime::GO,
+            runtime: Runtime::Go,
             reason: Some("GC mark termination"),
             ..Row::default()
         })?;
         self.ts += 40_000;
         self.push(Row {
             tid,
-            event: event::STW_END,
+            event: Event::StwEnd,
             func: "runtime.startTheWorldWithSema",
-            runtime: runtime::GO,
+            runtime: Runtime::Go,
             ..Row::default()
         })?;
         // About a third survives each cycle.
@@ -437,9 +441,9 @@ impl Sim<'_> {
         let goal = self.go_heap_live * 2 + (4 << 20);
         self.push(Row {
             tid,
-            event: event::GC_END,
+            event: Event::GcEnd,
             func: "runtime.gcMarkDone",
-            runtime: runtime::GO,
+            runtime: Runtime::Go,
             gc_cycle: cycle,
             heap_live: Some(self.go_heap_live),
             heap_goal: Some(goal),
@@ -457,9 +461,9 @@ impl Sim<'_> {
         };
         self.push(Row {
             tid,
-            event: event::GC_START,
+            event: Event::GcStart,
             func: "gc_collect_main",
-            runtime: runtime::PYTHON,
+            runtime: Runtime::Python,
             gc_generation: Some(generation),
             ..Row::default()
         })?;
@@ -467,9 +471,9 @@ impl Sim<'_> {
         let collected = self.rng.u64(0..50);
         self.push(Row {
             tid,
-            event: event::GC_END,
+            event: Event::GcEnd,
             func: "gc_collect_main",
-            runtime: runtime::PYTHON,
+            runtime: Runtime::Python,
             gc_generation: Some(generation),
             collected: Some(collected),
             uncollectable: Some(0),
@@ -518,7 +522,7 @@ impl Synth {
             py_gen0: 0,
         };
         sim.push(Row {
-            event: event::BRK,
+            event: Event::Brk,
             func: "brk",
             addr: HEAP_BASE,
             old_addr: Some(0),
@@ -531,9 +535,9 @@ impl Synth {
         let rows = sim.rows;
         let segments = sim.w.finish()?;
         let (name, runtime_name) = match self.flavor {
-            Flavor::Native => ("synthetic-native", runtime::NATIVE),
-            Flavor::Go => ("synthetic-go", runtime::GO),
-            Flavor::Python => ("synthetic-python", runtime::PYTHON),
+            Flavor::Native => ("synthetic-native", Runtime::Native),
+            Flavor::Go => ("synthetic-go", Runtime::Go),
+            Flavor::Python => ("synthetic-python", Runtime::Python),
         };
         let mut workload = serde_json::Map::new();
         if let Some(units) = self.work_units {
@@ -567,7 +571,7 @@ impl Synth {
             segments,
             start_brk: HEAP_BASE,
             runtimes: [(
-                runtime_name.to_owned(),
+                runtime_name.as_str().to_owned(),
                 serde_json::json!({"synthetic": true}),
             )]
             .into_iter()

@@ -21,9 +21,11 @@ use std::{
 use analysis::{
     compare, render,
     report::{self, Options},
-    schema,
     symbolize::{FrameRow, Status, write_frames},
     synth::{Flavor, Synth},
+};
+use trace_format::{
+    schema,
     write::{stacks_batch, write_table},
 };
 use wait_timeout::ChildExt;
@@ -241,7 +243,7 @@ fn reports_and_dashboard_render_in_chromium() {
         }
         let report = report::build(&dir, &Options::default()).unwrap();
         let page = work.path().join(format!("report-{name}.html"));
-        render::html::write_report(&report, &page).unwrap();
+        std::fs::write(&page, render::html::report_html(&report).unwrap()).unwrap();
         let (charts, dom) = check_page(&page).unwrap_or_else(|e| panic!("report-{name}.html: {e}"));
         if flavor == Flavor::Native {
             for id in ["chart-flame-alloc", "chart-flame-peak"] {
@@ -266,7 +268,7 @@ fn reports_and_dashboard_render_in_chromium() {
     }
     let dashboard = compare::build(&traces, &Options::default()).unwrap();
     let page = work.path().join("dashboard.html");
-    render::html::write_dashboard(&dashboard, &page).unwrap();
+    std::fs::write(&page, render::html::dashboard_html(&dashboard).unwrap()).unwrap();
     let (charts, _) = check_page(&page).unwrap_or_else(|e| panic!("dashboard.html: {e}"));
     assert!(charts >= 10, "dashboard rendered only {charts} charts");
     screenshot(&page, "dashboard.png");

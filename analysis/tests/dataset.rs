@@ -16,9 +16,7 @@ use std::{
 use analysis::{
     dataset::{self, DatasetError, ExportOptions, TRACE_ROW},
     report::{self, Options},
-    run::RunInfo,
-    schema,
-    write::{self, ModuleRow, Row, WriterOptions},
+    summary::Summary,
 };
 use arrow::{
     array::{Array, AsArray, RecordBatch},
@@ -31,6 +29,12 @@ use parquet::{
         metadata::ParquetMetaData, reader::FileReader, serialized_reader::SerializedFileReader,
         statistics::Statistics,
     },
+};
+use trace_format::{
+    names::Event,
+    run::RunInfo,
+    schema,
+    write::{self, ModuleRow, Row, WriterOptions},
 };
 
 /// Rows of three processes whose timestamps interleave and step back a little (as between
@@ -52,7 +56,7 @@ fn mixed_rows(n: u64) -> Vec<Row<'static>> {
             3 => realloc(ts_ns, addr, addr + 0x10, 64),
             _ => Row {
                 ts_ns,
-                event: "mmap",
+                event: Event::Mmap,
                 func: "mmap",
                 addr: 0x7000_0000 + i * 0x1000,
                 size: 0x1000,
@@ -283,7 +287,7 @@ fn sorted_and_rows_preserved() {
             (
                 original.pid,
                 original.ts_ns,
-                original.event,
+                original.event.as_str(),
                 original.addr,
                 original.size
             )
@@ -420,8 +424,8 @@ fn run_dir_is_a_trace() {
     let from_run = report::build(&summary.run_dir, &Options::default()).unwrap();
     assert_eq!(original.counters, from_run.counters);
     assert_eq!(
-        original.summary().peak_live_bytes,
-        from_run.summary().peak_live_bytes
+        Summary::from_report(&original).peak_live_bytes,
+        Summary::from_report(&from_run).peak_live_bytes
     );
 
     let mixed = tmp.path().join("mixed");
@@ -610,7 +614,8 @@ fn invalid_options() {
 fn empty_trace() {
     let tmp = tempfile::tempdir().unwrap();
     let trace = tmp.path().join("trace");
-    let w = analysis::write::TraceWriter::create(&trace, WriterOptions::default(), vec![]).unwrap();
+    let w =
+        trace_format::write::TraceWriter::create(&trace, WriterOptions::default(), vec![]).unwrap();
     drop(w);
     // A segment with the schema and no rows.
     let path = trace.join("events/part-000000.parquet");

@@ -10,11 +10,14 @@ use std::{fs, path::Path};
 use analysis::{
     AnalysisError,
     report::{self, Options},
-    write::Row,
 };
 use arrow::array::RecordBatch;
 use common::*;
 use parquet::arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder};
+use trace_format::{
+    names::{Event, Runtime},
+    write::Row,
+};
 
 /// A small but varied trace: every column used by some row.
 fn sample_rows() -> Vec<Row<'static>> {
@@ -40,7 +43,7 @@ fn sample_rows() -> Vec<Row<'static>> {
         ts_ns: 2000,
         pid: PID,
         tid: PID,
-        event: "mmap",
+        event: Event::Mmap,
         func: "mmap",
         addr: 0x7000_0000,
         size: 0x10000,
@@ -53,9 +56,9 @@ fn sample_rows() -> Vec<Row<'static>> {
         ts_ns: 2001,
         pid: PID,
         tid: PID,
-        event: "gc_start",
+        event: Event::GcStart,
         func: "gc",
-        runtime: "python",
+        runtime: Runtime::Python,
         gc_generation: Some(1),
         ..Row::default()
     });
@@ -63,9 +66,9 @@ fn sample_rows() -> Vec<Row<'static>> {
         ts_ns: 2002,
         pid: PID,
         tid: PID,
-        event: "gc_end",
+        event: Event::GcEnd,
         func: "gc",
-        runtime: "python",
+        runtime: Runtime::Python,
         gc_generation: Some(1),
         collected: Some(3),
         ..Row::default()
@@ -219,7 +222,7 @@ fn damaged_files_never_panic() {
         fs::write(segment(dir.path()), &bytes).unwrap();
         check(dir.path());
     }
-    let columns: Vec<String> = analysis::schema::events_schema()
+    let columns: Vec<String> = trace_format::schema::events_schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())

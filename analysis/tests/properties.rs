@@ -7,12 +7,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use analysis::{
-    report::{self, Options},
-    write::Row,
-};
+use analysis::report::{self, Options};
 use common::*;
 use proptest::prelude::*;
+use trace_format::write::Row;
 
 #[derive(Clone, Debug)]
 enum Op {

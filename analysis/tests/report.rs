@@ -12,9 +12,12 @@ use analysis::{
     compare,
     report::{self, Options},
     summary::Summary,
-    write::Row,
 };
 use common::*;
+use trace_format::{
+    names::{Domain, Event, Runtime},
+    write::Row,
+};
 
 fn build(rows: &[Row<'_>]) -> report::Report {
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +97,7 @@ fn peak_time_size_and_composition() {
         ),
         ("malloc", 5112, 3)
     );
-    let s = report.summary();
+    let s = Summary::from_report(&report);
     assert_eq!(s.peak_live_bytes, 5112);
     assert_eq!(s.peak_live_t_ns, 250);
 }
@@ -192,20 +195,20 @@ fn go_heap_and_gc() {
         ts_ns: ts,
         pid: PID,
         tid: PID,
-        event: "alloc",
+        event: Event::Alloc,
         func: "runtime.mallocgc",
         addr: 0xc000_0000 + ts,
         size,
-        runtime: "go",
+        runtime: Runtime::Go,
         ..Row::default()
     };
     let gc = |ts, event, heap_live| Row {
         ts_ns: ts,
         pid: PID,
         tid: PID,
-        event,
+        event: Event::parse(event),
         func: "runtime.gc",
-        runtime: "go",
+        runtime: Runtime::Go,
         gc_cycle: Some(1),
         heap_live,
         heap_goal: heap_live.map(|l| l * 2),
@@ -215,9 +218,9 @@ fn go_heap_and_gc() {
         ts_ns: ts,
         pid: PID,
         tid: PID,
-        event,
+        event: Event::parse(event),
         func: "runtime.stw",
-        runtime: "go",
+        runtime: Runtime::Go,
         reason,
         ..Row::default()
     };
@@ -270,11 +273,11 @@ fn row_groups_with_null_columns() {
         ts_ns: ts,
         pid: PID,
         tid: PID,
-        event: "alloc",
+        event: Event::Alloc,
         func: "runtime.mallocgc",
         addr: 0xc000_0000 + ts,
         size,
-        runtime: "go",
+        runtime: Runtime::Go,
         ..Row::default()
     };
     let mut rows: Vec<Row<'static>> = (0..10).map(|i| go(100 + i, 100)).collect();
@@ -282,9 +285,9 @@ fn row_groups_with_null_columns() {
         ts_ns: 200,
         pid: PID,
         tid: PID,
-        event: "gc_start",
+        event: Event::GcStart,
         func: "gc",
-        runtime: "go",
+        runtime: Runtime::Go,
         gc_cycle: Some(1),
         ..Row::default()
     });
@@ -292,9 +295,9 @@ fn row_groups_with_null_columns() {
         ts_ns: 210,
         pid: PID,
         tid: PID,
-        event: "gc_end",
+        event: Event::GcEnd,
         func: "gc",
-        runtime: "go",
+        runtime: Runtime::Go,
         gc_cycle: Some(1),
         heap_live: Some(300),
         heap_goal: Some(600),
@@ -302,7 +305,7 @@ fn row_groups_with_null_columns() {
     });
     rows.extend((0..10).map(|i| go(300 + i, 10)));
     let small = tempfile::tempdir().unwrap();
-    let options = analysis::write::WriterOptions {
+    let options = trace_format::write::WriterOptions {
         batch_rows: 3,
         row_group_rows: 4,
         ..Default::default()
@@ -324,12 +327,12 @@ fn python_arenas_nesting_and_gc() {
         ts_ns: ts,
         pid: PID,
         tid: PID,
-        event,
+        event: Event::parse(event),
         func,
         addr,
         size,
-        runtime: "python",
-        domain: Some(domain),
+        runtime: Runtime::Python,
+        domain: Domain::parse(domain),
         ..Row::default()
     };
     let rows = vec![
@@ -348,9 +351,9 @@ fn python_arenas_nesting_and_gc() {
             ts_ns: 40,
             pid: PID,
             tid: PID,
-            event: "gc_start",
+            event: Event::GcStart,
             func: "gc",
-            runtime: "python",
+            runtime: Runtime::Python,
             gc_generation: Some(0),
             ..Row::default()
         },
@@ -358,9 +361,9 @@ fn python_arenas_nesting_and_gc() {
             ts_ns: 90,
             pid: PID,
             tid: PID,
-            event: "gc_end",
+            event: Event::GcEnd,
             func: "gc",
-            runtime: "python",
+            runtime: Runtime::Python,
             gc_generation: Some(0),
             collected: Some(7),
             uncollectable: Some(1),
@@ -411,7 +414,7 @@ fn nested_operator_new() {
         ts_ns: ts,
         pid: PID,
         tid,
-        event: "alloc",
+        event: Event::Alloc,
         func: "operator new(unsigned long)",
         addr,
         size: 64,
@@ -421,7 +424,7 @@ fn nested_operator_new() {
         ts_ns: ts,
         pid: PID,
         tid,
-        event: "alloc",
+        event: Event::Alloc,
         func: "malloc",
         addr,
         size: 64,
@@ -477,7 +480,7 @@ fn footprint_from_mappings() {
         ts_ns: ts,
         pid: PID,
         tid: PID,
-        event,
+        event: Event::parse(event),
         func: event,
         addr,
         size,
@@ -561,9 +564,9 @@ fn summary_json_round_trip() {
     );
     let report = report::build(dir.path(), &Options::default()).unwrap();
     let path = dir.path().join("summary.json");
-    report.summary().write_json(&path).unwrap();
+    Summary::from_report(&report).write_json(&path).unwrap();
     let back: Summary = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let original = report.summary();
+    let original = Summary::from_report(&report);
     // Floats may differ in the last bit after a JSON round trip; everything else is exact.
     assert!((back.footprint_over_live_at_peak - original.footprint_over_live_at_peak).abs() < 1e-9);
     assert_eq!(

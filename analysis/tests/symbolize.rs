@@ -11,11 +11,13 @@ use std::{fs, path::Path, process::Command};
 
 use analysis::{
     export::{NamedProfile, folded, profile::Measure},
-    schema,
     symbolize::{self, StackFrames, Status},
-    write::{ModuleRow, Row, modules_batch, stacks_batch, write_table},
 };
 use object::{Object, ObjectSegment, ObjectSymbol};
+use trace_format::{
+    schema,
+    write::{ModuleRow, Row, modules_batch, stacks_batch, write_table},
+};
 
 const SOURCE: &str = r#"#include <stdlib.h>
 void *volatile sink;

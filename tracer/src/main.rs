@@ -10,19 +10,16 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    // The analysis crate turns panics of the Parquet/Arrow decoders on malformed files into
-    // one-line errors; keep the default hook from printing them first. Any other panic is a bug
-    // in alloctrace: say so on one line (ALLOCTRACE_BACKTRACE=1 for the full report).
+    // Panics of the Parquet/Arrow/ELF/DWARF parsers on damaged input are caught where they are
+    // called (`trace_format::guard`) and become one-line errors; keep the default hook from
+    // printing those. Any other panic is a bug in alloctrace: say so on one line
+    // (ALLOCTRACE_BACKTRACE=1 for the full report); the process then exits with status 101.
     std::panic::set_hook(Box::new(|info| {
-        let file = info.location().map(|l| l.file()).unwrap_or_default();
-        // Symbolization guards its ELF/DWARF parsers (blazesym, gimli) the same way.
-        let in_decoder = ["/parquet-", "/arrow-", "/blazesym-", "/gimli-"]
-            .iter()
-            .any(|crate_dir| file.contains(crate_dir));
         if std::env::var_os("ALLOCTRACE_BACKTRACE").is_some() {
             eprintln!("{info}\n{}", std::backtrace::Backtrace::force_capture());
-        } else if !in_decoder {
-            eprintln!("alloctrace: internal error (please report): {info}");
+        } else if !trace_format::guard::is_active() {
+            let message = info.to_string().replace('\n', " ");
+            eprintln!("alloctrace: internal error (please report): {message}");
         }
     }));
     let level = match (cli.quiet, cli.verbose) {

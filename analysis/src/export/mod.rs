@@ -17,7 +17,6 @@
 //! # Ok::<(), analysis::export::ExportError>(())
 //! ```
 
-pub mod flame;
 pub mod folded;
 pub mod pprof;
 pub mod profile;

@@ -11,12 +11,10 @@ use rustc_hash::FxHashMap;
 use crate::{
     error::AnalysisError,
     load::Trace,
+    pass,
     replay::{Ev, EvKind, NO_STACK, Pending, Replay, Via},
-    reports::BlockKind,
+    reports::{Axis, BlockKind},
 };
-
-/// Resolved events handed over at once (as in [`crate::report`]).
-const CHUNK_EVENTS: usize = 1024;
 
 /// The six measures of a stack.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,8 +103,7 @@ impl Sums {
                 self.touched.push(slot);
             }
         }
-        // The peak rule of the peak report: a new maximum, or a relabel at the maximum.
-        if ev.live_bytes > self.max || (ev.via == Via::Relabel && ev.live_bytes == self.max) {
+        if ev.sets_peak(self.max) {
             self.max = ev.live_bytes;
             for &slot in &self.touched {
                 let since = std::mem::take(&mut self.since[slot]);
@@ -117,12 +114,13 @@ impl Sums {
             self.touched.clear();
         }
     }
+}
 
-    fn drain(&mut self, pending: &mut Pending) {
+impl pass::Consumer for Sums {
+    fn chunk(&mut self, _bucket: usize, pending: &Pending) {
         for ev in &pending.evs {
             self.observe(ev);
         }
-        pending.clear();
     }
 }
 
@@ -130,31 +128,11 @@ impl StackProfile {
     /// Replays the trace in `dir` once and sums every stack's measures.
     pub fn build(dir: &Path) -> Result<StackProfile, AnalysisError> {
         let trace = Trace::open(dir)?;
+        let (start, last_ts) = trace.span()?;
         let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk);
-        let mut pending = Pending::default();
         let mut sums = Sums::default();
-        let mut reader = trace.reader();
-        let (mut first_ts, mut last_ts) = (None, 0);
-        while let Some(batch) = reader.next_batch()? {
-            for i in 0..batch.rows {
-                let ts = batch.ts.values()[i];
-                first_ts.get_or_insert(ts);
-                last_ts = last_ts.max(ts);
-                replay.apply(&batch, i, &mut pending);
-                if pending.evs.len() >= CHUNK_EVENTS {
-                    sums.drain(&mut pending);
-                }
-            }
-        }
-        sums.drain(&mut pending);
-        let start = first_ts.unwrap_or(0);
-        let clock = &trace.run.clock;
-        let realtime_start_ns =
-            (clock.realtime_start_ns > 0 && clock.monotonic_start_ns > 0).then(|| {
-                (i128::from(start) + i128::from(clock.realtime_start_ns)
-                    - i128::from(clock.monotonic_start_ns))
-                .max(0) as u64
-            });
+        pass::run(&trace, Axis::new(start, last_ts, 1), &mut replay, &mut sums)?;
+        let realtime_start_ns = trace.run.clock.wall_ns(start);
         let mut samples: Vec<StackSample> = sums
             .keys
             .iter()

@@ -11,24 +11,18 @@
 //! `#alloctrace-status` (`data-state="ok"` or `"fail"`) and `document.title`, which the browser
 //! test reads with `chromium --dump-dom`.
 //!
-//! Call sites are shown symbolized, with flame graphs of bytes allocated and of bytes live at
-//! the peak, when the trace has been symbolized (`frames.parquet`): if the report was built
-//! without calling [`crate::reports::callsites::CallSites::symbolize`], the page loads the
-//! frames of `report.trace.dir` itself.
+//! Rendering is pure: the report carries everything the page shows (call sites are named by
+//! [`crate::report::build`] when the trace has `frames.parquet`), and the caller writes the
+//! page where it wants.
 //!
 //! ```no_run
 //! let report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
-//! analysis::render::html::write_report(&report, "report.html".as_ref()).unwrap();
+//! std::fs::write("report.html", analysis::render::html::report_html(&report).unwrap()).unwrap();
 //! ```
-
-use std::{borrow::Cow, fs, path::Path};
 
 use serde::Serialize;
 
-use crate::{
-    compare::Dashboard, error::AnalysisError, report::Report, summary::Summary,
-    symbolize::StackFrames,
-};
+use crate::{compare::Dashboard, error::AnalysisError, report::Report, summary::Summary};
 
 const ECHARTS_JS: &str = include_str!("../../assets/echarts/echarts.min.js");
 const APP_JS: &str = include_str!("../../assets/report.js");
@@ -72,36 +66,13 @@ fn page(title: &str, data: &Page<'_>) -> Result<String, AnalysisError> {
     ))
 }
 
-/// `report` with its call sites symbolized from the trace's `frames.parquet`, when it has one
-/// and they are not symbolized yet. A damaged frames table leaves the sites as stack ids with a
-/// note on the page, rather than failing the whole report.
-fn with_symbols(report: &Report) -> Cow<'_, Report> {
-    if report.callsites.symbolized || !report.callsites.available {
-        return Cow::Borrowed(report);
-    }
-    match StackFrames::load(Path::new(&report.trace.dir)) {
-        Ok(None) => Cow::Borrowed(report),
-        Ok(Some(frames)) => {
-            let mut report = report.clone();
-            report.callsites.symbolize(&frames);
-            Cow::Owned(report)
-        }
-        Err(err) => {
-            let mut report = report.clone();
-            report.callsites.note = Some(format!("frames.parquet could not be read: {err}"));
-            Cow::Owned(report)
-        }
-    }
-}
-
 /// The report page.
 pub fn report_html(report: &Report) -> Result<String, AnalysisError> {
-    let report = with_symbols(report);
     page(
         &format!("alloctrace report: {}", report.trace.label),
         &Page::Report {
-            report: &report,
-            summary: Box::new(report.summary()),
+            report,
+            summary: Box::new(Summary::from_report(report)),
         },
     )
 }
@@ -113,21 +84,4 @@ pub fn dashboard_html(dashboard: &Dashboard) -> Result<String, AnalysisError> {
         &format!("alloctrace compare: {}", labels.join(" vs ")),
         &Page::Dashboard { dashboard },
     )
-}
-
-fn write(path: &Path, html: &str) -> Result<(), AnalysisError> {
-    fs::write(path, html).map_err(|source| AnalysisError::Write {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// Writes the report page to `path`.
-pub fn write_report(report: &Report, path: &Path) -> Result<(), AnalysisError> {
-    write(path, &report_html(report)?)
-}
-
-/// Writes the comparison page to `path`.
-pub fn write_dashboard(dashboard: &Dashboard, path: &Path) -> Result<(), AnalysisError> {
-    write(path, &dashboard_html(dashboard)?)
 }

@@ -4,7 +4,7 @@
 //! ```no_run
 //! let report = analysis::report::build("trace".as_ref(), &Default::default()).unwrap();
 //! print!("{}", analysis::render::text::summary(&report));
-//! analysis::render::html::write_report(&report, "report.html".as_ref()).unwrap();
+//! std::fs::write("report.html", analysis::render::html::report_html(&report).unwrap()).unwrap();
 //! ```
 
 pub mod html;

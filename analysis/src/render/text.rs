@@ -12,7 +12,7 @@ use crate::report::Report;
 
 /// The headline numbers, one topic per line, ending with a newline.
 pub fn summary(report: &Report) -> String {
-    let s = report.summary();
+    let s = crate::summary::Summary::from_report(report);
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use super::{End, Ev, Reducer, Via, peak::DENSE_STACKS};
 use crate::{
-    export::flame::{FlameNode, FlameStack},
+    flame::{FlameNode, FlameStack},
     replay::NO_STACK,
+    symbolize::StackSymbols,
     util::{Counted, TopCounter},
 };
 
@@ -61,23 +62,6 @@ pub struct Site {
     pub site: Option<String>,
     /// Index of the call site in `frames`.
     pub site_frame: Option<usize>,
-}
-
-/// Resolves a stack id to frames. Implemented by [`crate::symbolize::StackFrames`] from
-/// `stacks.parquet` and `frames.parquet`.
-pub trait StackSymbols {
-    /// Every frame, innermost first, as `function (file:line)`.
-    fn frames(&self, stack_id: u32) -> Option<Vec<String>>;
-    /// The call site among those frames (the first outside the allocator): its index in
-    /// [`Self::frames`] and its label.
-    fn site(&self, _stack_id: u32) -> Option<(usize, String)> {
-        None
-    }
-    /// Frame names for flame graphs, innermost first: function names only, so that frames of
-    /// one function merge whatever the line.
-    fn flame_frames(&self, stack_id: u32) -> Option<Vec<String>> {
-        self.frames(stack_id)
-    }
 }
 
 /// What one stack allocated and held at the peak, for the flame graphs.

@@ -217,9 +217,9 @@ impl Reducer for GcReducer {
             .into_iter()
             .map(|(ns, Reverse(start), (pid, runtime, generation, cycle))| {
                 let label = match (generation, cycle) {
-                    (Some(g), _) => format!("{} gen{g}", runtime.name()),
-                    (None, Some(c)) => format!("{} gc #{c}", runtime.name()),
-                    _ => format!("{} gc", runtime.name()),
+                    (Some(g), _) => format!("{} gen{g}", runtime.as_str()),
+                    (None, Some(c)) => format!("{} gc #{c}", runtime.as_str()),
+                    _ => format!("{} gc", runtime.as_str()),
                 };
                 Interval {
                     start_ns: end.rel(start),

@@ -15,7 +15,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{BlockKind, Chunk, End, EvKind, Reducer, Via};
+use super::{BlockKind, Chunk, End, EvKind, Reducer};
 use crate::{
     replay::NO_STACK,
     util::{LOG2_BUCKETS, log2_bucket, log2_bucket_low},
@@ -240,8 +240,7 @@ impl Reducer for PeakReducer {
                     self.stack.add(slot, bytes, blocks);
                 }
             }
-            // A relabel at the peak level re-attributes the peak's own blocks (see Via::Relabel).
-            if ev.live_bytes > self.max || (ev.via == Via::Relabel && ev.live_bytes == self.max) {
+            if ev.sets_peak(self.max) {
                 self.max = ev.live_bytes;
                 self.size_kind.fold();
                 self.func.fold();

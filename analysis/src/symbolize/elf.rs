@@ -4,7 +4,6 @@
 
 use std::{
     fs,
-    panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
 };
 
@@ -214,9 +213,9 @@ impl ModuleFile {
             let source = Source::Elf(Elf::new(&self.symbol_source));
             // An unreadable symbol source leaves every address unresolved, and so does a
             // parser that panics on a malformed file: one bad file must not end the run.
-            let results = panic::catch_unwind(AssertUnwindSafe(|| {
+            let results = trace_format::guard::catch(|| {
                 symbolizer.symbolize(&source, Input::VirtOffset(addrs.as_slice()))
-            }))
+            })
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();

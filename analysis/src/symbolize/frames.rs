@@ -13,8 +13,7 @@ use arrow::{
 use rustc_hash::FxHashMap;
 
 use super::{FrameRow, Status, SymbolizeError, tables};
-use crate::{
-    reports::callsites::StackSymbols,
+use trace_format::{
     schema::{self, frame_col},
     write::{WriteError, write_table},
 };
@@ -393,6 +392,23 @@ impl StackFrames {
             .or_else(|| rest().find(|(_, f)| !allocator(f)))
             .map(|(i, _)| i)
             .or_else(|| (after < frames.len()).then_some(after))
+    }
+}
+
+/// Resolves a stack id to frames. Implemented by [`StackFrames`] from `stacks.parquet` and
+/// `frames.parquet`; the reports name their stacks through it.
+pub trait StackSymbols {
+    /// Every frame, innermost first, as `function (file:line)`.
+    fn frames(&self, stack_id: u32) -> Option<Vec<String>>;
+    /// The call site among those frames (the first outside the allocator): its index in
+    /// [`Self::frames`] and its label.
+    fn site(&self, _stack_id: u32) -> Option<(usize, String)> {
+        None
+    }
+    /// Frame names for flame graphs, innermost first: function names only, so that frames of
+    /// one function merge whatever the line.
+    fn flame_frames(&self, stack_id: u32) -> Option<Vec<String>> {
+        self.frames(stack_id)
     }
 }
 

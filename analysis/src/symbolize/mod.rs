@@ -44,10 +44,10 @@ use blazesym::symbolize::Symbolizer;
 use parquet::errors::ParquetError;
 use serde::Serialize;
 
-pub use frames::{FrameName, StackFrames, read_frames, write_frames};
+pub use frames::{FrameName, StackFrames, StackSymbols, read_frames, write_frames};
 pub use tables::{Module, ModuleMap};
 
-use crate::{
+use trace_format::{
     schema::{self, frame_status},
     write::WriteError,
 };

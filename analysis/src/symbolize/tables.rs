@@ -1,12 +1,7 @@
 //! Reading the side tables symbolization needs: `stacks.parquet`, `modules.parquet`, and which
 //! process used which stack (from the events), plus the address → module mapping.
 
-use std::{
-    collections::BTreeSet,
-    fs::{self, File},
-    panic::{self, AssertUnwindSafe},
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeSet, fs::File, path::Path};
 
 use arrow::{
     array::{Array, AsArray, RecordBatch},
@@ -16,7 +11,7 @@ use parquet::arrow::{ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuild
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::SymbolizeError;
-use crate::schema::{self, col, stack_col};
+use trace_format::schema::{self, col, stack_col};
 
 /// Every record batch of the Parquet file at `path`, restricted to `columns` (all when empty).
 /// A panic of the Parquet decoder on a damaged file becomes an error, as in [`crate::load`].
@@ -24,13 +19,13 @@ pub(crate) fn read_batches(
     path: &Path,
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>, SymbolizeError> {
-    panic::catch_unwind(AssertUnwindSafe(|| read_batches_unguarded(path, columns))).unwrap_or_else(
-        |_| {
+    trace_format::guard::catch(|| read_batches_unguarded(path, columns)).unwrap_or_else(
+        |panicked| {
             Err(SymbolizeError::Io {
                 path: path.to_owned(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    "the Parquet decoder failed on malformed data",
+                    format!("the Parquet decoder failed on malformed data: {panicked}"),
                 ),
             })
         },
@@ -259,24 +254,10 @@ pub(crate) fn read_modules(dir: &Path) -> Result<Vec<Module>, SymbolizeError> {
 /// The distinct (pid, stack id) pairs of the events: a stack's addresses mean something only in
 /// the address space of the process that captured it.
 pub(crate) fn stack_users(dir: &Path) -> Result<BTreeSet<(u32, u32)>, SymbolizeError> {
-    let events = dir.join(schema::EVENTS_DIR);
-    let entries = fs::read_dir(&events).map_err(|source| SymbolizeError::Io {
-        path: events.clone(),
+    let paths = trace_format::segments::list(dir).map_err(|source| SymbolizeError::Io {
+        path: dir.join(schema::EVENTS_DIR),
         source,
     })?;
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SymbolizeError::Io {
-            path: events.clone(),
-            source,
-        })?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("part-") && name.ends_with(".parquet") {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
     let mut pairs = FxHashSet::default();
     for path in &paths {
         for batch in read_batches(path, &[col::PID, col::STACK_ID])? {

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use analysis::{
+use trace_format::{
+    names::Event,
     run::{Clock, RunInfo, Status},
     write::{Row, TraceWriter, WriterOptions},
 };
@@ -18,7 +19,7 @@ pub fn alloc(ts_ns: u64, addr: u64, size: u64) -> Row<'static> {
         ts_ns,
         pid: PID,
         tid: PID,
-        event: "alloc",
+        event: Event::Alloc,
         func: "malloc",
         addr,
         size,
@@ -32,7 +33,7 @@ pub fn free(ts_ns: u64, addr: u64) -> Row<'static> {
         ts_ns,
         pid: PID,
         tid: PID,
-        event: "free",
+        event: Event::Free,
         func: "free",
         addr,
         ..Row::default()
@@ -45,7 +46,7 @@ pub fn realloc(ts_ns: u64, old_addr: u64, addr: u64, size: u64) -> Row<'static> 
         ts_ns,
         pid: PID,
         tid: PID,
-        event: "realloc",
+        event: Event::Realloc,
         func: "realloc",
         addr,
         size,
@@ -60,7 +61,7 @@ pub fn brk(ts_ns: u64, addr: u64) -> Row<'static> {
         ts_ns,
         pid: PID,
         tid: PID,
-        event: "brk",
+        event: Event::Brk,
         func: "brk",
         addr,
         old_addr: Some(addr),

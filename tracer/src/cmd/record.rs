@@ -7,7 +7,7 @@ use alloctrace::record::{
     live::{bytes, thousands},
     record,
 };
-use analysis::write::WriterOptions;
+use trace_format::write::WriterOptions;
 
 use crate::cli::RecordArgs;
 
@@ -87,7 +87,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
             ),
         }
         if let Some((uid, gid)) = caller {
-            let frames = output.join(analysis::schema::FRAMES_FILE);
+            let frames = output.join(trace_format::schema::FRAMES_FILE);
             let _ = nix::unistd::chown(
                 &frames,
                 Some(nix::unistd::Uid::from_raw(uid)),

@@ -1,6 +1,10 @@
 //! `alloctrace report` and `alloctrace compare`: thin wrappers over the analysis crate.
 
-use analysis::{compare, render, report};
+use std::path::Path;
+
+use analysis::{compare, render, report, summary::Summary};
+use anyhow::Context as _;
+use trace_format::schema;
 
 use crate::cli::{CompareArgs, ReportArgs};
 
@@ -8,10 +12,12 @@ pub fn run(args: ReportArgs, quiet: bool) -> anyhow::Result<i32> {
     let report = report::build(&args.trace, &report::Options::default())?;
     let html = args
         .output
-        .unwrap_or_else(|| args.trace.join("report.html"));
-    let json = args.json.unwrap_or_else(|| args.trace.join("summary.json"));
-    render::html::write_report(&report, &html)?;
-    report.summary().write_json(&json)?;
+        .unwrap_or_else(|| args.trace.join(schema::REPORT_FILE));
+    let json = args
+        .json
+        .unwrap_or_else(|| args.trace.join(schema::SUMMARY_FILE));
+    write(&html, &render::html::report_html(&report)?)?;
+    Summary::from_report(&report).write_json(&json)?;
     if !quiet {
         print!("{}", render::text::summary(&report));
         println!("report: {}", html.display());
@@ -22,9 +28,13 @@ pub fn run(args: ReportArgs, quiet: bool) -> anyhow::Result<i32> {
 
 pub fn compare(args: CompareArgs, quiet: bool) -> anyhow::Result<i32> {
     let dashboard = compare::build(&args.traces, &report::Options::default())?;
-    render::html::write_dashboard(&dashboard, &args.output)?;
+    write(&args.output, &render::html::dashboard_html(&dashboard)?)?;
     if !quiet {
         println!("dashboard: {}", args.output.display());
     }
     Ok(0)
+}
+
+fn write(path: &Path, page: &str) -> anyhow::Result<()> {
+    std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))
 }

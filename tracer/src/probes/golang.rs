@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use analysis::schema::runtime;
 use iced_x86::Register;
 use serde_json::json;
+use trace_format::names::Runtime;
 use tracer_common::{event::EventKind, probe::ProbeConfig};
 
 use super::TypeNames;
@@ -89,7 +89,7 @@ impl Ctx<'_> {
             func: func.name.clone(),
             symbol: func.name.clone(),
             aliases: Vec::new(),
-            runtime: runtime::GO,
+            runtime: Runtime::Go,
             domain: None,
             address: func.entry,
             placement,

@@ -18,6 +18,8 @@ use iced_x86::Register;
 
 use tracer_common::{event::EventKind, probe::ProbeConfig};
 
+use trace_format::names::{Domain, Runtime};
+
 use crate::elf::ElfImage;
 use placement::{Needs, PROLOGUE_BYTES, Placement, place_probe};
 
@@ -238,7 +240,7 @@ pub struct AllocatorFn {
     pub func: &'static str,
     pub handler: Handler,
     /// The trace's `runtime` value.
-    pub runtime: &'static str,
+    pub runtime: Runtime,
 }
 
 /// A probe to attach.
@@ -250,9 +252,9 @@ pub struct ProbeSpec {
     pub symbol: String,
     /// Other known names at the same address.
     pub aliases: Vec<String>,
-    pub runtime: &'static str,
+    pub runtime: Runtime,
     /// CPython allocator domain.
-    pub domain: Option<&'static str>,
+    pub domain: Option<Domain>,
     /// The symbol's virtual address in the file.
     pub address: u64,
     pub placement: Placement,

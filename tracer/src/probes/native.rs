@@ -2,7 +2,7 @@
 //! delete, and the allocators programs link instead of glibc's (mimalloc, jemalloc as Rust's
 //! tikv-jemallocator builds it), with the eBPF program that handles each.
 
-use analysis::schema::runtime;
+use trace_format::names::Runtime;
 
 use super::{AllocatorFn, Handler};
 
@@ -11,7 +11,7 @@ const fn f(symbol: &'static str, func: &'static str, handler: Handler) -> Alloca
         symbol,
         func,
         handler,
-        runtime: runtime::NATIVE,
+        runtime: Runtime::Native,
     }
 }
 

@@ -1,9 +1,9 @@
 //! Probes for CPython: its allocator domains (pymalloc's object allocator, the raw domain,
 //! arenas) and its garbage collections, from what `crate::python` found in the interpreter.
 
-use analysis::schema::runtime;
 use iced_x86::Register;
 use serde_json::json;
+use trace_format::names::{Domain, Runtime};
 use tracer_common::{
     event::EventKind,
     probe::{
@@ -65,7 +65,7 @@ fn spec_base(
         func: func.to_owned(),
         symbol: symbol.to_owned(),
         aliases: Vec::new(),
-        runtime: runtime::PYTHON,
+        runtime: Runtime::Python,
         domain: None,
         address,
         placement,
@@ -89,7 +89,7 @@ fn allocator_spec(rt: &PythonRuntime, p: &PyProbe) -> ProbeSpec {
         p.file_offset,
     );
     spec.aliases = p.aliases.clone();
-    spec.domain = Some(p.domain.as_str());
+    spec.domain = Some(p.domain);
     let a = &p.args;
     let alloc = |kind: EventKind| ProbeConfig {
         kind: kind as u32,
@@ -321,7 +321,7 @@ pub fn plan(rt: &PythonRuntime, api_layer: bool) -> PythonPlan {
                 || p.layer != Layer::Api
                 || p.kind == AllocKind::ArenaAlloc
                 || p.kind == AllocKind::ArenaFree
-                || p.domain.as_str() == "arena"
+                || p.domain == Domain::Arena
         })
         .map(|p| allocator_spec(rt, p))
         .collect();

@@ -121,29 +121,9 @@ pub enum PyError {
     Architecture { path: PathBuf, arch: String },
 }
 
-/// Allocator domain, as the trace names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Domain {
-    /// `PyObject_*` (and, at the [`Layer::Allocator`] level, pymalloc serving `obj` and `mem`).
-    Obj,
-    /// `PyMem_*`.
-    Mem,
-    /// `PyMem_Raw*` (libc malloc unless overridden).
-    Raw,
-    /// pymalloc's arenas (256 KiB in 3.8–3.9, 1 MiB from 3.10, mmap'ed).
-    Arena,
-}
-
-impl Domain {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Domain::Obj => "obj",
-            Domain::Mem => "mem",
-            Domain::Raw => "raw",
-            Domain::Arena => "arena",
-        }
-    }
-}
+/// Allocator domain, as the trace names it. `Obj` at the [`Layer::Allocator`] level is pymalloc
+/// serving both `obj` and `mem`; arenas are 256 KiB in 3.8–3.9, 1 MiB from 3.10, mmap'ed.
+pub use trace_format::names::Domain;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AllocKind {

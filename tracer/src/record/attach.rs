@@ -3,7 +3,10 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use analysis::run::{Module, Probe};
+use trace_format::{
+    names::{Domain, Runtime},
+    run::{Module, Probe},
+};
 use tracer_common::probe::{
     FIRST_UPROBE_ID, MAX_PROBES, ProbeConfig, STACK_CALLER_FIXUP, STACK_CAPTURE, STACK_PYTHON,
     SYSCALL_PROBES,
@@ -22,8 +25,8 @@ use crate::{
 #[derive(Clone)]
 pub struct ProbeMeta {
     pub func: String,
-    pub runtime: &'static str,
-    pub domain: Option<&'static str>,
+    pub runtime: Runtime,
+    pub domain: Option<Domain>,
     pub roles: [ValueRole; 3],
     pub arg_role: ValueRole,
     /// Resolves the type pointer of Go allocation rows.
@@ -48,7 +51,7 @@ impl ProbeTable {
             for (id, name) in SYSCALL_PROBES {
                 table.metas[id as usize] = Some(ProbeMeta {
                     func: name.to_owned(),
-                    runtime: analysis::schema::runtime::NATIVE,
+                    runtime: Runtime::Native,
                     domain: None,
                     roles: [ValueRole::Unused; 3],
                     arg_role: ValueRole::Unused,
@@ -57,7 +60,7 @@ impl ProbeTable {
                 table.probes.push(Probe {
                     id,
                     func: name.to_owned(),
-                    runtime: analysis::schema::runtime::NATIVE.to_owned(),
+                    runtime: Runtime::Native.as_str().to_owned(),
                     kind: "tracepoint".to_owned(),
                     symbol: format!("syscalls:sys_enter_{name}+sys_exit_{name}"),
                     ..Probe::default()
@@ -108,7 +111,7 @@ impl ProbeTable {
         self.probes.push(Probe {
             id,
             func: spec.func.clone(),
-            runtime: spec.runtime.to_owned(),
+            runtime: spec.runtime.as_str().to_owned(),
             kind: spec.attach.describe(),
             symbol: spec.symbol.clone(),
             aliases: spec.aliases.clone(),

@@ -47,7 +47,7 @@ fn header(b: &[u8]) -> Option<EventHeader> {
         probe: u32_at(b, offset_of!(EventHeader, probe))?,
         pid: u32_at(b, offset_of!(EventHeader, pid))?,
         tid: u32_at(b, offset_of!(EventHeader, tid))?,
-        stack_id: u32_at(b, offset_of!(EventHeader, stack_id))? as i32,
+        _pad: 0,
         flags: u32_at(b, offset_of!(EventHeader, flags))?,
     })
 }
@@ -154,7 +154,7 @@ mod tests {
         v.extend(h.probe.to_ne_bytes());
         v.extend(h.pid.to_ne_bytes());
         v.extend(h.tid.to_ne_bytes());
-        v.extend(h.stack_id.to_ne_bytes());
+        v.extend(h._pad.to_ne_bytes());
         v.extend(h.flags.to_ne_bytes());
         v.extend(e.addr.to_ne_bytes());
         v.extend(e.size.to_ne_bytes());
@@ -173,7 +173,7 @@ mod tests {
             probe: 17,
             pid: 1,
             tid: 2,
-            stack_id: tracer_common::event::NO_STACK,
+            _pad: 0,
             flags: 0,
         };
         let e = AllocEvent {

@@ -7,9 +7,9 @@
 
 use std::{fs::File, os::unix::fs::FileExt as _, path::Path, sync::Arc};
 
-use analysis::write::{PythonFrame, StackRow, WriteError, stack_rows_batch, write_table};
 use aya::maps::{HashMap, MapData};
 use rustc_hash::FxHashMap;
+use trace_format::write::{PythonFrame, StackRow, WriteError, stack_rows_batch, write_table};
 use tracer_common::{python::PyFrame, stack::StackValue};
 
 use crate::python::{

@@ -5,7 +5,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use analysis::run::Status;
+use trace_format::run::Status;
 
 use super::common::{Trace, alloctrace, build, tempdir};
 

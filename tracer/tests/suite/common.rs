@@ -7,12 +7,12 @@ use std::{
     process::{Command, Output},
 };
 
-use analysis::{run::RunInfo, schema::col};
 use arrow::{
     array::AsArray,
     datatypes::{UInt16Type, UInt32Type, UInt64Type},
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use trace_format::{run::RunInfo, schema::col};
 
 pub fn alloctrace() -> Command {
     Command::new(env!("CARGO_BIN_EXE_alloctrace"))

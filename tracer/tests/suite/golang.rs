@@ -154,7 +154,7 @@ fn check(version: &str, stripped: bool) {
     assert_eq!(traced.stdout, untraced.stdout);
     let expected = counters(&traced.stdout);
     let n = |k: &str| expected[k].as_u64().unwrap();
-    let run_info = analysis::run::RunInfo::read(dir.path()).unwrap();
+    let run_info = trace_format::run::RunInfo::read(dir.path()).unwrap();
     assert_eq!(run_info.lost_total, 0, "{:?}", run_info.counters);
     let go = &run_info.runtimes["go"];
     assert!(

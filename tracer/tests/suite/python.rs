@@ -337,7 +337,7 @@ fn debian_lto_python() {
         stderr.contains("PYTHONMALLOC=malloc"),
         "no warning on stderr: {stderr}"
     );
-    let run = analysis::run::RunInfo::read(dir.path()).unwrap();
+    let run = trace_format::run::RunInfo::read(dir.path()).unwrap();
     assert_eq!(
         run.runtimes["python"]["allocator_inlined"],
         serde_json::Value::Bool(true)

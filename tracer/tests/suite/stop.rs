@@ -6,7 +6,7 @@ use std::{
     process::Stdio,
 };
 
-use analysis::run::Status;
+use trace_format::run::Status;
 
 use super::common::{Trace, alloctrace, build, tempdir};
 

@@ -11,9 +11,9 @@ use std::{
 
 use analysis::{
     report::{self, Options},
-    schema,
     symbolize::{self, FrameRow, StackFrames, Status},
 };
+use trace_format::schema;
 
 use super::common::{alloctrace, build, record, tempdir};
 

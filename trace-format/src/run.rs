@@ -2,7 +2,7 @@
 //! at every segment roll and at the end; read by the reports.
 //!
 //! ```no_run
-//! let run = analysis::run::RunInfo::read(std::path::Path::new("trace")).unwrap();
+//! let run = trace_format::run::RunInfo::read(std::path::Path::new("trace")).unwrap();
 //! println!("{} events lost", run.lost_total);
 //! ```
 
@@ -173,6 +173,18 @@ pub enum RunInfoError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl Clock {
+    /// The wall-clock (CLOCK_REALTIME) time of a monotonic `ts_ns`, when both start readings
+    /// were taken.
+    pub fn wall_ns(&self, ts_ns: u64) -> Option<u64> {
+        (self.realtime_start_ns > 0 && self.monotonic_start_ns > 0).then(|| {
+            (i128::from(ts_ns) + i128::from(self.realtime_start_ns)
+                - i128::from(self.monotonic_start_ns))
+            .max(0) as u64
+        })
+    }
 }
 
 impl RunInfo {

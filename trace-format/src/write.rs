@@ -8,9 +8,9 @@
 //! most the open segment.
 //!
 //! ```no_run
-//! use analysis::write::{Row, TraceWriter, WriterOptions};
+//! use trace_format::{names::Event, write::{Row, TraceWriter, WriterOptions}};
 //! let mut w = TraceWriter::create("trace".as_ref(), WriterOptions::default(), vec![]).unwrap();
-//! w.push(&Row { ts_ns: 1, event: "alloc", func: "malloc", addr: 0x1000, size: 16, ..Row::default() }).unwrap();
+//! w.push(&Row { ts_ns: 1, event: Event::Alloc, func: "malloc", addr: 0x1000, size: 16, ..Row::default() }).unwrap();
 //! let segments = w.finish().unwrap();
 //! ```
 
@@ -42,7 +42,11 @@ use parquet::{
     schema::types::ColumnPath,
 };
 
-use crate::schema::{self, col, runtime};
+use crate::{
+    guard,
+    names::{Domain, Event, Runtime},
+    schema::{self, col},
+};
 
 /// One event, as the writer takes it. Fields mirror the columns of [`schema::events_schema`];
 /// `None` is a null.
@@ -51,14 +55,14 @@ pub struct Row<'a> {
     pub ts_ns: u64,
     pub pid: u32,
     pub tid: u32,
-    pub event: &'a str,
+    pub event: Event,
     pub func: &'a str,
     pub addr: u64,
     pub size: u64,
     pub old_addr: Option<u64>,
     pub align: Option<u64>,
-    pub runtime: &'a str,
-    pub domain: Option<&'a str>,
+    pub runtime: Runtime,
+    pub domain: Option<Domain>,
     pub stack_id: Option<u32>,
     pub old_size: Option<u64>,
     pub prot: Option<u32>,
@@ -75,19 +79,20 @@ pub struct Row<'a> {
     pub go_type: Option<&'a str>,
 }
 
+/// The default row is a native `alloc` of 0 bytes at 0 with every optional column null.
 impl Default for Row<'_> {
     fn default() -> Self {
         Row {
             ts_ns: 0,
             pid: 0,
             tid: 0,
-            event: "",
+            event: Event::Alloc,
             func: "",
             addr: 0,
             size: 0,
             old_addr: None,
             align: None,
-            runtime: runtime::NATIVE,
+            runtime: Runtime::Native,
             domain: None,
             stack_id: None,
             old_size: None,
@@ -153,6 +158,8 @@ pub enum WriteError {
     Arrow(#[from] ArrowError),
     #[error("more than 65535 distinct values in column {column}")]
     DictionaryFull { column: &'static str },
+    #[error("the Parquet encoder failed: {0}")]
+    EncoderPanic(#[from] guard::Panicked),
 }
 
 /// A growing string dictionary for one column of the open segment.
@@ -262,17 +269,17 @@ impl Columns {
         self.pid.push(row.pid);
         self.tid.push(row.tid);
         self.event
-            .push(Some(dicts.event.key(row.event, col::EVENT)?));
+            .push(Some(dicts.event.key(row.event.as_str(), col::EVENT)?));
         self.func.push(Some(dicts.func.key(row.func, col::FUNC)?));
         self.addr.push(row.addr);
         self.size.push(row.size);
         self.old_addr.push(row.old_addr);
         self.align.push(row.align);
         self.runtime
-            .push(Some(dicts.runtime.key(row.runtime, col::RUNTIME)?));
+            .push(Some(dicts.runtime.key(row.runtime.as_str(), col::RUNTIME)?));
         self.domain.push(
             row.domain
-                .map(|d| dicts.domain.key(d, col::DOMAIN))
+                .map(|d| dicts.domain.key(d.as_str(), col::DOMAIN))
                 .transpose()?,
         );
         self.stack_id.push(row.stack_id);
@@ -354,6 +361,26 @@ pub struct TraceWriter {
     segments: Vec<String>,
     rows_written: u64,
     bytes_closed: u64,
+    batches_written: u64,
+}
+
+/// Debug builds only: `ALLOCTRACE_TEST_WRITER_PANIC=N` makes the encoder "panic" at batch N, so
+/// the tests can check what a panic inside the Parquet writer does to a recording (one line, a
+/// non-zero exit, the closed segments readable). Release builds compile it away.
+fn inject_test_panic(batch: u64) {
+    #[cfg(debug_assertions)]
+    {
+        static AT: std::sync::LazyLock<Option<u64>> = std::sync::LazyLock::new(|| {
+            std::env::var("ALLOCTRACE_TEST_WRITER_PANIC")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if *AT == Some(batch) {
+            panic!("injected writer panic at batch {batch}");
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = batch;
 }
 
 impl TraceWriter {
@@ -384,6 +411,7 @@ impl TraceWriter {
             segments: Vec::new(),
             rows_written: 0,
             bytes_closed: 0,
+            batches_written: 0,
         })
     }
 
@@ -424,7 +452,12 @@ impl TraceWriter {
         let batch = self.columns.take_batch(&self.dicts)?;
         self.rows_written += batch.num_rows() as u64;
         if let Some(open) = self.open.as_mut() {
-            open.writer.write(&batch)?;
+            self.batches_written += 1;
+            let batch_number = self.batches_written;
+            guard::catch(|| {
+                inject_test_panic(batch_number);
+                open.writer.write(&batch)
+            })??;
         }
         Ok(())
     }
@@ -464,7 +497,7 @@ impl TraceWriter {
             return Ok(());
         };
         let final_path = self.events_dir.join(&open.final_name);
-        let file = open.writer.into_inner()?;
+        let file = guard::catch(|| open.writer.into_inner())??;
         file.sync_all().map_err(|source| WriteError::Close {
             path: open.tmp_path.clone(),
             source,
@@ -540,7 +573,11 @@ mod tests {
         };
         let mut w = TraceWriter::create(dir.path(), options, vec![]).unwrap();
         for i in 0..10u64 {
-            let event = if i % 2 == 0 { "alloc" } else { "free" };
+            let event = if i % 2 == 0 {
+                Event::Alloc
+            } else {
+                Event::Free
+            };
             w.push(&Row {
                 ts_ns: i,
                 pid: 7,
@@ -623,9 +660,11 @@ pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
             schema::SCHEMA_VERSION.to_string(),
         )]))
         .build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
-    writer.write(batch)?;
-    let file = writer.into_inner()?;
+    let file = guard::catch(|| -> Result<File, ParquetError> {
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+        writer.write(batch)?;
+        writer.into_inner()
+    })??;
     file.sync_all().map_err(|source| WriteError::Close {
         path: tmp.clone(),
         source,

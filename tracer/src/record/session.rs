@@ -1,0 +1,286 @@
+//! A recording under way: the ring buffer drained into the writer, the side tables and
+//! `run.json` kept current.
+
+use aya::maps::{MapData, RingBuf};
+use nix::{
+    sys::signal::{Signal, kill},
+    time::ClockId,
+    unistd::Pid,
+};
+use trace_format::{
+    names::{Event as Column, Runtime},
+    run::{RunInfo, Status},
+    schema,
+    write::{ModuleRow, TraceWriter, modules_batch, write_table},
+};
+use tracer_common::counter::Counter;
+
+use super::{
+    RecordError, RecordOptions,
+    attach::Attacher,
+    decode,
+    error::io_err,
+    live::{LiveLine, Stats},
+    process, rows, stacks,
+};
+use crate::ebpf::{AttachError, LoadError, Programs};
+
+/// `run.json` counter of ring records user space could not decode (see
+/// [`Recording::undecodable`]); counted in `lost_total`.
+pub const UNDECODABLE: &str = "lost_undecodable";
+
+pub(super) struct Recording<'a> {
+    pub(super) options: &'a RecordOptions,
+    pub(super) programs: Option<Programs>,
+    pub(super) ring: RingBuf<MapData>,
+    pub(super) counters: aya::maps::PerCpuArray<MapData, u64>,
+    /// Rows written per probe id.
+    pub(super) probe_events: Vec<u64>,
+    pub(super) attacher: Attacher,
+    pub(super) writer: TraceWriter,
+    pub(super) run: RunInfo,
+    pub(super) stats: Stats,
+    pub(super) types: rows::TypeCache,
+    pub(super) stacks: stacks::StackTable,
+    pub(super) python_names: stacks::PythonNames,
+    /// Holds at `Py_FinalizeEx` released so far (`Counter::PyHeldAtFinalize`).
+    pub(super) released: u64,
+    /// Last GC generation started per thread.
+    pub(super) gc_generation: rustc_hash::FxHashMap<u32, u32>,
+    pub(super) stack_map:
+        Option<aya::maps::HashMap<MapData, u64, tracer_common::stack::StackValue>>,
+    pub(super) live: LiveLine,
+    pub(super) rescan: bool,
+    /// Ring records that did not decode (a layout mismatch between the eBPF object and this
+    /// binary, which the build prevents): counted as lost, never dropped silently.
+    pub(super) undecodable: u64,
+}
+
+/// Whatever ends the recording (an error included), a process held at `Py_FinalizeEx` is
+/// resumed: it must never be left stopped.
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        let held = self.holds();
+        if held > self.released {
+            self.resume(held);
+        }
+    }
+}
+
+impl Recording<'_> {
+    /// Moves everything waiting in the ring into the writer.
+    pub(super) fn drain(&mut self) -> Result<(), RecordError> {
+        let t = std::time::Instant::now();
+        let (events0, new0) = (self.stats.events, self.stacks.len());
+        self.python_names.next_epoch();
+        let result = self.drain_ring();
+        if t.elapsed() > std::time::Duration::from_millis(200) {
+            log::debug!(
+                "drain took {:?}: {} events, {} new stacks",
+                t.elapsed(),
+                self.stats.events - events0,
+                self.stacks.len() - new0
+            );
+        }
+        result
+    }
+
+    fn drain_ring(&mut self) -> Result<(), RecordError> {
+        while let Some(item) = self.ring.next() {
+            let Some(event) = decode::decode(&item) else {
+                self.undecodable += 1;
+                continue;
+            };
+            drop(item);
+            self.stats.observe(&event);
+            if let Some(n) = self.probe_events.get_mut(event.header().probe as usize) {
+                *n += 1;
+            }
+            self.rescan |= rows::maps_new_code(&event);
+            self.types.learn(&event, &self.attacher.table);
+            let pid = event.header().pid;
+            let stack_id = event.stack().and_then(|key| {
+                let (id, new) = self.stacks.intern(key)?;
+                if new && let Some(map) = &self.stack_map {
+                    self.stacks.load(
+                        id,
+                        key,
+                        map,
+                        &mut self.python_names,
+                        pid,
+                        self.attacher.python_frames.as_ref(),
+                    );
+                }
+                Some(id)
+            });
+            let mut row = rows::to_row(&event, &self.attacher.table, &self.types, stack_id);
+            // A collection's end row carries the generation its start row announced (CPython's
+            // end probes cannot read it; a thread runs one collection at a time).
+            if row.runtime == Runtime::Python {
+                if row.event == Column::GcStart
+                    && let Some(g) = row.gc_generation
+                {
+                    self.gc_generation.insert(row.tid, g);
+                } else if row.event == Column::GcEnd && row.gc_generation.is_none() {
+                    row.gc_generation = self.gc_generation.get(&row.tid).copied();
+                }
+            }
+            self.writer.push(&row)?;
+        }
+        if std::mem::take(&mut self.rescan)
+            && let Some(programs) = self.programs.as_mut()
+        {
+            match self.attacher.scan(programs) {
+                Ok(_) => {}
+                Err(AttachError::ProcessGone { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites `stacks.parquet` (new stacks read from the kernel map) and `modules.parquet`.
+    pub(super) fn write_side_tables(&mut self) -> Result<(), RecordError> {
+        let dir = &self.options.output;
+        if !self.stacks.is_empty() {
+            let t = std::time::Instant::now();
+            self.stacks.write(&dir.join(schema::STACKS_FILE))?;
+            log::debug!("stacks.parquet written in {:?}", t.elapsed());
+        }
+        let pid = self.attacher.pid;
+        let modules: Vec<ModuleRow> = self
+            .attacher
+            .modules
+            .iter()
+            .map(|m| ModuleRow {
+                pid,
+                path: m.path.clone(),
+                build_id: (!m.build_id.is_empty()).then(|| m.build_id.clone()),
+                start: m.start,
+                end: m.end,
+                file_offset: m.file_offset,
+                perms: m.perms.clone(),
+                ts_ns: 0,
+            })
+            .collect();
+        write_table(&dir.join(schema::MODULES_FILE), &modules_batch(&modules)?)?;
+        Ok(())
+    }
+
+    pub(super) fn counter(&self, counter: Counter) -> Vec<u64> {
+        self.counters
+            .get(&(counter as u32), 0)
+            .map(|v| v.to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Resumes a process the eBPF side stopped at `Py_FinalizeEx`, once the ring holds nothing
+    /// from before the stop: every stack is then named (see `stacks`).
+    pub(super) fn release_held(&mut self) -> Result<(), RecordError> {
+        let held = self.holds();
+        if held > self.released {
+            self.drain()?;
+            self.resume(held);
+        }
+        Ok(())
+    }
+
+    /// Times the process was held at `Py_FinalizeEx`; the hold probe exists only with Python
+    /// frames, so the counter is not read (a map lookup per loop turn) otherwise.
+    pub(super) fn holds(&self) -> u64 {
+        if self.attacher.python_frames.is_none() {
+            return 0;
+        }
+        self.counter(Counter::PyHeldAtFinalize).iter().sum()
+    }
+
+    /// Sends SIGCONT to the held process; `held` holds are then released.
+    pub(super) fn resume(&mut self, held: u64) {
+        self.released = held;
+        let _ = kill(Pid::from_raw(self.attacher.pid as i32), Signal::SIGCONT);
+    }
+
+    pub(super) fn lost_so_far(&self) -> u64 {
+        self.counter(Counter::RingFull).iter().sum()
+    }
+
+    /// Fills in counters, probes, segments; `final_status` when done.
+    pub(super) fn update_run_info(&mut self, final_status: Option<Status>) {
+        let run = &mut self.run;
+        run.counters.clear();
+        let mut lost_total = 0;
+        for counter in Counter::ALL {
+            let per_cpu: Vec<u64> = self
+                .counters
+                .get(&(counter as u32), 0)
+                .map(|v| v.to_vec())
+                .unwrap_or_default();
+            let total: u64 = per_cpu.iter().sum();
+            if counter == Counter::RingFull {
+                run.lost_per_cpu = per_cpu;
+            }
+            if counter.is_loss() {
+                lost_total += total;
+            }
+            run.counters.insert(counter.name().to_owned(), total);
+        }
+        run.counters
+            .insert(UNDECODABLE.to_owned(), self.undecodable);
+        run.lost_total = lost_total + self.undecodable;
+        run.probes = self.attacher.table.probes.clone();
+        for probe in &mut run.probes {
+            probe.events = self
+                .probe_events
+                .get(probe.id as usize)
+                .copied()
+                .unwrap_or(0);
+        }
+        run.modules = self.attacher.modules.clone();
+        run.warnings = self.attacher.warnings.clone();
+        run.runtimes = self.attacher.runtimes.clone();
+        if let Some(serde_json::Value::Object(frames)) = run
+            .runtimes
+            .get_mut("python")
+            .and_then(|p| p.get_mut("python_frames"))
+            && self.attacher.python_frames.is_some()
+        {
+            frames.insert(
+                "code_objects_read".to_owned(),
+                self.python_names.code_objects_read.into(),
+            );
+            // Frames whose code object was freed before the reader got to it (module bodies
+            // run at import, while the reader lags behind): named `<unknown>`.
+            frames.insert(
+                "frames_unnamed".to_owned(),
+                self.python_names.frames_unnamed.into(),
+            );
+        }
+        run.segments = self.writer.segments().to_vec();
+        run.events_written = self.writer.rows_written();
+        if let Some(status) = final_status {
+            run.status = status;
+            run.clock.monotonic_end_ns = process::now(ClockId::CLOCK_MONOTONIC);
+        }
+    }
+
+    pub(super) fn write_run_info(
+        &mut self,
+        final_status: Option<Status>,
+    ) -> Result<(), RecordError> {
+        self.update_run_info(final_status);
+        self.run.write(&self.options.output).map_err(io_err(format!(
+            "writing {}",
+            self.options.output.join(schema::RUN_JSON).display()
+        )))
+    }
+}
+
+pub(super) fn take_map<T>(programs: &mut Programs, name: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<aya::maps::Map>,
+{
+    programs
+        .take_map(name)
+        .and_then(|m| T::try_from(m).ok())
+        .ok_or(LoadError::Missing { what: "map", name })
+}
