@@ -1,5 +1,8 @@
-//! The one error type of the analysis library. Every variant's `Display` is a single line that
-//! names the file (and column) at fault; the underlying cause is its `source()`.
+//! Errors of opening a trace and building its reports. The library has one error type per
+//! operation, not one for everything: this one, [`crate::symbolize::SymbolizeError`],
+//! [`crate::export::ExportError`] and [`crate::dataset::DatasetError`]. Every variant's
+//! `Display` is a single line that names the file (and column) at fault; the underlying cause is
+//! its `source()`.
 //!
 //! ```no_run
 //! match analysis::report::build("trace".as_ref(), &Default::default()) {

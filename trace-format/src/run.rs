@@ -27,6 +27,9 @@ pub enum Status {
     Complete,
     /// Stopped by Ctrl-C or SIGTERM; everything captured up to then was flushed.
     Interrupted,
+    /// Stopped by an error (see `warnings`): the closed segments listed are readable, rows
+    /// after the last of them are lost.
+    Failed,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -360,6 +360,8 @@ pub struct TraceWriter {
     next_index: u32,
     segments: Vec<String>,
     rows_written: u64,
+    /// Rows of the closed segments (`rows_written` counts the open one's too).
+    rows_closed: u64,
     bytes_closed: u64,
     batches_written: u64,
 }
@@ -410,6 +412,7 @@ impl TraceWriter {
             next_index: 0,
             segments: Vec::new(),
             rows_written: 0,
+            rows_closed: 0,
             bytes_closed: 0,
             batches_written: 0,
         })
@@ -509,6 +512,7 @@ impl TraceWriter {
         })?;
         self.segments
             .push(format!("{}/{}", schema::EVENTS_DIR, open.final_name));
+        self.rows_closed = self.rows_written;
         self.dicts = Dicts::default();
         Ok(())
     }
@@ -516,6 +520,11 @@ impl TraceWriter {
     /// Rows handed to the Parquet encoder so far.
     pub fn rows_written(&self) -> u64 {
         self.rows_written
+    }
+
+    /// Rows in the closed segments: what a reader sees if the writer stops now.
+    pub fn rows_closed(&self) -> u64 {
+        self.rows_closed
     }
 
     /// Rows buffered and not yet encoded.

@@ -79,7 +79,7 @@ pub enum ExportFormat {
                   inuse_space (live at the end), peak_inuse_objects and peak_inuse_space (live at the \
                   live-bytes peak); pprof shows alloc_space unless given -sample_index=NAME. A trace not \
                   yet symbolized is symbolized in memory first.\n\n\
-                  Examples:\n  alloctrace export trace/ --format folded | inferno-flamegraph > alloc.svg\n  \
+                  Examples:\n  alloctrace export trace/ --format folded -o - | inferno-flamegraph > alloc.svg\n  \
                   alloctrace export trace/ --format pprof -o heap.pb.gz && go tool pprof -top heap.pb.gz"
 )]
 pub struct ExportArgs {
@@ -137,7 +137,7 @@ pub struct ReportArgs {
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Trace directories to compare (two or more).
+    /// Trace directories to compare (one or more).
     #[arg(value_name = "TRACE", required = true, num_args = 1..)]
     pub traces: Vec<PathBuf>,
     /// Where to write the dashboard.
@@ -201,7 +201,6 @@ pub struct RecordArgs {
     #[arg(
         value_name = "COMMAND",
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         required_unless_present = "pid"
     )]
     pub command: Vec<OsString>,

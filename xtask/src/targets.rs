@@ -10,7 +10,6 @@
 
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -324,8 +323,11 @@ fn install_python(
 
 // --- manifest -------------------------------------------------------------------------------
 
-/// What a program says about itself with `--list`.
+/// The one JSON line a target prints for `--list` (targets/README.md, "Manifest").
+#[derive(Debug, serde::Deserialize)]
 struct Listing {
+    lang: String,
+    variant: String,
     toolchain: String,
     scenarios: Vec<String>,
     default_sizes: BTreeMap<String, u64>,
@@ -350,60 +352,23 @@ fn list(r: &Runnable) -> anyhow::Result<Listing> {
             out.status
         );
     }
-    let value =
-        json::parse(stdout.trim()).with_context(|| format!("{} --list printed bad JSON", r.id))?;
-    let field = |name: &str| {
-        value
-            .get(name)
-            .with_context(|| format!("{} --list: no {name}", r.id))
-    };
-    let text = |name: &str| -> anyhow::Result<String> {
-        field(name)?
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("{} --list: {name} is not a string", r.id))
-    };
-    if text("lang")? != r.lang || text("variant")? != r.variant {
+    let listing: Listing = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("{} --list printed an unexpected line: {stdout:?}", r.id))?;
+    if listing.lang != r.lang || listing.variant != r.variant {
         bail!(
             "{} --list reports {:?}/{:?}, expected {}/{}",
             r.id,
-            text("lang")?,
-            text("variant")?,
+            listing.lang,
+            listing.variant,
             r.lang,
             r.variant
         );
     }
-    let scenarios = field("scenarios")?
-        .as_array()
-        .context("scenarios is not an array")?
-        .iter()
-        .map(|s| {
-            s.as_str()
-                .map(str::to_owned)
-                .context("scenario name is not a string")
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let default_sizes = field("default_sizes")?
-        .as_object()
-        .context("default_sizes is not an object")?
-        .iter()
-        .map(|(k, v)| {
-            Ok((
-                k.clone(),
-                v.as_u64().context("default size is not an integer")?,
-            ))
-        })
-        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-    Ok(Listing {
-        toolchain: text("toolchain")?,
-        scenarios,
-        default_sizes,
-    })
+    Ok(listing)
 }
 
 /// The manifest: see targets/README.md ("Manifest").
 fn manifest(out: &Path, runnables: &[Runnable]) -> anyhow::Result<String> {
-    use json::quote;
     let listings = runnables
         .iter()
         .map(list)
@@ -424,74 +389,55 @@ fn manifest(out: &Path, runnables: &[Runnable]) -> anyhow::Result<String> {
                 .or_insert(size);
         }
     }
-    let mut m = String::new();
-    let _ = writeln!(m, "{{");
-    let _ = writeln!(m, "  \"schema\": 1,");
-    let _ = writeln!(m, "  \"generated_by\": \"cargo xtask targets\",");
-    let _ = writeln!(m, "  \"out_dir\": {},", quote(&path_str(out)));
-    let _ = writeln!(
-        m,
-        "  \"placeholders\": [\"{{scenario}}\", \"{{size}}\", \"{{seed}}\", \"{{threads}}\"],"
-    );
-    let _ = writeln!(m, "  \"scenarios\": [");
-    for (i, s) in order.iter().enumerate() {
-        let comma = if i + 1 < order.len() { "," } else { "" };
-        let _ = writeln!(
-            m,
-            "    {{\"name\": {}, \"compare_size\": {}}}{comma}",
-            quote(s),
-            compare[s]
-        );
-    }
-    let _ = writeln!(m, "  ],");
-    let _ = writeln!(m, "  \"runnables\": [");
-    for (i, (r, l)) in runnables.iter().zip(&listings).enumerate() {
-        let mut command: Vec<String> = r.program.clone();
-        command.extend(
-            [
-                "{scenario}",
-                "--size",
-                "{size}",
-                "--seed",
-                "{seed}",
-                "--threads",
-                "{threads}",
-            ]
-            .map(String::from),
-        );
-        command.extend(r.variant_args.iter().cloned());
-        let list_str = |v: &[String]| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-        let env = r
-            .env
-            .iter()
-            .map(|(k, v)| format!("{}: {}", quote(k), quote(v)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sizes = l
-            .default_sizes
-            .iter()
-            .map(|(k, v)| format!("{}: {v}", quote(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(m, "    {{");
-        let _ = writeln!(m, "      \"id\": {},", quote(&r.id));
-        let _ = writeln!(m, "      \"lang\": {},", quote(r.lang));
-        let _ = writeln!(m, "      \"variant\": {},", quote(&r.variant));
-        let _ = writeln!(m, "      \"toolchain\": {},", quote(&l.toolchain));
-        let _ = writeln!(m, "      \"exe\": {},", quote(&r.program[0]));
-        let _ = writeln!(m, "      \"command\": [{}],", list_str(&command));
-        let _ = writeln!(m, "      \"env\": {{{env}}},");
-        let _ = writeln!(m, "      \"scenarios\": [{}],", list_str(&l.scenarios));
-        let _ = writeln!(m, "      \"default_sizes\": {{{sizes}}}");
-        let _ = writeln!(
-            m,
-            "    }}{}",
-            if i + 1 < runnables.len() { "," } else { "" }
-        );
-    }
-    let _ = writeln!(m, "  ]");
-    let _ = writeln!(m, "}}");
-    Ok(m)
+    let scenarios: Vec<serde_json::Value> = order
+        .iter()
+        .map(|s| serde_json::json!({"name": s, "compare_size": compare[s]}))
+        .collect();
+    let runnables: Vec<serde_json::Value> = runnables
+        .iter()
+        .zip(&listings)
+        .map(|(r, l)| {
+            let mut command: Vec<String> = r.program.clone();
+            command.extend(
+                [
+                    "{scenario}",
+                    "--size",
+                    "{size}",
+                    "--seed",
+                    "{seed}",
+                    "--threads",
+                    "{threads}",
+                ]
+                .map(String::from),
+            );
+            command.extend(r.variant_args.iter().cloned());
+            let env: serde_json::Map<String, serde_json::Value> = r
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            serde_json::json!({
+                "id": r.id,
+                "lang": r.lang,
+                "variant": r.variant,
+                "toolchain": l.toolchain,
+                "exe": r.program[0],
+                "command": command,
+                "env": env,
+                "scenarios": l.scenarios,
+                "default_sizes": l.default_sizes,
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schema": 1,
+        "generated_by": "cargo xtask targets",
+        "out_dir": path_str(out),
+        "placeholders": ["{scenario}", "{size}", "{seed}", "{threads}"],
+        "scenarios": scenarios,
+        "runnables": runnables,
+    });
+    Ok(serde_json::to_string_pretty(&manifest)? + "\n")
 }
 
 // --- files ----------------------------------------------------------------------------------
@@ -542,261 +488,20 @@ fn write_if_changed(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Just enough JSON to read the targets' `--list` lines (xtask has no JSON dependency).
-mod json {
-    use std::fmt::Write as _;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    use anyhow::{Context as _, bail};
-
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Value {
-        Null,
-        Bool(bool),
-        Number(f64),
-        String(String),
-        Array(Vec<Value>),
-        Object(Vec<(String, Value)>),
-    }
-
-    impl Value {
-        pub fn get(&self, key: &str) -> Option<&Value> {
-            self.as_object()?
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-        }
-        pub fn as_str(&self) -> Option<&str> {
-            if let Value::String(s) = self {
-                Some(s)
-            } else {
-                None
-            }
-        }
-        pub fn as_array(&self) -> Option<&[Value]> {
-            if let Value::Array(a) = self {
-                Some(a)
-            } else {
-                None
-            }
-        }
-        pub fn as_object(&self) -> Option<&[(String, Value)]> {
-            if let Value::Object(o) = self {
-                Some(o)
-            } else {
-                None
-            }
-        }
-        pub fn as_u64(&self) -> Option<u64> {
-            match self {
-                Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n < 9.0e15 => Some(*n as u64),
-                _ => None,
-            }
-        }
-    }
-
-    /// A JSON string literal.
-    pub fn quote(s: &str) -> String {
-        let mut out = String::with_capacity(s.len() + 2);
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    }
-
-    pub fn parse(text: &str) -> anyhow::Result<Value> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            bail!("trailing characters at byte {}", p.i);
-        }
-        Ok(v)
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
-                self.i += 1;
-            }
-        }
-
-        fn eat(&mut self, c: u8) -> anyhow::Result<()> {
-            self.ws();
-            if self.s.get(self.i) != Some(&c) {
-                bail!("expected {:?} at byte {}", c as char, self.i);
-            }
-            self.i += 1;
-            Ok(())
-        }
-
-        fn literal(&mut self, word: &str, v: Value) -> anyhow::Result<Value> {
-            if !self.s[self.i..].starts_with(word.as_bytes()) {
-                bail!("bad literal at byte {}", self.i);
-            }
-            self.i += word.len();
-            Ok(v)
-        }
-
-        fn value(&mut self) -> anyhow::Result<Value> {
-            self.ws();
-            match self.s.get(self.i).context("unexpected end of JSON")? {
-                b'{' => {
-                    self.i += 1;
-                    let mut fields = Vec::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b'}') {
-                        self.i += 1;
-                        return Ok(Value::Object(fields));
-                    }
-                    loop {
-                        self.ws();
-                        let key = self.string()?;
-                        self.eat(b':')?;
-                        fields.push((key, self.value()?));
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => {
-                                self.i += 1;
-                                return Ok(Value::Object(fields));
-                            }
-                            _ => bail!("expected ',' or '}}' at byte {}", self.i),
-                        }
-                    }
-                }
-                b'[' => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b']') {
-                        self.i += 1;
-                        return Ok(Value::Array(items));
-                    }
-                    loop {
-                        items.push(self.value()?);
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => {
-                                self.i += 1;
-                                return Ok(Value::Array(items));
-                            }
-                            _ => bail!("expected ',' or ']' at byte {}", self.i),
-                        }
-                    }
-                }
-                b'"' => Ok(Value::String(self.string()?)),
-                b't' => self.literal("true", Value::Bool(true)),
-                b'f' => self.literal("false", Value::Bool(false)),
-                b'n' => self.literal("null", Value::Null),
-                _ => {
-                    let start = self.i;
-                    while self
-                        .s
-                        .get(self.i)
-                        .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
-                    {
-                        self.i += 1;
-                    }
-                    let text = std::str::from_utf8(&self.s[start..self.i])?;
-                    Ok(Value::Number(
-                        text.parse()
-                            .with_context(|| format!("bad number {text:?}"))?,
-                    ))
-                }
-            }
-        }
-
-        fn string(&mut self) -> anyhow::Result<String> {
-            self.eat(b'"')?;
-            let mut out = Vec::new();
-            loop {
-                let c = *self.s.get(self.i).context("unterminated string")?;
-                self.i += 1;
-                match c {
-                    b'"' => return Ok(String::from_utf8(out)?),
-                    b'\\' => {
-                        let e = *self.s.get(self.i).context("unterminated escape")?;
-                        self.i += 1;
-                        match e {
-                            b'n' => out.push(b'\n'),
-                            b't' => out.push(b'\t'),
-                            b'r' => out.push(b'\r'),
-                            b'b' => out.push(8),
-                            b'f' => out.push(12),
-                            b'u' => {
-                                let hex = std::str::from_utf8(
-                                    self.s.get(self.i..self.i + 4).context("short \\u")?,
-                                )?;
-                                let code = u32::from_str_radix(hex, 16)?;
-                                self.i += 4;
-                                let ch = char::from_u32(code).unwrap_or('\u{fffd}');
-                                out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
-                            }
-                            other => out.push(other),
-                        }
-                    }
-                    c => out.push(c),
-                }
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn parses_a_list_line() {
-            let v = parse(r#"{"lang":"go","scenarios":["a","b"],"default_sizes":{"a":18,"b":3000000},"x":[true,null,-1.5e2,"q\"\u0041"]}"#)
-                .unwrap();
-            assert_eq!(v.get("lang").and_then(Value::as_str), Some("go"));
-            assert_eq!(
-                v.get("scenarios")
-                    .and_then(Value::as_array)
-                    .map(<[Value]>::len),
-                Some(2)
-            );
-            assert_eq!(
-                v.get("default_sizes")
-                    .and_then(|d| d.get("b"))
-                    .and_then(Value::as_u64),
-                Some(3_000_000)
-            );
-            assert_eq!(
-                v.get("x").and_then(Value::as_array).map(<[Value]>::to_vec),
-                Some(vec![
-                    Value::Bool(true),
-                    Value::Null,
-                    Value::Number(-150.0),
-                    Value::String("q\"A".into())
-                ])
-            );
-            assert!(parse("{\"a\":1} x").is_err());
-            assert!(parse("[1,").is_err());
-        }
-
-        #[test]
-        fn quotes() {
-            assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c\n""#);
-        }
+    /// Check that a target's `--list` line (as targets/README.md shows it) reads into a
+    /// listing, and that a line missing a field is refused.
+    #[test]
+    fn reads_a_list_line() {
+        let line = r#"{"lang":"go","variant":"gogc100","toolchain":"go1.27.3","scenarios":["churn","growth"],"default_sizes":{"churn":200000,"growth":5000}}"#;
+        let listing: Listing = serde_json::from_str(line).expect("a valid line");
+        assert_eq!(listing.lang, "go");
+        assert_eq!(listing.scenarios, ["churn", "growth"]);
+        assert_eq!(listing.default_sizes.get("growth"), Some(&5000));
+        let missing = r#"{"lang":"go","variant":"gogc100","scenarios":[],"default_sizes":{}}"#;
+        assert!(serde_json::from_str::<Listing>(missing).is_err());
     }
 }

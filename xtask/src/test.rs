@@ -3,7 +3,8 @@
 //! Everything, in one go: set the machine up, build the release tracer and the workload
 //! targets, run the quick suite (its dashboards are checked in a real browser by the analysis
 //! crate's browser test) and the notebooks on traces recorded here, then every cargo test of
-//! the workspace: unit tests and the privileged eBPF tests, one at a time.
+//! the workspace: unit tests and the privileged eBPF tests, one at a time. Before those, a
+//! check that the recorder library builds without the analysis crate (the layering).
 
 use std::{env, ffi::OsString, process::Command};
 
@@ -51,6 +52,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         notebooks::ci(&bin)?;
     }
+    // The layering: the recorder library builds without the analysis crate (only the binary's
+    // report/export commands use it). A `use analysis::…` in tracer/src outside cmd/ fails here.
+    util::run(
+        Command::new(env!("CARGO"))
+            .args([
+                "check",
+                "--quiet",
+                "--package",
+                "tracer",
+                "--lib",
+                "--no-default-features",
+            ])
+            .env("ALLOCTRACE_BUILD_EBPF", "1")
+            .current_dir(&ws),
+    )?;
     // One cargo invocation: unit tests of every crate, then the privileged integration tests.
     // `--test-threads=1` because the eBPF tests each trace a process and measure it.
     util::run(

@@ -14,13 +14,13 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<i32> {
         };
         let summary = analysis::dataset::export(&args.trace, root, &options)?;
         if !quiet {
-            println!(
-                "dataset: {} rows in {} files ({} row groups) under {}",
+            super::out(&format!(
+                "dataset: {} rows in {} files ({} row groups) under {}\n",
                 summary.rows,
                 summary.files.len(),
                 summary.row_groups,
                 summary.run_dir.display()
-            );
+            ))?;
         }
         return Ok(0);
     }
@@ -42,9 +42,10 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<i32> {
         .output
         .unwrap_or_else(|| args.trace.join(format.default_file_name()));
     let summary = export::export_to_file(&args.trace, &options, &output)?;
+    // The status line goes to stderr: stdout may be the profile itself (`-o -`) or a pipe.
     let to_stdout = output.as_os_str() == "-";
     if !quiet && !to_stdout {
-        println!(
+        eprintln!(
             "export: {} ({} stacks{})",
             output.display(),
             summary.samples,

@@ -86,13 +86,9 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
                 output.display()
             ),
         }
+        // frames.parquet is new: hand the trace to the sudo caller again.
         if let Some((uid, gid)) = caller {
-            let frames = output.join(trace_format::schema::FRAMES_FILE);
-            let _ = nix::unistd::chown(
-                &frames,
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(gid)),
-            );
+            alloctrace::record::output::give_to(&output, uid, gid);
         }
     }
     let run = &outcome.run;

@@ -19,9 +19,12 @@ pub fn run(args: ReportArgs, quiet: bool) -> anyhow::Result<i32> {
     write(&html, &render::html::report_html(&report)?)?;
     Summary::from_report(&report).write_json(&json)?;
     if !quiet {
-        print!("{}", render::text::summary(&report));
-        println!("report: {}", html.display());
-        println!("summary: {}", json.display());
+        super::out(&format!(
+            "{}report: {}\nsummary: {}\n",
+            render::text::summary(&report),
+            html.display(),
+            json.display()
+        ))?;
     }
     Ok(0)
 }
@@ -30,7 +33,7 @@ pub fn compare(args: CompareArgs, quiet: bool) -> anyhow::Result<i32> {
     let dashboard = compare::build(&args.traces, &report::Options::default())?;
     write(&args.output, &render::html::dashboard_html(&dashboard)?)?;
     if !quiet {
-        println!("dashboard: {}", args.output.display());
+        super::out(&format!("dashboard: {}\n", args.output.display()))?;
     }
     Ok(0)
 }

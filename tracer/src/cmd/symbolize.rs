@@ -10,7 +10,7 @@ pub fn run(args: SymbolizeArgs, quiet: bool) -> anyhow::Result<i32> {
     };
     let summary = symbolize::symbolize_trace_with(&args.trace, &options)?;
     if !quiet {
-        println!("{summary}");
+        super::out(&format!("{summary}\n"))?;
     }
     Ok(0)
 }

@@ -199,40 +199,56 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     // when the target exits or a signal arrives.
     let mut target_exited = loader_exit.is_some();
     let mut stopped_by = None;
-    while !target_exited {
-        let (pid_ready, signal_ready) = {
-            let ring_fd = rec.ring.as_fd();
-            let signal_fd = signals.fd();
-            let mut fds = [
-                PollFd::new(ring_fd, PollFlags::POLLIN),
-                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
-            ];
-            let _ = poll(&mut fds, PollTimeout::from(100u16));
-            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[1]), ready(&fds[2]))
-        };
+    let looped = (|| -> Result<(), RecordError> {
+        while !target_exited {
+            let (pid_ready, signal_ready) = {
+                let ring_fd = rec.ring.as_fd();
+                let signal_fd = signals.fd();
+                let mut fds = [
+                    PollFd::new(ring_fd, PollFlags::POLLIN),
+                    PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
+                ];
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+                let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[1]), ready(&fds[2]))
+            };
+            rec.drain()?;
+            rec.release_held()?;
+            if signal_ready || signals.received().is_some() {
+                stopped_by = signals.received();
+                break;
+            }
+            target_exited = pid_ready;
+            if rec.writer.segment_due() {
+                rec.writer.roll()?;
+                rec.write_side_tables()?;
+                rec.write_run_info(None)?;
+            }
+            let lost = rec.lost_so_far();
+            rec.live.tick(&rec.stats, lost, pid);
+        }
+        // The target has exited or the recording was stopped: what is in the ring now is
+        // everything up to the stop.
         rec.drain()?;
-        rec.release_held()?;
-        if signal_ready || signals.received().is_some() {
-            stopped_by = signals.received();
-            break;
+        rec.release_held()
+    })();
+    if let Err(err) = looped {
+        // Say in run.json why the trace ends here (its closed segments stay readable), let the
+        // command we started run to its end untraced, then report the error.
+        rec.live.clear();
+        rec.fail(&err);
+        drop(rec.programs.take());
+        if stopped.is_some() {
+            let _ = waitpid(Pid::from_raw(pid as i32), None);
         }
-        target_exited = pid_ready;
-        if rec.writer.segment_due() {
-            rec.writer.roll()?;
-            rec.write_side_tables()?;
-            rec.write_run_info(None)?;
+        if let Some((uid, gid)) = options.owner {
+            output::give_to(&options.output, uid, gid);
         }
-        let lost = rec.lost_so_far();
-        rec.live.tick(&rec.stats, lost, pid);
+        return Err(err);
     }
-
-    // The target has exited or the recording was stopped: what is in the ring now is
-    // everything up to the stop. The probes stay attached until the caller drops `programs`.
+    // The probes stay attached until the caller drops `programs`.
     let programs = rec.programs.take();
-    rec.drain()?;
-    rec.release_held()?;
     rec.live.clear();
     let status = if stopped_by.is_some() {
         Status::Interrupted

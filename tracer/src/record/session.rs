@@ -28,6 +28,8 @@ use crate::ebpf::{AttachError, LoadError, Programs};
 /// `run.json` counter of ring records user space could not decode (see
 /// [`Recording::undecodable`]); counted in `lost_total`.
 pub const UNDECODABLE: &str = "lost_undecodable";
+/// `run.json` counter of rows lost with the open segment when recording stopped on an error.
+pub const UNWRITTEN: &str = "lost_unwritten";
 
 pub(super) struct Recording<'a> {
     pub(super) options: &'a RecordOptions,
@@ -263,6 +265,23 @@ impl Recording<'_> {
         }
     }
 
+    /// Marks the trace as ended by `err` in `run.json`, best effort: the writer may be what
+    /// failed, so only the segments closed so far are listed.
+    pub(super) fn fail(&mut self, err: &RecordError) {
+        self.update_run_info(Some(Status::Failed));
+        // Rows pushed after the last closed segment never reach a reader.
+        let unwritten = self.writer.rows_written() + self.writer.rows_buffered() as u64
+            - self.writer.rows_closed();
+        self.run.events_written = self.writer.rows_closed();
+        self.run.lost_total += unwritten;
+        self.run.counters.insert(UNWRITTEN.to_owned(), unwritten);
+        self.run.warnings.push(format!(
+            "recording stopped by an error: {}",
+            error_chain(err)
+        ));
+        let _ = self.run.write(&self.options.output);
+    }
+
     pub(super) fn write_run_info(
         &mut self,
         final_status: Option<Status>,
@@ -283,4 +302,16 @@ where
         .take_map(name)
         .and_then(|m| T::try_from(m).ok())
         .ok_or(LoadError::Missing { what: "map", name })
+}
+
+/// `err` and its sources on one line, as the binary prints it.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

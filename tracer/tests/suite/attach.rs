@@ -5,12 +5,13 @@ use std::{
     process::{Command, Stdio},
 };
 
-use trace_format::run::Status;
+use trace_format::run::{Exit, Status};
 
 use super::common::{Trace, alloctrace, build, tempdir};
 
 /// Check that attaching to a running two-threaded process records exactly the allocations it
-/// makes after the attach, on both threads, and stops cleanly when the process exits.
+/// makes after the attach, on both threads, and stops cleanly when the process exits, saying
+/// that it exited.
 #[test]
 fn attach_to_running_process() {
     let bin = build("attach_me.c", "gcc", &["-pthread"]);
@@ -51,6 +52,8 @@ fn attach_to_running_process() {
     let trace = Trace::load(dir.path());
     assert_eq!(trace.run.mode, "attach");
     assert_eq!(trace.run.status, Status::Complete);
+    // It exited; its status went to its parent (this test), not to alloctrace.
+    assert_eq!(trace.run.exit, Some(Exit::default()));
     let allocs: Vec<_> = trace
         .rows
         .iter()

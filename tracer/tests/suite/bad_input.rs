@@ -179,3 +179,120 @@ fn foreign_uprobe_with_ref_ctr(path: &std::path::Path, offset: u64) -> std::os::
     // SAFETY: a new descriptor owned by nobody else.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
 }
+
+/// Check that a mistyped option before the command is a usage error with clap's suggestion
+/// (status 2), not run as the command; options after the command still belong to it.
+#[test]
+fn mistyped_option_before_the_command() {
+    let dir = tempdir();
+    let out = alloctrace()
+        .args(["record", "-o"])
+        .arg(dir.path().join("t"))
+        .args(["--no-stack", "/bin/true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--no-stacks"), "no suggestion: {stderr}");
+    assert!(!dir.path().join("t").exists(), "nothing recorded");
+    // After the command name, arguments starting with `-` are the command's.
+    let bin = build("churn.c", "gcc", &[]);
+    let out = alloctrace()
+        .args(["record", "-q", "--no-stacks", "-o"])
+        .arg(dir.path().join("u"))
+        .arg(&bin)
+        .arg("-5")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Check that a closed stdout (`alloctrace report t | head -1` after head exits) ends the
+/// command quietly with status 0: the reader went away, nothing failed.
+#[test]
+fn broken_pipe_is_a_clean_exit() {
+    let bin = build("churn.c", "gcc", &[]);
+    let dir = tempdir();
+    let out = record(dir.path(), &[&bin, &"1000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        vec!["report"],
+        vec!["export", "--format", "folded", "-o", "-"],
+        vec!["symbolize"],
+    ] {
+        // A pipe whose read end is already closed: every write fails with EPIPE.
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let out = alloctrace()
+            .args(&args)
+            .arg(dir.path())
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// Check that under sudo every file of the trace (events, run.json, the stacks, modules and
+/// frames tables) belongs to the calling user, who must be able to read and delete it.
+#[test]
+fn sudo_caller_owns_the_whole_trace() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // The command runs as the caller (uid 65534), so it must be reachable by that user.
+    let bin = dir.path().join("churn");
+    std::fs::copy(build("churn.c", "gcc", &[]), &bin).unwrap();
+    let trace = dir.path().join("t");
+    let out = alloctrace()
+        .args(["record", "-q", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&bin)
+        .arg("1000")
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files = 0;
+    let mut pending = vec![trace.clone()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "{} belongs to {}:{}",
+            path.display(),
+            meta.uid(),
+            meta.gid()
+        );
+        files += 1;
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    for table in [
+        "stacks.parquet",
+        "modules.parquet",
+        "frames.parquet",
+        "run.json",
+    ] {
+        assert!(trace.join(table).exists(), "{table} missing");
+    }
+    assert!(files >= 6, "{files} files");
+}

@@ -109,3 +109,50 @@ fn crashing_target() {
         2000
     );
 }
+
+/// Check that a panic inside the Parquet writer while recording (injected at the 40th batch:
+/// debug builds read `ALLOCTRACE_TEST_WRITER_PANIC`) gives one line and exit status 1, lets
+/// the command finish, and leaves a trace whose closed segments are readable, marked
+/// `failed`, with the rows of the open segment counted as lost.
+#[test]
+fn writer_panic_keeps_the_closed_segments() {
+    let bin = build("churn.c", "gcc", &[]);
+    let dir = tempdir();
+    let out = alloctrace()
+        .args(["record", "-q", "--segment-mb", "1", "-o"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(&bin)
+        .arg("2000000")
+        .env("ALLOCTRACE_TEST_WRITER_PANIC", "40")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("the Parquet encoder failed"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The command ran to its end, untraced after the failure.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"pairs\":2000000"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let trace = Trace::load(dir.path());
+    assert_eq!(trace.run.status, Status::Failed);
+    assert!(
+        !trace.run.segments.is_empty(),
+        "segments closed before the panic"
+    );
+    assert_eq!(trace.rows.len() as u64, trace.run.events_written);
+    let unwritten = trace.run.counters["lost_unwritten"];
+    assert!(unwritten > 0);
+    assert!(trace.run.lost_total >= unwritten);
+    assert!(
+        trace.run.warnings.iter().any(|w| w.contains("encoder")),
+        "{:?}",
+        trace.run.warnings
+    );
+    // The analysis reads it like any other trace.
+    assert!(analysis::report::build(dir.path(), &Default::default()).is_ok());
+}

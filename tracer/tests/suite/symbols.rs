@@ -201,6 +201,46 @@ fn c_three_paths_symbolized_and_exported() {
             .any(|l| l.contains("main;run_alpha;make_alpha;") && l.ends_with(" 4809600")),
         "{folded}"
     );
+
+    // The pipeline `alloctrace export --help` and docs/stacks.md show, as a shell runs it.
+    let svg = dir.path().join("alloc.svg");
+    let pipeline = format!(
+        "{} export {} --format folded -o - | {} > {}",
+        env!("CARGO_BIN_EXE_alloctrace"),
+        dir.path().display(),
+        inferno_flamegraph().display(),
+        svg.display()
+    );
+    let out = Command::new("sh").args(["-c", &pipeline]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{pipeline}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<?xml") && svg.contains("make_alpha"),
+        "{svg:.300}"
+    );
+}
+
+/// `inferno-flamegraph` as `cargo xtask setup` installs it (`ALLOCTRACE_TOOLS` overrides the
+/// folder, as for bpf-linker).
+fn inferno_flamegraph() -> std::path::PathBuf {
+    let tools = std::env::var_os("ALLOCTRACE_TOOLS").map_or_else(
+        || {
+            Path::new(&std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/alloctrace")
+        },
+        Into::into,
+    );
+    let bin = tools.join("inferno/bin/inferno-flamegraph");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo xtask setup`",
+        bin.display()
+    );
+    bin
 }
 
 /// Runs `go tool pprof` with `args` on `profile`; returns stdout.
