@@ -122,6 +122,24 @@ pub struct Block {
     pub kind: BlockKind,
 }
 
+impl Block {
+    /// The block row `i` of `batch` allocates: `size` bytes at `ts`, the first of its chain.
+    #[inline]
+    fn new(batch: &EventBatch, i: usize, ts: u64, size: u64) -> Block {
+        Block {
+            ts,
+            seq: 0,
+            size,
+            first_size: size,
+            stack: opt(&batch.stack_id, i).unwrap_or(NO_STACK),
+            tid: batch.tid.values()[i],
+            func: batch.func(i),
+            chain: 0,
+            kind: BlockKind::of(batch.runtime(i), batch.domain(i)),
+        }
+    }
+}
+
 /// How a block ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {
@@ -634,19 +652,8 @@ impl Replay {
             self.counters.implausible_rows += 1;
             return;
         }
-        let kind = BlockKind::of(batch.runtime(i), batch.domain(i));
-        let tid = batch.tid.values()[i];
-        let block = Block {
-            ts,
-            seq: 0,
-            size,
-            first_size: size,
-            stack: opt(&batch.stack_id, i).unwrap_or(NO_STACK),
-            tid,
-            func: batch.func(i),
-            chain: 0,
-            kind,
-        };
+        let block = Block::new(batch, i, ts, size);
+        let (kind, tid) = (block.kind, block.tid);
         match kind {
             BlockKind::Go => {
                 self.counters.go_allocs += 1;
@@ -885,19 +892,8 @@ impl Replay {
             return;
         }
         let old_addr = batch.old_addr(i);
-        let tid = batch.tid.values()[i];
-        let kind = BlockKind::of(batch.runtime(i), batch.domain(i));
-        let fresh = Block {
-            ts,
-            seq: 0,
-            size,
-            first_size: size,
-            stack: opt(&batch.stack_id, i).unwrap_or(NO_STACK),
-            tid,
-            func: batch.func(i),
-            chain: 0,
-            kind,
-        };
+        let fresh = Block::new(batch, i, ts, size);
+        let tid = fresh.tid;
         if old_addr == 0 {
             if addr == 0 {
                 self.counters.failed_allocs += 1;

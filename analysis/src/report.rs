@@ -7,7 +7,7 @@
 //! ```no_run
 //! use analysis::{render, report};
 //! let report = report::build("trace".as_ref(), &report::Options::default()).unwrap();
-//! render::html::write_report(&report, "report.html".as_ref()).unwrap();
+//! std::fs::write("report.html", render::html::report_html(&report).unwrap()).unwrap();
 //! analysis::summary::Summary::from_report(&report).write_json("summary.json".as_ref()).unwrap();
 //! print!("{}", render::text::summary(&report));
 //! ```

@@ -403,39 +403,9 @@ impl Sim<'_> {
             gc_cycle: cycle,
             ..Row::default()
         })?;
-        self.push(Row {
-            tid,
-            event: Event::StwStart,
-            func: "runtime.stopTheWorldWithSema",
-            runtime: Runtime::Go,
-            reason: Some("GC sweep termination"),
-            ..Row::default()
-        })?;
-        self.ts += 20_000;
-        self.push(Row {
-            tid,
-            event: Event::StwEnd,
-            func: "runtime.startTheWorldWithSema",
-            runtime: Runtime::Go,
-            ..Row::default()
-        })?;
+        self.go_stw(tid, "GC sweep termination", 20_000)?;
         self.ts += 300_000;
-        self.push(Row {
-            tid,
-            event: Event::StwStart,
-            func: "runtime.stopTheWorldWithSema",
-            runtime: Runtime::Go,
-            reason: Some("GC mark termination"),
-            ..Row::default()
-        })?;
-        self.ts += 40_000;
-        self.push(Row {
-            tid,
-            event: Event::StwEnd,
-            func: "runtime.startTheWorldWithSema",
-            runtime: Runtime::Go,
-            ..Row::default()
-        })?;
+        self.go_stw(tid, "GC mark termination", 40_000)?;
         // About a third survives each cycle.
         self.go_heap_live /= 3;
         let goal = self.go_heap_live * 2 + (4 << 20);
@@ -447,6 +417,26 @@ impl Sim<'_> {
             gc_cycle: cycle,
             heap_live: Some(self.go_heap_live),
             heap_goal: Some(goal),
+            ..Row::default()
+        })
+    }
+
+    /// A stop-the-world pause of `duration` ns for `reason`.
+    fn go_stw(&mut self, tid: u32, reason: &str, duration: u64) -> Result<(), WriteError> {
+        self.push(Row {
+            tid,
+            event: Event::StwStart,
+            func: "runtime.stopTheWorldWithSema",
+            runtime: Runtime::Go,
+            reason: Some(reason),
+            ..Row::default()
+        })?;
+        self.ts += duration;
+        self.push(Row {
+            tid,
+            event: Event::StwEnd,
+            func: "runtime.startTheWorldWithSema",
+            runtime: Runtime::Go,
             ..Row::default()
         })
     }

@@ -9,47 +9,65 @@
 //! assert_eq!(Event::GcStart.as_str(), "gc_start");
 //! ```
 
-use strum::{EnumString, IntoStaticStr, VariantArray};
+/// Declares the enum of a dictionary column: its values as variants, `as_str` and the parse
+/// strum derives from the variant names (snake_case), `Display` and `Serialize` as written in
+/// the trace (summary.json uses them as keys and values).
+macro_rules! column_values {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+            strum::EnumString, strum::IntoStaticStr, strum::VariantArray,
+        )]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
 
-/// The `event` column: what a row describes.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-)]
-#[strum(serialize_all = "snake_case")]
-pub enum Event {
-    Alloc,
-    Free,
-    Realloc,
-    Mmap,
-    Munmap,
-    Mremap,
-    Brk,
-    Mprotect,
-    Madvise,
-    GcStart,
-    GcEnd,
-    StwStart,
-    StwEnd,
-    /// A value this reader does not know (written by a newer tracer): readers count and skip
-    /// such rows; the tracer never writes it.
-    Unknown,
+        impl $name {
+            /// The value as the trace spells it.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+column_values! {
+    /// The `event` column: what a row describes.
+    Event {
+        Alloc,
+        Free,
+        Realloc,
+        Mmap,
+        Munmap,
+        Mremap,
+        Brk,
+        Mprotect,
+        Madvise,
+        GcStart,
+        GcEnd,
+        StwStart,
+        StwEnd,
+        /// A value this reader does not know (written by a newer tracer): readers count and skip
+        /// such rows; the tracer never writes it.
+        Unknown,
+    }
 }
 
 impl Event {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// Reads an `event` value; names this version does not know are [`Event::Unknown`], so an
     /// older reader skips newer kinds of rows instead of failing.
     pub fn parse(text: &str) -> Event {
@@ -57,92 +75,46 @@ impl Event {
     }
 }
 
-/// The `runtime` column: whose allocator a row comes from.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-)]
-#[strum(serialize_all = "snake_case")]
-pub enum Runtime {
-    Native,
-    Go,
-    Python,
+column_values! {
+    /// The `runtime` column: whose allocator a row comes from.
+    Runtime {
+        Native,
+        Go,
+        Python,
+    }
 }
 
 impl Runtime {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     pub fn parse(text: &str) -> Option<Runtime> {
         text.parse().ok()
     }
 }
 
-/// The `domain` column: CPython's allocator domains, and the arenas pymalloc carves them from.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-)]
-#[strum(serialize_all = "snake_case")]
-pub enum Domain {
-    /// `PyObject_Malloc` & co. (pymalloc).
-    Obj,
-    /// `PyMem_Malloc` & co. (pymalloc since 3.6).
-    Mem,
-    /// `PyMem_RawMalloc` & co. (libc).
-    Raw,
-    /// pymalloc's arenas: the backing memory `obj` and `mem` blocks live in.
-    Arena,
+column_values! {
+    /// The `domain` column: CPython's allocator domains, and the arenas pymalloc carves them
+    /// from.
+    Domain {
+        /// `PyObject_Malloc` & co. (pymalloc).
+        Obj,
+        /// `PyMem_Malloc` & co. (pymalloc since 3.6).
+        Mem,
+        /// `PyMem_RawMalloc` & co. (libc).
+        Raw,
+        /// pymalloc's arenas: the backing memory `obj` and `mem` blocks live in.
+        Arena,
+    }
 }
 
 impl Domain {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     pub fn parse(text: &str) -> Option<Domain> {
         text.parse().ok()
     }
 }
 
-/// Names serialize as they are written in the trace (summary.json uses them as keys and values).
-macro_rules! serialize_as_str {
-    ($($name:ident),+) => {$(
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    )+};
-}
-serialize_as_str!(Event, Runtime, Domain);
-
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray as _;
+
     use super::*;
 
     /// Check that every name reads back as itself.

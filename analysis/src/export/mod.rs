@@ -298,6 +298,7 @@ mod tests {
                 start: 0x1000,
                 end: 0x2000,
                 file_offset: 0,
+                perms: "r-xp".into(),
                 ts_ns: 0,
             }]),
         }

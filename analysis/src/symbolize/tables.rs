@@ -184,17 +184,8 @@ pub(crate) fn read_python_stacks(
 /// The `module` of a Python frame.
 pub const PYTHON_MODULE: &str = "[python]";
 
-/// One executable file mapping of a traced process (a `modules.parquet` row).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Module {
-    pub pid: u32,
-    pub path: String,
-    pub build_id: Option<String>,
-    pub start: u64,
-    pub end: u64,
-    pub file_offset: u64,
-    pub ts_ns: u64,
-}
+/// One executable file mapping of a traced process: a `modules.parquet` row, as written.
+pub use trace_format::write::ModuleRow as Module;
 
 /// `modules.parquet`.
 pub(crate) fn read_modules(dir: &Path) -> Result<Vec<Module>, SymbolizeError> {
@@ -226,6 +217,9 @@ pub(crate) fn read_modules(dir: &Path) -> Result<Vec<Module>, SymbolizeError> {
         let ts = batch
             .column_by_name(stack_col::TS_NS)
             .and_then(|c| c.as_primitive_opt::<UInt64Type>());
+        let perms = batch
+            .column_by_name(stack_col::PERMS)
+            .and_then(|c| c.as_string_opt::<i32>());
         for row in 0..batch.num_rows() {
             if pid.is_null(row) || file.is_null(row) || start.is_null(row) || end.is_null(row) {
                 continue;
@@ -244,6 +238,9 @@ pub(crate) fn read_modules(dir: &Path) -> Result<Vec<Module>, SymbolizeError> {
                 } else {
                     0
                 },
+                perms: perms
+                    .filter(|p| p.is_valid(row))
+                    .map_or_else(String::new, |p| p.value(row).to_owned()),
                 ts_ns: ts.filter(|t| t.is_valid(row)).map_or(0, |t| t.value(row)),
             });
         }
@@ -339,6 +336,7 @@ mod tests {
             start,
             end,
             file_offset,
+            perms: "r-xp".to_owned(),
             ts_ns,
         }
     }
