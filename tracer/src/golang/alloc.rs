@@ -72,6 +72,21 @@ fn is_leaf(name: &str) -> bool {
         && !HELPER_SUFFIXES.iter().any(|s| kind.ends_with(s))
 }
 
+/// The helpers that finish an allocation a leaf started (`runtime.mallocgc<Kind>SlowPath`): a
+/// leaf tail-calls them, so their results are the leaf's.
+pub(super) fn result_helpers(functions: &[GoFunc]) -> Vec<&GoFunc> {
+    functions
+        .iter()
+        .filter(|f| {
+            f.name.strip_prefix(PREFIX).is_some_and(|kind| {
+                kind.starts_with(|c: char| c.is_ascii_uppercase())
+                    && kind.bytes().all(|b| b.is_ascii_alphanumeric())
+                    && kind.ends_with("SlowPath")
+            })
+        })
+        .collect()
+}
+
 /// The allocator functions of a binary with these functions (sorted by name).
 pub(super) fn allocator_functions(functions: &[GoFunc]) -> Vec<AllocatorFunc> {
     let specialised = functions.iter().any(|f| {

@@ -23,6 +23,7 @@ mod dwarf;
 mod file;
 mod layout;
 mod pclntab;
+mod results;
 mod types;
 
 #[cfg(test)]
@@ -39,6 +40,7 @@ use iced_x86::Register;
 
 pub use alloc::AllocatorFunc;
 pub use layout::{GlobalField, Located, RuntimeLayout, STW_REASONS_GO127, StwReason};
+pub use results::{ResultLoc, RetClass, RetPlan};
 
 use file::GoFile;
 use types::TypesRegion;
@@ -134,6 +136,37 @@ pub struct GoBinary {
     moduledata: Result<pclntab::ModuleData, String>,
     type_cache: Mutex<HashMap<u64, Option<String>>>,
     dwarf: OnceLock<Result<dwarf::DwarfFacts, String>>,
+    /// Indices into `functions`, sorted by entry address.
+    by_address: OnceLock<Vec<usize>>,
+}
+
+/// How the results of one function's RETs are read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultPlan {
+    pub func: GoFunc,
+    pub rets: Vec<RetPlan>,
+    /// Why the function's code was not analysed (then every RET keeps its probe).
+    pub gave_up: Option<String>,
+}
+
+impl ResultPlan {
+    /// The constant a size-0 call returns, when the entry probe records those calls.
+    pub fn zero_size_result(&self) -> Option<u64> {
+        self.rets.iter().find_map(|r| match r.class {
+            RetClass::ZeroSize { result } => Some(result),
+            _ => None,
+        })
+    }
+}
+
+/// The result plans of the allocator functions and of the helpers they tail-call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultPlans {
+    /// One per allocator, in the order asked for.
+    pub allocators: Vec<ResultPlan>,
+    /// Helpers whose own results are probed because an allocator's RET is a tail call into
+    /// them (`runtime.mallocgcTinySlowPath`, ...), each called by the allocators only so.
+    pub helpers: Vec<ResultPlan>,
 }
 
 impl std::fmt::Debug for GoBinary {
@@ -231,6 +264,7 @@ impl GoBinary {
             moduledata,
             type_cache: Mutex::new(HashMap::new()),
             dwarf: OnceLock::new(),
+            by_address: OnceLock::new(),
         }))
     }
 
@@ -314,6 +348,87 @@ impl GoBinary {
         self.code(func)
             .map(|code| code::ret_offsets(code, func.entry))
             .unwrap_or_default()
+    }
+
+    /// The function whose code contains `address` (link-time).
+    pub fn function_at(&self, address: u64) -> Option<&GoFunc> {
+        let order = self.by_address.get_or_init(|| {
+            let mut order: Vec<usize> = (0..self.functions.len()).collect();
+            order.sort_by_key(|&i| self.functions[i].entry);
+            order
+        });
+        let at = order.partition_point(|&i| self.functions[i].entry <= address);
+        let f = &self.functions[*order.get(at.checked_sub(1)?)?];
+        (address < f.end).then_some(f)
+    }
+
+    /// Where the results of `allocators` (each with its entry probe's offset) are read: for
+    /// every RET, a site before it, a tail call into a helper whose results are probed, a size-0
+    /// return recorded at the entry, or the RET itself (see `results.rs`).
+    pub fn result_plans(&self, allocators: &[(&GoFunc, u64)]) -> ResultPlans {
+        let callee = |address: u64| {
+            self.function_at(address)
+                .filter(|f| f.entry == address)
+                .map(|f| f.name.clone())
+        };
+        let candidates: Vec<String> = alloc::result_helpers(&self.functions)
+            .into_iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let analyse = |func: &GoFunc, entry_probe: u64, helpers: &[String]| match self.code(func) {
+            Ok(code) => results::analyse(code, func.entry, entry_probe, helpers, &callee),
+            Err(err) => results::Analysis {
+                gave_up: Some(err.to_string()),
+                ..results::Analysis::default()
+            },
+        };
+        let analyses: Vec<results::Analysis> = allocators
+            .iter()
+            .map(|(func, probe)| analyse(func, *probe, &candidates))
+            .collect();
+        // A helper that an allocator also calls before its allocation ends would report that
+        // result early: then no tail call into it counts as covered.
+        let tail_only = results::tail_only_helpers(&analyses);
+        let mut used: Vec<String> = Vec::new();
+        let mut plans = ResultPlans::default();
+        for ((func, _), mut analysis) in allocators.iter().zip(analyses) {
+            for ret in &mut analysis.rets {
+                if let RetClass::TailCall { helper } = &ret.class {
+                    if tail_only.contains(helper) {
+                        if !used.contains(helper) {
+                            used.push(helper.clone());
+                        }
+                    } else {
+                        ret.class = RetClass::RetProbe {
+                            reason: format!("{helper} is also called before an allocation ends"),
+                        };
+                    }
+                }
+            }
+            plans.allocators.push(ResultPlan {
+                func: (*func).clone(),
+                rets: analysis.rets,
+                gave_up: analysis.gave_up,
+            });
+        }
+        used.sort();
+        for name in used {
+            let Some(func) = self.function(&name) else {
+                continue;
+            };
+            // Sites after the stack check only: a morestack restart re-runs the prologue.
+            let bound = self
+                .entry_probe_offset(func, &[])
+                .map(|spot| spot.offset)
+                .unwrap_or(0);
+            let analysis = analyse(func, bound, &[]);
+            plans.helpers.push(ResultPlan {
+                func: func.clone(),
+                rets: analysis.rets,
+                gave_up: analysis.gave_up,
+            });
+        }
+        plans
     }
 
     /// Where an entry probe can sit: the first instruction after the stack-bound check that

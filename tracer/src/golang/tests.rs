@@ -3,7 +3,7 @@
 //! tests that need it (it is never skipped).
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
@@ -1251,3 +1251,144 @@ fn probes_fire_once_under_gdb() {
         );
     }
 }
+
+/// The result plans of a binary's allocators (with their entry probes), as the tracer makes
+/// them.
+fn result_plans(go: &GoBinary) -> ResultPlans {
+    let allocs = go.allocator_functions();
+    let probes: Vec<(&GoFunc, u64)> = allocs
+        .iter()
+        .map(|a| {
+            let needs = [a.size_reg, a.type_reg.unwrap()];
+            (
+                &a.func,
+                go.entry_probe_offset(&a.func, &needs).unwrap().offset,
+            )
+        })
+        .collect();
+    go.result_plans(&probes)
+}
+
+/// A RET's class and, for a site, where the result is read.
+type RetShape = (&'static str, Option<ResultLoc>);
+
+/// Counts of RET classes, over the allocators and over the helpers.
+fn class_counts(plans: &[ResultPlan]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for plan in plans {
+        for ret in &plan.rets {
+            *counts.entry(ret.class.name()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Check the result sites of every allocator on the real binaries of both toolchains, all four
+/// builds each (nop padding differs between them, so each is analysed, nothing hard-coded):
+/// every RET is classified; each site is an emulated instruction on an instruction boundary
+/// between the entry probe and its RET; Go 1.19's `mallocgc` reads the tiny path's result in
+/// RAX and the main path's in a frame slot, records size 0 (`&runtime.zerobase`) at the entry
+/// and keeps only the `GODEBUG=sbrk=1` RET; Go 1.27's 18 leaves need 19 sites and tail-call the
+/// slow paths in their other 14 RETs, whose 3 helpers have 4 sites and 3 debug-only RETs.
+#[test]
+fn result_sites_per_version() {
+    for toolchain in Toolchain::ALL {
+        let mut shapes = Vec::new();
+        for variant in Variant::ALL {
+            let go = open(toolchain, variant);
+            let plans = result_plans(&go);
+            for plan in plans.allocators.iter().chain(&plans.helpers) {
+                assert_eq!(plan.gave_up, None, "{variant:?} {}", plan.func.name);
+                let code = code_of(&go, &plan.func);
+                let decoded: HashMap<u64, iced_x86::Instruction> =
+                    boundaries(code, plan.func.entry).into_iter().collect();
+                let rets = go.ret_offsets(&plan.func);
+                assert_eq!(
+                    plan.rets.iter().map(|r| r.ret).collect::<Vec<_>>(),
+                    rets,
+                    "{variant:?} {}: every RET classified",
+                    plan.func.name
+                );
+                for ret in &plan.rets {
+                    if let RetClass::Site { offset, .. } = ret.class {
+                        let instr = decoded.get(&offset).expect("site on a boundary");
+                        assert!(is_emulated(instr), "{} +{offset:#x}", plan.func.name);
+                        assert!(offset < ret.ret, "{} +{offset:#x}", plan.func.name);
+                    }
+                }
+            }
+            let allocators = class_counts(&plans.allocators);
+            let helpers = class_counts(&plans.helpers);
+            match toolchain {
+                Toolchain::Go119 => {
+                    let rets = &plans.allocators[0].rets;
+                    let sites: Vec<ResultLoc> = rets
+                        .iter()
+                        .filter_map(|r| match r.class {
+                            RetClass::Site { loc, .. } => Some(loc),
+                            _ => None,
+                        })
+                        .collect();
+                    assert!(
+                        sites.contains(&ResultLoc::Register(Register::RAX)),
+                        "{rets:#?}"
+                    );
+                    assert!(
+                        sites.iter().any(|l| matches!(l, ResultLoc::Stack(_))),
+                        "{rets:#?}"
+                    );
+                    assert_eq!(
+                        allocators,
+                        BTreeMap::from([("ret_probe", 1), ("site", 2), ("size_0_at_entry", 1)]),
+                        "{variant:?} {rets:#?}"
+                    );
+                    let zero = plans.allocators[0].zero_size_result().unwrap();
+                    if !variant.stripped() {
+                        assert_eq!(
+                            Some(zero),
+                            go.file.symbol("runtime.zerobase").map(|s| s.address)
+                        );
+                    }
+                    assert!(plans.helpers.is_empty());
+                }
+                Toolchain::Go127 => {
+                    assert_eq!(
+                        allocators,
+                        BTreeMap::from([("site", 19), ("tail_call", 14)]),
+                        "{variant:?} {:#?}",
+                        plans.allocators
+                    );
+                    assert_eq!(
+                        helpers,
+                        BTreeMap::from([("ret_probe", 3), ("site", 4)]),
+                        "{variant:?} {:#?}",
+                        plans.helpers
+                    );
+                    assert_eq!(plans.helpers.len(), 3);
+                }
+            }
+            // The same shape in every build: functions, classes and result places.
+            let shape: Vec<(String, Vec<RetShape>)> = plans
+                .allocators
+                .iter()
+                .chain(&plans.helpers)
+                .map(|p| {
+                    let classes = p
+                        .rets
+                        .iter()
+                        .map(|r| match r.class {
+                            RetClass::Site { loc, .. } => (r.class.name(), Some(loc)),
+                            _ => (r.class.name(), None),
+                        })
+                        .collect();
+                    (p.func.name.clone(), classes)
+                })
+                .collect();
+            shapes.push(shape);
+        }
+        for shape in &shapes[1..] {
+            assert_eq!(shape, &shapes[0], "{toolchain:?}");
+        }
+    }
+}
+

@@ -1,0 +1,1109 @@
+//! Where a Go allocator's result can be read without a probe on its RET instructions.
+//!
+//! A RET is single-stepped by the kernel (~10 µs a hit), and Go allocators have no shared
+//! epilogue: every RET ends its own block (`mov rax,[rsp+K]; add rsp,N; pop rbp; ret`). The
+//! kernel emulates nops, direct jumps and calls, every jcc and `push r64` (~1 µs), so for each
+//! RET this module looks for the nearest such instruction from which the result is already
+//! decided, and says where the result is there.
+//!
+//! The function is decoded whole into an instruction-level control-flow graph. Its exits are
+//! RET, `ud2`/`int3`, and calls to functions that never return (`runtime.throw`, `fatal*`,
+//! `panic*`, `gopanic`, `morestack*`: the morestack block jumps back to the entry and is cut
+//! there). A function with an indirect jump, a jump out of itself or undecodable bytes is not
+//! analysed: all its RETs keep their probes. For a RET `r`, a *site* is an emulated instruction
+//! that
+//!
+//! * dominates `r` (every call that returns through `r` passes it) and is dominated by the entry
+//!   probe (so the call is already recorded),
+//! * lies in no loop (it fires once per call),
+//! * reaches no RET but `r` (every call that passes it returns through `r`, or dies), and
+//! * after which the value that `r` returns in RAX is only moved, register ↔ `[rsp+K]`, on every
+//!   path to `r` (calls are assumed to keep the caller's frame slots and R14/RBP/RSP, as the Go
+//!   ABI does; a register live across a call is lost). When the paths take it from different
+//!   places, those places must be proven equal at the site by the moves before it.
+//!
+//! The nearest site on the dominator chain of `r` is chosen. Other RETs are classified as
+//!
+//! * a *tail call* into a helper whose own RETs are probed (`call mallocgcTinySlowPath` right
+//!   before the epilogue: the helper's sites see the result),
+//! * a *size-0 return*: the block reached only through `test rax,rax; je` on the unmodified size
+//!   argument, which returns a constant (`&runtime.zerobase`); the entry probe records it,
+//! * or kept as a RET probe (the reason is given).
+
+use std::collections::{BTreeSet, HashMap};
+
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, OpAccess,
+    OpKind, Register,
+};
+
+use super::code::format_instr;
+use crate::probes::placement::is_emulated;
+
+/// Where a result is at a site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResultLoc {
+    /// A 64-bit general-purpose register.
+    Register(Register),
+    /// The 8 bytes at `[rsp + offset]` when the site is hit.
+    Stack(u32),
+}
+
+impl ResultLoc {
+    pub fn describe(&self) -> String {
+        match self {
+            ResultLoc::Register(r) => format!("{r:?}").to_lowercase(),
+            ResultLoc::Stack(k) => format!("[rsp+{k:#x}]"),
+        }
+    }
+}
+
+/// How the result of one RET is obtained.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetClass {
+    /// Read at an emulated instruction before the RET.
+    Site {
+        /// Offset from the function's entry.
+        offset: u64,
+        instruction: String,
+        loc: ResultLoc,
+    },
+    /// The block is `call helper` and the epilogue: the helper's own result probes see it.
+    TailCall { helper: String },
+    /// Only `size == 0` calls return here, with this constant (link-time address); the entry
+    /// probe records them.
+    ZeroSize { result: u64 },
+    /// Probed on the RET itself (single-stepped); the result is in RAX.
+    RetProbe { reason: String },
+}
+
+impl RetClass {
+    /// The run.json name of the class.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RetClass::Site { .. } => "site",
+            RetClass::TailCall { .. } => "tail_call",
+            RetClass::ZeroSize { .. } => "size_0_at_entry",
+            RetClass::RetProbe { .. } => "ret_probe",
+        }
+    }
+}
+
+/// One RET of a function and how its result is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetPlan {
+    /// Offset of the RET from the function's entry.
+    pub ret: u64,
+    pub class: RetClass,
+}
+
+/// The names of functions called by the code, by target address.
+pub(super) type Callee<'a> = &'a dyn Fn(u64) -> Option<String>;
+
+/// Functions that never return to their caller.
+fn never_returns(name: &str) -> bool {
+    let name = name.strip_suffix(".abi0").unwrap_or(name);
+    [
+        "runtime.throw",
+        "runtime.fatal",
+        "runtime.panic",
+        "runtime.gopanic",
+        "runtime.morestack",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// Registers a Go call leaves intact: the stack and frame pointers and `g` (R14).
+const KEPT_ACROSS_CALLS: [Register; 3] = [Register::RSP, Register::RBP, Register::R14];
+
+/// A value's place, with stack slots relative to the stack pointer at the function's entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Loc {
+    Reg(Register),
+    Slot(i64),
+    Const(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Node {
+    Normal,
+    Ret,
+    /// Never returns (throw, panic, morestack, ud2).
+    Dead,
+}
+
+/// A call made by the function: target name and whether it is in tail position (only the
+/// epilogue follows it, up to a RET that nothing else reaches).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct CallOut {
+    pub target: String,
+    pub tail: bool,
+}
+
+/// The analysis of one function.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Analysis {
+    pub rets: Vec<RetPlan>,
+    /// Calls to the named helpers, for checking that they only ever finish an allocation.
+    pub calls: Vec<CallOut>,
+    /// Why the function was not analysed (every RET keeps its probe).
+    pub gave_up: Option<String>,
+}
+
+struct Flow {
+    instrs: Vec<Instruction>,
+    succ: Vec<Vec<usize>>,
+    pred: Vec<Vec<usize>>,
+    node: Vec<Node>,
+    reachable: Vec<bool>,
+    /// Stack-pointer offset from its value at entry, before each instruction.
+    rsp: Vec<Option<i64>>,
+    idom: Vec<Option<usize>>,
+}
+
+fn index_of(instrs: &[Instruction], ip: u64) -> Option<usize> {
+    instrs.binary_search_by_key(&ip, Instruction::ip).ok()
+}
+
+impl Flow {
+    fn build(code: &[u8], entry: u64, callee: Callee<'_>) -> Result<Flow, String> {
+        let instrs: Vec<Instruction> = Decoder::with_ip(64, code, entry, DecoderOptions::NONE)
+            .into_iter()
+            .collect();
+        let n = instrs.len();
+        let mut succ = vec![Vec::new(); n];
+        let mut node = vec![Node::Normal; n];
+        let at = |i: &Instruction| format!("+{:#x}", i.ip() - entry);
+        for (k, instr) in instrs.iter().enumerate() {
+            let next = || {
+                (k + 1 < n).then_some(k + 1).ok_or_else(|| {
+                    format!(
+                        "`{}` at {} falls off the end",
+                        format_instr(instr),
+                        at(instr)
+                    )
+                })
+            };
+            let target = || {
+                index_of(&instrs, instr.near_branch_target()).ok_or_else(|| {
+                    format!(
+                        "`{}` at {} jumps out of the function",
+                        format_instr(instr),
+                        at(instr)
+                    )
+                })
+            };
+            match instr.flow_control() {
+                _ if instr.is_invalid() => {
+                    return Err(format!("undecodable bytes at {}", at(instr)));
+                }
+                FlowControl::Next => succ[k] = vec![next()?],
+                FlowControl::ConditionalBranch => succ[k] = vec![next()?, target()?],
+                FlowControl::UnconditionalBranch => succ[k] = vec![target()?],
+                FlowControl::IndirectBranch => {
+                    return Err(format!("indirect jump at {}", at(instr)));
+                }
+                FlowControl::Call => {
+                    if callee(instr.near_branch_target()).is_some_and(|name| never_returns(&name)) {
+                        node[k] = Node::Dead;
+                    } else {
+                        succ[k] = vec![next()?];
+                    }
+                }
+                FlowControl::IndirectCall => succ[k] = vec![next()?],
+                FlowControl::Return => node[k] = Node::Ret,
+                FlowControl::Interrupt | FlowControl::Exception => node[k] = Node::Dead,
+                FlowControl::XbeginXabortXend => {
+                    return Err(format!("transactional instruction at {}", at(instr)));
+                }
+            }
+        }
+        let mut pred = vec![Vec::new(); n];
+        for (k, s) in succ.iter().enumerate() {
+            for &t in s {
+                pred[t].push(k);
+            }
+        }
+        let mut flow = Flow {
+            reachable: reach(&succ, 0, n),
+            instrs,
+            succ,
+            pred,
+            node,
+            rsp: vec![None; n],
+            idom: vec![None; n],
+        };
+        flow.track_rsp(entry)?;
+        flow.dominators();
+        Ok(flow)
+    }
+
+    fn len(&self) -> usize {
+        self.instrs.len()
+    }
+
+    /// Forward pass: the stack pointer's offset before every reachable instruction.
+    fn track_rsp(&mut self, entry: u64) -> Result<(), String> {
+        let mut factory = InstructionInfoFactory::new();
+        let mut work = vec![0usize];
+        self.rsp[0] = Some(0);
+        while let Some(k) = work.pop() {
+            let before = self.rsp[k].unwrap_or(0);
+            let instr = &self.instrs[k];
+            let after = rsp_after(&mut factory, instr, before);
+            for &s in &self.succ[k] {
+                match (self.rsp[s], after) {
+                    (None, Some(a)) => {
+                        self.rsp[s] = Some(a);
+                        work.push(s);
+                    }
+                    (Some(old), Some(a)) if old == a => {}
+                    (_, None) => {
+                        return Err(format!(
+                            "`{}` at +{:#x} moves the stack pointer by an unknown amount",
+                            format_instr(instr),
+                            instr.ip() - entry
+                        ));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(format!(
+                            "the stack pointer differs between paths at +{:#x}",
+                            self.instrs[s].ip() - entry
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Immediate dominators (Cooper, Harvey and Kennedy, "A Simple, Fast Dominance Algorithm").
+    fn dominators(&mut self) {
+        let n = self.len();
+        let mut order = Vec::with_capacity(n);
+        let mut seen = vec![false; n];
+        // Iterative post-order from the entry.
+        let mut stack = vec![(0usize, 0usize)];
+        seen[0] = true;
+        while let Some(&(k, next)) = stack.last() {
+            if let Some(&s) = self.succ[k].get(next) {
+                if let Some(top) = stack.last_mut() {
+                    top.1 += 1;
+                }
+                if !seen[s] {
+                    seen[s] = true;
+                    stack.push((s, 0));
+                }
+            } else {
+                order.push(k);
+                stack.pop();
+            }
+        }
+        order.reverse();
+        let mut rank = vec![usize::MAX; n];
+        for (r, &k) in order.iter().enumerate() {
+            rank[k] = r;
+        }
+        let mut idom: Vec<Option<usize>> = vec![None; n];
+        idom[0] = Some(0);
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for &k in order.iter().skip(1) {
+                let mut new: Option<usize> = None;
+                for &p in &self.pred[k] {
+                    if idom[p].is_none() {
+                        continue;
+                    }
+                    new = Some(match new {
+                        None => p,
+                        Some(mut a) => {
+                            let mut b = p;
+                            while a != b {
+                                while rank[a] > rank[b] {
+                                    a = idom[a].unwrap_or(0);
+                                }
+                                while rank[b] > rank[a] {
+                                    b = idom[b].unwrap_or(0);
+                                }
+                            }
+                            a
+                        }
+                    });
+                }
+                if new.is_some() && idom[k] != new {
+                    idom[k] = new;
+                    changed = true;
+                }
+            }
+        }
+        idom[0] = None;
+        self.idom = idom;
+    }
+
+    fn dominates(&self, a: usize, mut b: usize) -> bool {
+        loop {
+            if a == b {
+                return true;
+            }
+            match self.idom[b] {
+                Some(up) => b = up,
+                None => return false,
+            }
+        }
+    }
+
+    fn in_loop(&self, k: usize) -> bool {
+        self.succ[k]
+            .iter()
+            .any(|&s| reach(&self.succ, s, self.len())[k])
+    }
+
+    fn rets_from(&self, k: usize) -> Vec<usize> {
+        let r = reach(&self.succ, k, self.len());
+        (0..self.len())
+            .filter(|&i| r[i] && self.node[i] == Node::Ret)
+            .collect()
+    }
+
+    /// The unique predecessor of `k`, if it has exactly one.
+    fn only_pred(&self, k: usize) -> Option<usize> {
+        match self.pred[k].as_slice() {
+            [p] => Some(*p),
+            _ => None,
+        }
+    }
+}
+
+/// Nodes reachable from `from` (including itself).
+fn reach(succ: &[Vec<usize>], from: usize, n: usize) -> Vec<bool> {
+    let mut seen = vec![false; n];
+    let mut work = vec![from];
+    seen[from] = true;
+    while let Some(k) = work.pop() {
+        for &s in &succ[k] {
+            if !seen[s] {
+                seen[s] = true;
+                work.push(s);
+            }
+        }
+    }
+    seen
+}
+
+fn is_rsp_imm(instr: &Instruction) -> bool {
+    instr.op0_kind() == OpKind::Register
+        && instr.op0_register() == Register::RSP
+        && matches!(
+            instr.op1_kind(),
+            OpKind::Immediate8to64 | OpKind::Immediate32to64
+        )
+}
+
+/// The stack pointer after `instr`, or `None` when it changes in a way not followed.
+fn rsp_after(
+    factory: &mut InstructionInfoFactory,
+    instr: &Instruction,
+    before: i64,
+) -> Option<i64> {
+    match instr.code() {
+        Code::Push_r64 | Code::Pushq_imm8 | Code::Pushq_imm32 => return Some(before - 8),
+        Code::Pop_r64 => return Some(before + 8),
+        Code::Sub_rm64_imm8 | Code::Sub_rm64_imm32 if is_rsp_imm(instr) => {
+            return Some(before - instr.immediate(1) as i64);
+        }
+        Code::Add_rm64_imm8 | Code::Add_rm64_imm32 if is_rsp_imm(instr) => {
+            return Some(before + instr.immediate(1) as i64);
+        }
+        _ => {}
+    }
+    if matches!(
+        instr.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall | FlowControl::Return
+    ) {
+        return Some(before);
+    }
+    let writes_rsp = factory.info(instr).used_registers().iter().any(|u| {
+        u.register().full_register() == Register::RSP
+            && matches!(
+                u.access(),
+                OpAccess::Write
+                    | OpAccess::ReadWrite
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadCondWrite
+            )
+    });
+    (!writes_rsp).then_some(before)
+}
+
+fn is_write(access: OpAccess) -> bool {
+    matches!(
+        access,
+        OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
+    )
+}
+
+/// `[rsp+disp]` with no index: the slot's entry-relative offset.
+fn rsp_slot(instr: &Instruction, operand: u32, rsp: i64) -> Option<i64> {
+    (instr.op_kind(operand) == OpKind::Memory
+        && instr.memory_base() == Register::RSP
+        && instr.memory_index() == Register::None)
+        .then(|| rsp + instr.memory_displacement64() as i64)
+}
+
+/// What `instr` does to locations, for moves: `(destination, source)` of a 64-bit move between
+/// registers, frame slots and RIP-relative addresses.
+fn as_move(instr: &Instruction, rsp: Option<i64>) -> Option<(Loc, Loc)> {
+    let reg =
+        |op: u32| (instr.op_kind(op) == OpKind::Register).then(|| Loc::Reg(instr.op_register(op)));
+    let slot = |op: u32| rsp.and_then(|r| rsp_slot(instr, op, r)).map(Loc::Slot);
+    match instr.code() {
+        Code::Mov_r64_rm64 | Code::Mov_rm64_r64 => {
+            let dst = reg(0).or_else(|| slot(0))?;
+            let src = reg(1).or_else(|| slot(1))?;
+            Some((dst, src))
+        }
+        Code::Lea_r64_m if instr.memory_base() == Register::RIP => {
+            Some((reg(0)?, Loc::Const(instr.memory_displacement64())))
+        }
+        Code::Push_r64 => Some((Loc::Slot(rsp? - 8), reg(0)?)),
+        Code::Pop_r64 => Some((reg(0)?, Loc::Slot(rsp?))),
+        _ => None,
+    }
+}
+
+/// Whether `instr` (with the stack pointer at `rsp` before it) may change `loc`.
+fn writes(
+    factory: &mut InstructionInfoFactory,
+    instr: &Instruction,
+    rsp: Option<i64>,
+    loc: Loc,
+) -> bool {
+    let is_call = matches!(
+        instr.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall
+    );
+    match loc {
+        Loc::Const(_) => false,
+        Loc::Reg(r) => {
+            (is_call && !KEPT_ACROSS_CALLS.contains(&r))
+                || factory
+                    .info(instr)
+                    .used_registers()
+                    .iter()
+                    .any(|u| u.register().full_register() == r && is_write(u.access()))
+        }
+        Loc::Slot(s) => {
+            let Some(rsp) = rsp else {
+                return true;
+            };
+            if matches!(
+                instr.code(),
+                Code::Push_r64 | Code::Pushq_imm8 | Code::Pushq_imm32
+            ) || is_call
+            {
+                // The pushed word (or return address) goes at rsp-8.
+                return overlaps(rsp - 8, 8, s);
+            }
+            let info = factory.info(instr);
+            info.used_memory().iter().any(|m| {
+                is_write(m.access())
+                    && m.base() == Register::RSP
+                    && m.index() == Register::None
+                    && overlaps(
+                        rsp + m.displacement() as i64,
+                        i64::from(m.memory_size().size() as u32).max(1),
+                        s,
+                    )
+            })
+        }
+    }
+}
+
+fn overlaps(start: i64, len: i64, slot: i64) -> bool {
+    start < slot + 8 && slot < start + len
+}
+
+/// `loc` after `instr` ← where that value was before it; `None` if `instr` computes it.
+fn back_through(
+    factory: &mut InstructionInfoFactory,
+    flow: &Flow,
+    k: usize,
+    loc: Loc,
+) -> Option<Loc> {
+    let instr = &flow.instrs[k];
+    let rsp = flow.rsp[k];
+    if let Some((dst, src)) = as_move(instr, rsp)
+        && dst == loc
+    {
+        return Some(src);
+    }
+    (!writes(factory, instr, rsp, loc)).then_some(loc)
+}
+
+/// The places at `site` (before it executes) from which RAX at `ret` comes, over every path
+/// from `site` to `ret`; `None` if on some path it is computed rather than moved.
+fn result_sources(flow: &Flow, site: usize, ret: usize) -> Option<BTreeSet<Loc>> {
+    let n = flow.len();
+    let forward = reach(&flow.succ, site, n);
+    let backward = reach(&flow.pred, ret, n);
+    let inside: Vec<bool> = (0..n).map(|k| forward[k] && backward[k]).collect();
+    let mut need: Vec<BTreeSet<Loc>> = vec![BTreeSet::new(); n];
+    need[ret].insert(Loc::Reg(Register::RAX));
+    let mut factory = InstructionInfoFactory::new();
+    let mut work: Vec<usize> = flow.pred[ret]
+        .iter()
+        .copied()
+        .filter(|&p| inside[p])
+        .collect();
+    let mut steps = 0usize;
+    while let Some(k) = work.pop() {
+        steps += 1;
+        if steps > 64 * n {
+            return None;
+        }
+        let mut after = BTreeSet::new();
+        for &s in &flow.succ[k] {
+            if inside[s] {
+                after.extend(need[s].iter().copied());
+            }
+        }
+        let mut before = BTreeSet::new();
+        for loc in after {
+            before.insert(back_through(&mut factory, flow, k, loc)?);
+        }
+        if before != need[k] {
+            need[k] = before;
+            if k != site {
+                work.extend(flow.pred[k].iter().copied().filter(|&p| inside[p]));
+            }
+        }
+    }
+    Some(std::mem::take(&mut need[site]))
+}
+
+/// Pairs of places proven to hold the same value before `target`, from the moves on every path
+/// from the entry (an available-copies analysis).
+fn equal_at(flow: &Flow, target: usize) -> BTreeSet<(Loc, Loc)> {
+    let n = flow.len();
+    let mut state: Vec<Option<BTreeSet<(Loc, Loc)>>> = vec![None; n];
+    state[0] = Some(BTreeSet::new());
+    let mut work = vec![0usize];
+    let mut factory = InstructionInfoFactory::new();
+    let mut steps = 0usize;
+    while let Some(k) = work.pop() {
+        steps += 1;
+        if steps > 64 * n {
+            return BTreeSet::new();
+        }
+        let Some(before) = state[k].clone() else {
+            continue;
+        };
+        let instr = &flow.instrs[k];
+        let rsp = flow.rsp[k];
+        let mut after: BTreeSet<(Loc, Loc)> = before
+            .iter()
+            .copied()
+            .filter(|(a, b)| {
+                !writes(&mut factory, instr, rsp, *a) && !writes(&mut factory, instr, rsp, *b)
+            })
+            .collect();
+        if let Some((dst, src)) = as_move(instr, rsp)
+            && dst != src
+        {
+            let equals: Vec<Loc> = before
+                .iter()
+                .filter_map(|&(a, b)| {
+                    if a == src {
+                        Some(b)
+                    } else if b == src {
+                        Some(a)
+                    } else {
+                        None
+                    }
+                })
+                .filter(|&x| x != dst)
+                .chain([src])
+                .collect();
+            // A move into `dst` that reads `dst` itself (`pop` into an overwritten slot) keeps
+            // nothing about it; otherwise `dst` now equals `src` and everything `src` equalled.
+            if !writes(&mut factory, instr, rsp, src) {
+                for x in equals {
+                    after.insert(if dst < x { (dst, x) } else { (x, dst) });
+                }
+            }
+        }
+        for &s in &flow.succ[k] {
+            let merged = match &state[s] {
+                None => after.clone(),
+                Some(old) => old.intersection(&after).copied().collect(),
+            };
+            if state[s].as_ref() != Some(&merged) {
+                state[s] = Some(merged);
+                work.push(s);
+            }
+        }
+    }
+    state[target].take().unwrap_or_default()
+}
+
+fn to_result_loc(loc: Loc, rsp: Option<i64>) -> Option<ResultLoc> {
+    match loc {
+        Loc::Reg(r) => Some(ResultLoc::Register(r)),
+        Loc::Slot(s) => u32::try_from(s - rsp?).ok().map(ResultLoc::Stack),
+        Loc::Const(_) => None,
+    }
+}
+
+/// Where the probe reads the result at `site` for `ret`, if the result is final there.
+enum SiteCheck {
+    Read(ResultLoc),
+    /// The result is computed after this point: no site further up can see it either.
+    Computed,
+    /// Taken from several places that could not be proven equal.
+    Unproven,
+}
+
+fn check_site(flow: &Flow, site: usize, ret: usize) -> SiteCheck {
+    let Some(sources) = result_sources(flow, site, ret) else {
+        return SiteCheck::Computed;
+    };
+    let rsp = flow.rsp[site];
+    let locs: Vec<Loc> = sources.into_iter().collect();
+    let read = match locs.as_slice() {
+        [] => return SiteCheck::Computed,
+        [only] => *only,
+        several => {
+            let equal = equal_at(flow, site);
+            let first = several[0];
+            if !several[1..]
+                .iter()
+                .all(|&x| equal.contains(&if first < x { (first, x) } else { (x, first) }))
+            {
+                return SiteCheck::Unproven;
+            }
+            // Prefer a register (no memory read in the probe).
+            *several
+                .iter()
+                .find(|l| matches!(l, Loc::Reg(_)))
+                .unwrap_or(&first)
+        }
+    };
+    match to_result_loc(read, rsp) {
+        Some(loc) => SiteCheck::Read(loc),
+        None => SiteCheck::Computed,
+    }
+}
+
+/// The nearest site for `ret`, walking up its dominators but not above `entry_probe`.
+fn find_site(flow: &Flow, ret: usize, entry_probe: usize, entry: u64) -> Result<RetClass, String> {
+    let mut at = ret;
+    let mut unproven = None;
+    while let Some(up) = flow.idom[at] {
+        at = up;
+        if at == entry_probe || !flow.dominates(entry_probe, at) {
+            break;
+        }
+        let instr = &flow.instrs[at];
+        if !is_emulated(instr) || flow.in_loop(at) {
+            continue;
+        }
+        let rets = flow.rets_from(at);
+        if rets != [ret] {
+            return Err(match unproven {
+                Some(why) => why,
+                None => format!(
+                    "no emulated instruction reaches only this RET after its result is decided \
+                     (+{:#x} `{}` reaches {} RETs)",
+                    instr.ip() - entry,
+                    format_instr(instr),
+                    rets.len()
+                ),
+            });
+        }
+        match check_site(flow, at, ret) {
+            SiteCheck::Read(loc) => {
+                return Ok(RetClass::Site {
+                    offset: instr.ip() - entry,
+                    instruction: format_instr(instr),
+                    loc,
+                });
+            }
+            SiteCheck::Computed => {
+                return Err(format!(
+                    "the result is computed after the last emulated instruction that reaches only \
+                     this RET (+{:#x})",
+                    instr.ip() - entry
+                ));
+            }
+            SiteCheck::Unproven => {
+                unproven.get_or_insert_with(|| {
+                    format!(
+                        "at +{:#x} the result comes from places not proven equal",
+                        instr.ip() - entry
+                    )
+                });
+            }
+        }
+    }
+    Err(unproven
+        .unwrap_or_else(|| "no emulated instruction dominates it after the entry probe".into()))
+}
+
+/// `call helper` followed only by the epilogue (nothing writes RAX, one way in) up to `ret`.
+fn tail_call(flow: &Flow, ret: usize, callee: Callee<'_>) -> Option<(usize, String)> {
+    let mut factory = InstructionInfoFactory::new();
+    let mut at = ret;
+    loop {
+        let p = flow.only_pred(at)?;
+        let instr = &flow.instrs[p];
+        if instr.flow_control() == FlowControl::Call {
+            if instr.next_ip() != flow.instrs[at].ip() {
+                return None;
+            }
+            return callee(instr.near_branch_target()).map(|name| (p, name));
+        }
+        if instr.flow_control() != FlowControl::Next
+            || writes(&mut factory, instr, flow.rsp[p], Loc::Reg(Register::RAX))
+        {
+            return None;
+        }
+        at = p;
+    }
+}
+
+/// A RET reached only when the size argument (RAX at entry) is 0, returning a constant.
+fn zero_size(flow: &Flow, ret: usize, entry_probe: usize) -> Option<u64> {
+    let mut factory = InstructionInfoFactory::new();
+    // Back from the RET through its block to the `je` that is its only way in.
+    let mut result = None;
+    let mut at = ret;
+    let je = loop {
+        let p = flow.only_pred(at)?;
+        let instr = &flow.instrs[p];
+        if instr.flow_control() == FlowControl::ConditionalBranch {
+            let taken = index_of(&flow.instrs, instr.near_branch_target()) == Some(at);
+            let is_je = matches!(instr.code(), Code::Je_rel8_64 | Code::Je_rel32_64);
+            // Not also the fall-through (a jcc to the next instruction).
+            if !(taken && is_je && instr.next_ip() != flow.instrs[at].ip()) {
+                return None;
+            }
+            break p;
+        }
+        if instr.flow_control() != FlowControl::Next {
+            return None;
+        }
+        match as_move(instr, flow.rsp[p]) {
+            Some((Loc::Reg(Register::RAX), Loc::Const(c))) if result.is_none() => {
+                result = Some(c);
+            }
+            _ if writes(&mut factory, instr, flow.rsp[p], Loc::Reg(Register::RAX)) => return None,
+            _ => {}
+        }
+        at = p;
+    };
+    let result = result?;
+    let test = flow.only_pred(je)?;
+    let t = &flow.instrs[test];
+    let tests_rax = t.code() == Code::Test_rm64_r64
+        && t.op0_kind() == OpKind::Register
+        && t.op0_register() == Register::RAX
+        && t.op1_register() == Register::RAX;
+    if !tests_rax || !flow.dominates(entry_probe, test) || entry_probe == test {
+        return None;
+    }
+    // Every call that returns passes the test, and RAX is the size argument there: nothing on
+    // any path from the entry to it writes RAX.
+    let n = flow.len();
+    for other in (0..n).filter(|&k| flow.reachable[k] && flow.node[k] == Node::Ret) {
+        if !flow.dominates(test, other) {
+            return None;
+        }
+    }
+    let to_test = reach(&flow.pred, test, n);
+    let from_entry = reach(&flow.succ, 0, n);
+    for k in (0..n).filter(|&k| k != test && to_test[k] && from_entry[k]) {
+        if writes(
+            &mut factory,
+            &flow.instrs[k],
+            flow.rsp[k],
+            Loc::Reg(Register::RAX),
+        ) {
+            return None;
+        }
+    }
+    Some(result)
+}
+
+/// Classifies every RET of the function `code` at `entry`. `entry_probe` is the entry probe's
+/// offset; `helpers` are the functions whose results are probed on their own (a tail call into
+/// one of them needs no probe).
+pub(super) fn analyse(
+    code: &[u8],
+    entry: u64,
+    entry_probe: u64,
+    helpers: &[String],
+    callee: Callee<'_>,
+) -> Analysis {
+    let all_rets = || {
+        let rets: Vec<u64> = Decoder::with_ip(64, code, entry, DecoderOptions::NONE)
+            .into_iter()
+            .filter(|i| i.flow_control() == FlowControl::Return)
+            .map(|i| i.ip() - entry)
+            .collect();
+        rets
+    };
+    let give_up = |why: String| Analysis {
+        rets: all_rets()
+            .into_iter()
+            .map(|ret| RetPlan {
+                ret,
+                class: RetClass::RetProbe {
+                    reason: format!("function not analysed: {why}"),
+                },
+            })
+            .collect(),
+        calls: Vec::new(),
+        gave_up: Some(why),
+    };
+    let flow = match Flow::build(code, entry, callee) {
+        Ok(flow) => flow,
+        Err(why) => return give_up(why),
+    };
+    let Some(probe) = index_of(&flow.instrs, entry + entry_probe) else {
+        return give_up(format!(
+            "the entry probe +{entry_probe:#x} is not an instruction"
+        ));
+    };
+    let is_helper = |name: &str| helpers.iter().any(|h| h == name);
+    let mut analysis = Analysis::default();
+    let mut tail_calls = Vec::new();
+    for k in (0..flow.len()).filter(|&k| flow.reachable[k] && flow.node[k] == Node::Ret) {
+        let ret = flow.instrs[k].ip() - entry;
+        let class = if let Some(result) = zero_size(&flow, k, probe) {
+            RetClass::ZeroSize { result }
+        } else if let Some((call, helper)) =
+            tail_call(&flow, k, callee).filter(|(_, h)| is_helper(h))
+        {
+            tail_calls.push(call);
+            RetClass::TailCall { helper }
+        } else {
+            match find_site(&flow, k, probe, entry) {
+                Ok(site) => site,
+                Err(reason) => RetClass::RetProbe { reason },
+            }
+        };
+        analysis.rets.push(RetPlan { ret, class });
+    }
+    // Unreachable RETs (after a call that never returns) are not probed: nothing gets there.
+    for k in (0..flow.len())
+        .filter(|&k| flow.reachable[k] && flow.instrs[k].flow_control() == FlowControl::Call)
+    {
+        if let Some(target) = callee(flow.instrs[k].near_branch_target())
+            && is_helper(&target)
+        {
+            analysis.calls.push(CallOut {
+                target,
+                tail: tail_calls.contains(&k),
+            });
+        }
+    }
+    analysis
+}
+
+/// Every helper called by these analyses only in tail position.
+pub(super) fn tail_only_helpers<'a>(
+    analyses: impl IntoIterator<Item = &'a Analysis>,
+) -> Vec<String> {
+    let mut tail: HashMap<String, bool> = HashMap::new();
+    for a in analyses {
+        for call in &a.calls {
+            *tail.entry(call.target.clone()).or_insert(true) &= call.tail;
+        }
+    }
+    let mut out: Vec<String> = tail
+        .into_iter()
+        .filter(|(_, t)| *t)
+        .map(|(n, _)| n)
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: u64) -> Option<String> {
+        None
+    }
+
+    fn classes(code: &[u8], probe: u64) -> Vec<(u64, RetClass)> {
+        analyse(code, 0x1000, probe, &[], &none)
+            .rets
+            .into_iter()
+            .map(|r| (r.ret, r.class))
+            .collect()
+    }
+
+    /// Check the Go 1.19 tiny-path shape: the result is final in RAX before a `jne` whose both
+    /// ways lead only to this RET, so the `jne` is the site and RAX is read there.
+    #[test]
+    fn site_reads_rax() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x85, 0xc0, // +1 test rax,rax
+            0x74, 0x0a, // +4 je +0x10
+            0x48, 0x8d, 0x04, 0x19, // +6 lea rax,[rcx+rbx]
+            0x85, 0xc9, // +a test ecx,ecx
+            0x75, 0x01, // +c jne +0xf
+            0x90, // +e nop
+            0xc3, // +f ret
+            0x31, 0xc0, // +10 xor eax,eax
+            0xc3, // +12 ret
+        ];
+        let got = classes(&code, 0);
+        assert_eq!(got.len(), 2);
+        // The nop at +0xe does not dominate the RET (the jne skips it).
+        assert!(
+            matches!(
+                got[0],
+                (
+                    0xf,
+                    RetClass::Site {
+                        offset: 0xc,
+                        loc: ResultLoc::Register(Register::RAX),
+                        ..
+                    }
+                )
+            ),
+            "{got:?}"
+        );
+        // The second RET's result is computed (xor) after the last instruction reaching only it.
+        assert!(matches!(got[1].1, RetClass::RetProbe { .. }), "{got:?}");
+    }
+
+    /// Check the main-path shape: the result is in a frame slot, reloaded after calls and
+    /// across `sub`/`add rsp`; the probe reads `[rsp+K]` relative to the site's stack pointer.
+    #[test]
+    fn site_reads_frame_slot() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x83, 0xec, 0x20, // +1 sub rsp,0x20
+            0x48, 0x89, 0x44, 0x24, 0x10, // +5 mov [rsp+0x10],rax
+            0x85, 0xdb, // +a test ebx,ebx
+            0x74, 0x05, // +c je +0x13
+            0xe8, 0x00, 0x00, 0x00, 0x00, // +e call +0x13 (clobbers registers)
+            0x48, 0x8b, 0x44, 0x24, 0x10, // +13 mov rax,[rsp+0x10]
+            0x48, 0x83, 0xc4, 0x20, // +18 add rsp,0x20
+            0xc3, // +1c ret
+        ];
+        let got = classes(&code, 0);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [(
+                    0x1c,
+                    RetClass::Site {
+                        offset: 0xc,
+                        loc: ResultLoc::Stack(0x10),
+                        ..
+                    }
+                )]
+            ),
+            "{got:?}"
+        );
+    }
+
+    /// Check that an instruction in a loop is never a site, and that a RET whose result comes
+    /// from a call has none.
+    #[test]
+    fn loops_and_calls() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0xff, 0xc9, // +1 dec rcx
+            0x75, 0xfb, // +4 jne +1 (loop)
+            0xe8, 0x00, 0x00, 0x00, 0x00, // +6 call +0xb
+            0xc3, // +b ret
+        ];
+        let got = classes(&code, 0);
+        assert!(
+            matches!(&got[0].1, RetClass::RetProbe { reason } if reason.contains("computed")),
+            "{got:?}"
+        );
+    }
+
+    /// Check that two places for the result must be proven equal at the site: with the
+    /// `mov [rsp+8],rax` before the jcc they are, without it the RET keeps its probe.
+    #[test]
+    fn equal_places_are_proven() {
+        let with = [
+            0x90, // +0 nop
+            0x48, 0x89, 0x44, 0x24, 0x08, // +1 mov [rsp+8],rax
+            0x85, 0xdb, // +6 test ebx,ebx
+            0x74, 0x05, // +8 je +0xf
+            0x48, 0x8b, 0x44, 0x24, 0x08, // +a mov rax,[rsp+8]
+            0xc3, // +f ret
+        ];
+        let got = classes(&with, 0);
+        assert!(
+            matches!(got[0].1, RetClass::Site { offset: 8, .. }),
+            "{got:?}"
+        );
+        let mut without = with;
+        without[1..6].copy_from_slice(&[0x0f, 0x1f, 0x44, 0x00, 0x00]); // 5-byte nop
+        let got = classes(&without, 0);
+        assert!(matches!(got[0].1, RetClass::RetProbe { .. }), "{got:?}");
+    }
+
+    /// Check the size-0 shape of Go 1.19's mallocgc: `test rax,rax; je` to a block that loads a
+    /// constant and returns; the entry probe must come before the test.
+    #[test]
+    fn size_zero_return() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x85, 0xc0, // +1 test rax,rax
+            0x74, 0x03, // +4 je +9
+            0x90, // +6 nop
+            0x31, 0xc0, // +7 xor eax,eax
+            0x48, 0x8d, 0x05, 0x10, 0x00, 0x00, 0x00, // +9 lea rax,[rip+0x10]
+            0xc3, // +10 ret
+        ];
+        // The fall-through also reaches the zero block here, so it is not a size-0 return.
+        let got = classes(&code, 0);
+        assert!(matches!(got[0].1, RetClass::RetProbe { .. }), "{got:?}");
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x85, 0xc0, // +1 test rax,rax
+            0x74, 0x04, // +4 je +0xa
+            0x90, // +6 nop
+            0x31, 0xc0, // +7 xor eax,eax
+            0xc3, // +9 ret
+            0x48, 0x8d, 0x05, 0x10, 0x00, 0x00, 0x00, // +a lea rax,[rip+0x10]
+            0xc3, // +11 ret
+        ];
+        let got = classes(&code, 0);
+        assert_eq!(
+            got[1],
+            (
+                0x11,
+                RetClass::ZeroSize {
+                    result: 0x1000 + 0x11 + 0x10
+                }
+            )
+        );
+        // An entry probe after the test would miss size-0 calls.
+        let got = classes(&code, 6);
+        assert!(matches!(got[1].1, RetClass::RetProbe { .. }), "{got:?}");
+    }
+
+    /// Check that an indirect jump makes the function unanalysed, every RET probed.
+    #[test]
+    fn indirect_jump_gives_up() {
+        let code = [0x90, 0xff, 0xe0, 0xc3]; // nop; jmp rax; ret
+        let a = analyse(&code, 0x1000, 0, &[], &none);
+        assert!(a.gave_up.unwrap().contains("indirect jump"));
+        assert_eq!(a.rets.len(), 1);
+    }
+}
