@@ -44,10 +44,14 @@ pub enum Counter {
     /// can name its Python frames before finalization frees the code objects; user space
     /// resumes it (SIGCONT) once the ring is drained.
     PyHeldAtFinalize = 14,
+    /// A Go allocation whose result was read in a slow-path helper the allocator tail-called
+    /// (`mallocgcTinySlowPath`, ...): its row is written as usual. Shows that the slow paths
+    /// were exercised.
+    GoSlowPathResult = 15,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 16;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::RingFull,
@@ -65,6 +69,7 @@ impl Counter {
         Counter::PyStackTruncated,
         Counter::PyFrameUnreadable,
         Counter::PyHeldAtFinalize,
+        Counter::GoSlowPathResult,
     ];
 
     /// Key in `run.json`'s `counters` object.
@@ -85,6 +90,7 @@ impl Counter {
             Counter::PyStackTruncated => "python_stack_truncated",
             Counter::PyFrameUnreadable => "python_frame_unreadable",
             Counter::PyHeldAtFinalize => "python_held_at_finalize",
+            Counter::GoSlowPathResult => "go_slow_path_results",
         }
     }
 

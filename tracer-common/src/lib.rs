@@ -16,6 +16,7 @@ pub mod alloc;
 pub mod counter;
 pub mod event;
 pub mod gc;
+pub mod golang;
 pub mod maps;
 pub mod mem;
 pub mod probe;

@@ -17,7 +17,7 @@ pub const MAX_STACKS: u32 = 65536;
 pub const MAX_STACK_FRAMES: u32 = 64;
 /// Per-process CPython frame-walk configuration (`python::PyStackConfig`), keyed by tgid.
 pub const PYTHON_STACKS: &str = "PYTHON_STACKS";
-/// Go allocation calls in progress, keyed by goroutine.
+/// Go allocation calls in progress (`golang::GoCall`), keyed by goroutine (`golang::GoKey`).
 pub const GO_CALLS: &str = "GO_CALLS";
 
 /// Global: a submit that makes the bytes waiting in [`EVENTS`] cross a multiple of this wakes the

@@ -115,6 +115,9 @@ pub struct ProbeConfig {
     /// First of the two per-thread stash slots this probe uses (0 or 2).
     pub stash_base: u8,
     pub _pad2: [u8; 4],
+    /// Go allocator entry: the address it returns for size 0 (`&runtime.zerobase`), when
+    /// that return is recorded at the entry instead of by a probe on its RET; 0 otherwise.
+    pub go_zero_result: u64,
 }
 
 impl ProbeConfig {
@@ -137,10 +140,11 @@ impl ProbeConfig {
         read_sizes: [0; 3],
         stash_base: 0,
         _pad2: [0; 4],
+        go_zero_result: 0,
     };
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 56);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 64);
 
 #[cfg(feature = "user")]
 // SAFETY: `ProbeConfig` is `#[repr(C)]`, integers only, padding explicit.

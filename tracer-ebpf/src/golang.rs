@@ -1,20 +1,26 @@
 //! Go's allocator: entry probes after the stack check (so a morestack restart does not fire
-//! twice) and probes on the function's RET instructions for the result in RAX. No uretprobe is
-//! ever placed on Go code: Go copies goroutine stacks, and a hijacked return address on one
-//! would crash the program.
+//! twice) and result probes, each on an instruction the kernel emulates where the result is
+//! already decided (a register or a frame slot, named by the probe's cookie), or on a RET
+//! (RAX). No uretprobe is ever placed on Go code: Go copies goroutine stacks, and a hijacked
+//! return address on one would crash the program.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::uprobe,
+    programs::ProbeContext,
+};
 use tracer_common::{
     alloc::AllocEvent,
     counter::Counter,
     event::EventKind,
+    golang::{GoCall, GoKey, result_in_helper, result_offset, result_register},
     probe::{STACK_CAPTURE, loc},
 };
 
 use crate::{
     emit::{bump, emit, header},
-    maps::{GO_CALLS, GoCall, GoKey, THREADS},
-    regs::{capture_stack, config, cookie, read},
+    maps::{GO_CALLS, THREADS},
+    regs::{capture_stack, config, cookie, full_cookie, read},
 };
 
 fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
@@ -32,13 +38,19 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
         bump(Counter::NoConfig);
         return 0;
     };
-    let key = key(&ctx, bpf_get_current_pid_tgid());
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let key = key(&ctx, pid_tgid);
+    let size = read(&ctx, cfg.size).unwrap_or(0);
+    // A size-0 call whose return is not probed: recorded here, with the constant it returns.
+    let zero_here = size == 0 && cfg.go_zero_result != 0;
     if let Some(call) = GO_CALLS.get_ptr_mut(key) {
         // SAFETY: map value pointer from a successful lookup.
         let call = unsafe { &mut *call };
         if call.depth > 0 {
             // A leaf called by another probed allocator: the outer call writes the row.
-            call.depth += 1;
+            if !zero_here {
+                call.depth += 1;
+            }
             bump(Counter::Nested);
             return 0;
         }
@@ -57,11 +69,22 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
             0
         }
     };
+    let type_ptr = read(&ctx, cfg.type_reg).unwrap_or(0);
+    if zero_here {
+        emit(AllocEvent {
+            header: header(EventKind::Alloc as u32, probe, pid_tgid, 0),
+            addr: cfg.go_zero_result,
+            size,
+            arg: type_ptr,
+            stack,
+        });
+        return 0;
+    }
     let call = GoCall {
         depth: 1,
         probe,
-        size: read(&ctx, cfg.size).unwrap_or(0),
-        type_ptr: read(&ctx, cfg.type_reg).unwrap_or(0),
+        size,
+        type_ptr,
         stack,
     };
     if GO_CALLS.insert(key, call, 0).is_err() {
@@ -70,7 +93,7 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// A RET instruction of a probed Go allocator: the result is in RAX.
+/// A result probe of a Go allocator: the result is where the cookie says.
 #[uprobe]
 pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -88,9 +111,20 @@ pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
     let (probe, size, type_ptr) = (call.probe, call.size, call.type_ptr);
     let stack = call.stack;
     let _ = GO_CALLS.remove(key);
-    let addr = read(&ctx, loc::RAX).unwrap_or(0);
+    let place = full_cookie(&ctx);
+    let base = read(&ctx, result_register(place)).unwrap_or(0);
+    let addr = match result_offset(place) {
+        None => base,
+        // SAFETY: reads user memory through the helper, which handles faults.
+        Some(offset) => {
+            unsafe { bpf_probe_read_user(base.wrapping_add(u64::from(offset)) as *const u64) }
+                .unwrap_or(0)
+        }
+    };
+    if result_in_helper(place) {
+        bump(Counter::GoSlowPathResult);
+    }
     let head = header(EventKind::Alloc as u32, probe, pid_tgid, 0);
-
     emit(AllocEvent {
         header: head,
         addr,

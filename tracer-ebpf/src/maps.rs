@@ -10,6 +10,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter::Counter,
+    golang::{GoCall, GoKey},
     maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
     probe::{MAX_PROBES, ProbeConfig},
@@ -97,27 +98,6 @@ pub static PROBES: Array<ProbeConfig> = Array::with_max_entries(MAX_PROBES, 0);
 /// mallocgc (GC assist) and resume on another thread, so per-thread state would not do.
 #[map]
 pub static GO_CALLS: LruHashMap<GoKey, GoCall> = LruHashMap::with_max_entries(MAX_THREADS, 0);
-
-/// Key of `GO_CALLS`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct GoKey {
-    pub tgid: u64,
-    /// The goroutine's `g` pointer (register R14 in Go's internal ABI).
-    pub g: u64,
-}
-
-/// A Go allocation call in progress.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct GoCall {
-    pub depth: u32,
-    pub probe: u32,
-    pub size: u64,
-    pub type_ptr: u64,
-    /// Key of the call's stack in `STACKS`, 0 for none.
-    pub stack: u64,
-}
 
 /// User stacks of allocations (frame-pointer walks), keyed by a 64-bit hash of their frames.
 ///

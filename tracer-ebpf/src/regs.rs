@@ -7,8 +7,13 @@ use crate::maps::PROBES;
 
 /// The probe id carried by the link's BPF cookie.
 pub fn cookie<C: EbpfContext>(ctx: &C) -> u32 {
+    full_cookie(ctx) as u32
+}
+
+/// The whole 64-bit cookie (Go result probes carry the result's place above the probe id).
+pub fn full_cookie<C: EbpfContext>(ctx: &C) -> u64 {
     // SAFETY: the helper only reads the link's cookie; `ctx` is the program's context.
-    unsafe { bpf_get_attach_cookie(ctx.as_ptr()) as u32 }
+    unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }
 }
 
 /// The configuration user space stored for this probe.

@@ -273,15 +273,21 @@ impl Programs {
                 self.attach_uprobe(ret, spec, spec.file_offset, id, pid)?;
                 self.attach_uprobe(entry, spec, spec.file_offset, id, pid)
             }
-            Attach::EntryRets {
+            Attach::EntryResults {
                 entry,
-                ret,
-                ret_offsets,
+                result,
+                results,
             } => {
-                for &offset in ret_offsets {
-                    self.attach_uprobe(ret, spec, offset, id, pid)?;
+                for r in results {
+                    self.attach_uprobe_cookie(result, spec, r.file_offset, r.cookie(id), pid)?;
                 }
                 self.attach_uprobe(entry, spec, spec.file_offset, id, pid)
+            }
+            Attach::Results { program, results } => {
+                for r in results {
+                    self.attach_uprobe_cookie(program, spec, r.file_offset, r.cookie(id), pid)?;
+                }
+                Ok(())
             }
             Attach::Usdt {
                 program,
@@ -340,11 +346,23 @@ impl Programs {
         id: u32,
         pid: u32,
     ) -> Result<(), AttachError> {
+        self.attach_uprobe_cookie(name, spec, offset, u64::from(id), pid)
+    }
+
+    /// Attaches `name` at `offset` with `cookie` (the probe id in its low 32 bits).
+    fn attach_uprobe_cookie(
+        &mut self,
+        name: &str,
+        spec: &ProbeSpec,
+        offset: u64,
+        cookie: u64,
+        pid: u32,
+    ) -> Result<(), AttachError> {
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
         let prog: &mut UProbe = program_named(&mut self.ebpf, name)?;
         let point = UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(offset),
-            cookie: Some(u64::from(id)),
+            cookie: Some(cookie),
         };
         let link = prog.attach(point, &spec.module, scope).map_err(|source| {
             let errno = io_error(&source).and_then(io::Error::raw_os_error);

@@ -1,6 +1,12 @@
-//! Probes for Go programs: the allocator (entry after the stack check, and every RET for the
-//! result: never a uretprobe on Go code), GC cycles with the runtime's own heap figures, and
-//! stop-the-world pauses, from what `crate::golang` found in the binary.
+//! Probes for Go programs: the allocator (entry after the stack check, and result probes: never a
+//! uretprobe on Go code), GC cycles with the runtime's own heap figures, and stop-the-world
+//! pauses, from what `crate::golang` found in the binary.
+//!
+//! The result of an allocation is read where the kernel emulates the probed instruction (~1 µs)
+//! rather than on the allocator's RET instructions (single-stepped, ~10 µs): at the sites
+//! `GoBinary::result_plans` finds, in the slow-path helpers an allocator tail-calls, at the
+//! entry for size 0; only RETs with none of these keep a probe. run.json's
+//! `runtimes.go.allocator_results` lists how every RET is covered.
 //!
 //! Go frees memory in bulk when it sweeps, so there are no `free` rows for Go objects: the
 //! `gc_end` row of each cycle carries `heap_live` (bytes marked live, gctrace's third number)
@@ -11,16 +17,20 @@ use std::sync::Arc;
 use iced_x86::Register;
 use serde_json::json;
 use trace_format::names::Runtime;
-use tracer_common::{event::EventKind, probe::ProbeConfig};
+use tracer_common::{
+    event::EventKind,
+    golang::MAX_RESULT_OFFSET,
+    probe::{ProbeConfig, loc},
+};
 
 use super::TypeNames;
 use super::{
-    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_EVENT_PROGRAM, ValueRole,
-    placement::Placement, python::register_loc,
+    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_EVENT_PROGRAM, ResultProbe,
+    ValueRole, placement::Placement, python::register_loc,
 };
 use crate::{
     elf::ElfImage,
-    golang::{GoBinary, GoFunc, StwReason},
+    golang::{GoBinary, GoFunc, ResultLoc, ResultPlan, ResultPlans, RetClass, StwReason},
 };
 
 /// What `record` attaches for one Go binary.
@@ -117,6 +127,35 @@ impl Ctx<'_> {
         }
     }
 
+    /// The result probes of one function's plan: its sites and the RETs kept.
+    fn result_probes(&mut self, plan: &ResultPlan, helper: bool) -> Vec<ResultProbe> {
+        let mut out = Vec::new();
+        for ret in &plan.rets {
+            let (offset, register, slot) = match &ret.class {
+                RetClass::Site { offset, loc, .. } => match *loc {
+                    ResultLoc::Register(r) => (*offset, register_loc(r), None),
+                    ResultLoc::Stack(k) if k <= MAX_RESULT_OFFSET => (*offset, loc::RSP, Some(k)),
+                    ResultLoc::Stack(_) => (ret.ret, loc::RAX, None),
+                },
+                RetClass::RetProbe { .. } => (ret.ret, loc::RAX, None),
+                RetClass::TailCall { .. } | RetClass::ZeroSize { .. } => continue,
+            };
+            match self.image.file_offset(plan.func.entry + offset) {
+                Some(file_offset) => out.push(ResultProbe {
+                    file_offset,
+                    register,
+                    offset: slot,
+                    helper,
+                }),
+                None => self.warnings.push(format!(
+                    "go: {}+{offset:#x} is not in a file mapping; its results are not read",
+                    plan.func.name
+                )),
+            }
+        }
+        out
+    }
+
     fn ret_file_offsets(&mut self, func: &GoFunc) -> Vec<u64> {
         let offsets: Vec<u64> = self
             .binary
@@ -148,6 +187,48 @@ impl Ctx<'_> {
     }
 }
 
+/// run.json `runtimes.go.allocator_results`: how every RET of the allocators and their helpers
+/// gets its result, with the count per class.
+fn results_facts(plans: &ResultPlans) -> serde_json::Value {
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    let describe = |plan: &ResultPlan, counts: &mut std::collections::BTreeMap<&str, u64>| {
+        let rets: Vec<serde_json::Value> = plan
+            .rets
+            .iter()
+            .map(|r| {
+                *counts.entry(r.class.name()).or_default() += 1;
+                let mut v = json!({ "ret": format!("+{:#x}", r.ret), "class": r.class.name() });
+                match &r.class {
+                    RetClass::Site {
+                        offset,
+                        instruction,
+                        loc,
+                    } => {
+                        v["site"] = json!(format!("+{offset:#x} `{instruction}`"));
+                        v["read"] = json!(loc.describe());
+                    }
+                    RetClass::TailCall { helper } => v["helper"] = json!(helper),
+                    RetClass::ZeroSize { result } => v["result"] = json!(format!("{result:#x}")),
+                    RetClass::RetProbe { reason } => v["reason"] = json!(reason),
+                }
+                v
+            })
+            .collect();
+        json!({ "function": plan.func.name, "rets": rets, "not_analysed": plan.gave_up })
+    };
+    let allocators: Vec<_> = plans
+        .allocators
+        .iter()
+        .map(|p| describe(p, &mut counts))
+        .collect();
+    let helpers: Vec<_> = plans
+        .helpers
+        .iter()
+        .map(|p| describe(p, &mut counts))
+        .collect();
+    json!({ "classes": counts, "allocators": allocators, "helpers": helpers })
+}
+
 /// A value the probe does not read (its field was not found) leaves its column empty.
 fn role_if(available: bool, role: ValueRole) -> ValueRole {
     if available { role } else { ValueRole::Unused }
@@ -173,30 +254,61 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
     };
     let mut specs = Vec::new();
     let allocators = binary.allocator_functions();
+    let mut entries: Vec<(&crate::golang::AllocatorFunc, ProbeSpec)> = Vec::new();
     for alloc in &allocators {
         let needs: Vec<Register> = [Some(alloc.size_reg), alloc.type_reg]
             .into_iter()
             .flatten()
             .collect();
-        let Some(mut spec) = ctx.entry_spec(&alloc.func, &needs) else {
-            continue;
-        };
-        let ret_offsets = ctx.ret_file_offsets(&alloc.func);
-        if ret_offsets.is_empty() {
+        if let Some(spec) = ctx.entry_spec(&alloc.func, &needs) {
+            entries.push((alloc, spec));
+        }
+    }
+    let probed: Vec<(&GoFunc, u64)> = entries
+        .iter()
+        .map(|(alloc, spec)| (&alloc.func, spec.placement.offset))
+        .collect();
+    let plans = binary.result_plans(&probed);
+    for ((alloc, mut spec), plan) in entries.into_iter().zip(&plans.allocators) {
+        if plan.rets.is_empty() {
+            ctx.warnings
+                .push(format!("go: {} has no RET instruction", alloc.func.name));
             continue;
         }
+        let results = ctx.result_probes(plan, false);
         spec.config = ProbeConfig {
             kind: EventKind::Alloc as u32,
             size: register_loc(alloc.size_reg),
             type_reg: alloc
                 .type_reg
                 .map_or(tracer_common::probe::loc::NONE, register_loc),
+            go_zero_result: plan.zero_size_result().map_or(0, |a| a + bias),
             ..ProbeConfig::EMPTY
         };
-        spec.attach = Attach::EntryRets {
+        spec.attach = Attach::EntryResults {
             entry: GO_ENTRY_PROGRAM,
-            ret: GO_RET_PROGRAM,
-            ret_offsets,
+            result: GO_RET_PROGRAM,
+            results,
+        };
+        specs.push(spec);
+    }
+    for plan in &plans.helpers {
+        let results = ctx.result_probes(plan, true);
+        let Some(mut spec) = ctx.base(
+            &plan.func,
+            Placement {
+                offset: 0,
+                instruction: "(result probes only)".into(),
+                emulated: true,
+                fallback: None,
+                kernel_adds_caller: false,
+            },
+        ) else {
+            continue;
+        };
+        spec.attach = Attach::Results {
+            program: GO_RET_PROGRAM,
+            results,
         };
         specs.push(spec);
     }
@@ -345,6 +457,7 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
         "pie": binary.is_pie(),
         "load_bias": bias,
         "allocator_functions": allocators.iter().map(|a| a.func.name.clone()).collect::<Vec<_>>(),
+        "allocator_results": results_facts(&plans),
         "gc_cycle_number_from": numgc.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
         "heap_live_from": heap_marked.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
         "heap_goal_from": heap_goal.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),

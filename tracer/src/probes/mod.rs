@@ -176,12 +176,18 @@ pub enum Attach {
         entry: &'static str,
         ret: &'static str,
     },
-    /// An entry program, and `ret` on each RET instruction (at these file offsets): Go, where a
-    /// uretprobe would corrupt goroutine stacks.
-    EntryRets {
+    /// An entry program, and `result` on each of `results`: Go, where a uretprobe would corrupt
+    /// goroutine stacks.
+    EntryResults {
         entry: &'static str,
-        ret: &'static str,
-        ret_offsets: Vec<u64>,
+        result: &'static str,
+        results: Vec<ResultProbe>,
+    },
+    /// `program` on each of `results` only: a Go helper that finishes allocations the entry
+    /// probes of other functions began.
+    Results {
+        program: &'static str,
+        results: Vec<ResultProbe>,
     },
     /// A USDT probe guarded by a semaphore at `ref_ctr_offset` (file offset).
     Usdt {
@@ -198,11 +204,30 @@ impl Attach {
             Attach::Return { .. } => "uretprobe".into(),
             Attach::At { offsets, .. } => format!("{} uprobes", offsets.len()),
             Attach::EntryReturn { .. } => "uprobe+uretprobe".into(),
-            Attach::EntryRets { ret_offsets, .. } => {
-                format!("uprobe+{} ret uprobes", ret_offsets.len())
+            Attach::EntryResults { results, .. } => {
+                format!("uprobe+{} result uprobes", results.len())
             }
+            Attach::Results { results, .. } => format!("{} result uprobes", results.len()),
             Attach::Usdt { .. } => "usdt".into(),
         }
+    }
+}
+
+/// A probe that reads a Go allocator's result, at a file offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultProbe {
+    pub file_offset: u64,
+    /// Where the result is there (`loc` register, and the offset when it is `[reg+offset]`).
+    pub register: u8,
+    pub offset: Option<u32>,
+    /// In a slow-path helper (counted apart).
+    pub helper: bool,
+}
+
+impl ResultProbe {
+    /// The BPF cookie of this probe for probe id `id`.
+    pub fn cookie(&self, id: u32) -> u64 {
+        tracer_common::golang::result_cookie(id, self.register, self.offset, self.helper)
     }
 }
 

@@ -80,6 +80,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     let ring = programs.take_ring()?;
     let counters = take_map(&mut programs, tracer_common::maps::COUNTERS)?;
     let stack_map = take_map(&mut programs, tracer_common::maps::STACKS).ok();
+    let go_calls = take_map(&mut programs, tracer_common::maps::GO_CALLS).ok();
     let signals = signals::Signals::install().map_err(io_err("installing signal handlers"))?;
 
     // Start (stopped) or find the target, and attach what is mapped now.
@@ -188,6 +189,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         python_names: stacks::PythonNames::default(),
         gc_generation: rustc_hash::FxHashMap::default(),
         stack_map,
+        go_calls,
         live: LiveLine::new(options.live),
         rescan: false,
         released: 0,

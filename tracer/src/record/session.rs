@@ -51,6 +51,10 @@ pub(super) struct Recording<'a> {
     pub(super) gc_generation: rustc_hash::FxHashMap<u32, u32>,
     pub(super) stack_map:
         Option<aya::maps::HashMap<MapData, u64, tracer_common::stack::StackValue>>,
+    /// Go allocation calls in progress (entry seen, result not yet).
+    pub(super) go_calls: Option<
+        aya::maps::HashMap<MapData, tracer_common::golang::GoKey, tracer_common::golang::GoCall>,
+    >,
     pub(super) live: LiveLine,
     pub(super) rescan: bool,
     /// Ring records that did not decode (a layout mismatch between the eBPF object and this
@@ -240,6 +244,17 @@ impl Recording<'_> {
         run.modules = self.attacher.modules.clone();
         run.warnings = self.attacher.warnings.clone();
         run.runtimes = self.attacher.runtimes.clone();
+        // At the end, a Go allocation whose entry was seen but whose result never was: a
+        // goroutine still inside the allocator when the process ended, or a result probe
+        // missing on some path (which the result-site analysis rules out).
+        if final_status.is_some()
+            && let (Some(serde_json::Value::Object(go)), Some(calls)) =
+                (run.runtimes.get_mut("go"), &self.go_calls)
+        {
+            let pid = u64::from(self.attacher.pid);
+            let open = calls.keys().flatten().filter(|k| k.tgid == pid).count();
+            go.insert("calls_without_result_at_end".to_owned(), open.into());
+        }
         if let Some(serde_json::Value::Object(frames)) = run
             .runtimes
             .get_mut("python")

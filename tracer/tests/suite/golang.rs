@@ -86,6 +86,7 @@ fn gctrace(stderr: &[u8]) -> Vec<(u64, f64)> {
 struct GoRow {
     event: String,
     tid: u32,
+    addr: u64,
     size: u64,
     go_type: Option<String>,
     gc_cycle: Option<u64>,
@@ -103,7 +104,11 @@ fn rows(dir: &Path) -> Vec<GoRow> {
                 .clone()
         };
         let (event, go_type) = (dict("event"), dict("go_type"));
-        let (size, cycle, live) = (u64s("size"), u64s("gc_cycle"), u64s("heap_live"));
+        let (addr, size) = (u64s("addr"), u64s("size"));
+        let (cycle, live) = (u64s("gc_cycle"), u64s("heap_live"));
+        let value = |a: &arrow::array::PrimitiveArray<UInt64Type>, i: usize| {
+            (!a.is_null(i)).then(|| a.value(i))
+        };
         let tid = b
             .column_by_name("tid")
             .unwrap()
@@ -113,21 +118,26 @@ fn rows(dir: &Path) -> Vec<GoRow> {
             out.push(GoRow {
                 event: event[i].clone().unwrap(),
                 tid: tid.value(i),
+                addr: addr.value(i),
                 size: size.value(i),
                 go_type: go_type[i].clone(),
-                gc_cycle: (!cycle.is_null(i)).then(|| cycle.value(i)),
-                heap_live: (!live.is_null(i)).then(|| live.value(i)),
+                gc_cycle: value(&cycle, i),
+                heap_live: value(&live, i),
             });
         }
     }
     out
 }
 
-fn run(program: &Path, traced: Option<&Path>) -> Output {
+/// Runs `program` with gctrace on and `env`, recorded into `traced` with `record_args` when
+/// set.
+fn run(program: &Path, traced: Option<(&Path, &[&str])>, env: &[(&str, &str)]) -> Output {
     let mut cmd = match traced {
-        Some(dir) => {
+        Some((dir, record_args)) => {
             let mut c = alloctrace();
-            c.args(["record", "-q", "-o"])
+            c.args(["record", "-q"])
+                .args(record_args)
+                .arg("-o")
                 .arg(dir)
                 .arg("--")
                 .arg(program);
@@ -135,14 +145,19 @@ fn run(program: &Path, traced: Option<&Path>) -> Output {
         }
         None => Command::new(program),
     };
-    cmd.env("GODEBUG", "gctrace=1").output().unwrap()
+    cmd.env("GODEBUG", "gctrace=1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
-fn check(version: &str, stripped: bool) {
+/// Records the go_alloc program built by Go `version` (stripped or not) with `env`, checks
+/// everything below, and returns the trace's run.json.
+fn check(version: &str, stripped: bool, env: &[(&str, &str)]) -> trace_format::run::RunInfo {
     let program = build(version, stripped);
-    let untraced = run(&program, None);
+    let untraced = run(&program, None, env);
     let dir = tempdir();
-    let traced = run(&program, Some(dir.path()));
+    let traced = run(&program, Some((dir.path(), &[])), env);
     // (c) Output and exit status unchanged by tracing.
     assert_eq!(untraced.status.code(), Some(4));
     assert_eq!(
@@ -166,14 +181,34 @@ fn check(version: &str, stripped: bool) {
     );
     let rows = rows(dir.path());
 
-    // (a) Every object of the distinctive sizes, with its Go type, exactly once.
-    let allocs = |size: u64, ty: &str| {
-        rows.iter()
-            .filter(|r| r.event == "alloc" && r.size == size && r.go_type.as_deref() == Some(ty))
-            .count() as u64
-    };
-    assert_eq!(allocs(n("blob_size"), "main.Blob"), n("blobs"));
-    assert_eq!(allocs(n("node_size"), "main.Node"), n("nodes"));
+    // (a) Every object of the distinctive sizes, with its Go type, exactly once, at the address
+    // the program saw (the sum of each type's addresses is the program's own): large and small
+    // objects, objects of Go 1.27's size-specialised functions (and their slow paths), tiny ones.
+    let sums: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&traced.stderr)
+            .lines()
+            .find_map(|l| l.strip_prefix("addresses "))
+            .expect("addresses line"),
+    )
+    .unwrap();
+    for (count, size, ty) in [
+        ("blobs", "blob_size", "main.Blob"),
+        ("nodes", "node_size", "main.Node"),
+        ("pairs", "pair_size", "main.Pair"),
+        ("tinies", "tiny_size", "main.Tiny"),
+    ] {
+        let of_type: Vec<&GoRow> = rows
+            .iter()
+            .filter(|r| r.event == "alloc" && r.size == n(size) && r.go_type.as_deref() == Some(ty))
+            .collect();
+        assert_eq!(of_type.len() as u64, n(count), "Go {version} {ty}");
+        let sum = of_type.iter().fold(0u64, |a, r| a.wrapping_add(r.addr));
+        assert_eq!(
+            Some(sum),
+            sums[ty].as_u64(),
+            "Go {version} {ty}: sum of addresses"
+        );
+    }
     let bytes: u64 = rows
         .iter()
         .filter(|r| r.event == "alloc" && r.go_type.as_deref() == Some("main.Blob"))
@@ -227,6 +262,14 @@ fn check(version: &str, stripped: bool) {
             );
         }
     }
+    // (e) Every allocation whose entry was seen met a result probe.
+    assert_eq!(
+        go["calls_without_result_at_end"], 0,
+        "{}",
+        go["allocator_results"]
+    );
+    assert_eq!(run_info.counters["go_return_without_entry"], 0);
+    run_info
 }
 
 /// Check Go 1.19 (runtime.mallocgc): exact counts and bytes of two distinctive object types
@@ -234,19 +277,35 @@ fn check(version: &str, stripped: bool) {
 /// cycle with heap live within 5% or 1 MiB of gctrace's figure, and unchanged output.
 #[test]
 fn go119() {
-    check("1.19", false);
+    check("1.19", false, &[]);
 }
 
 /// Check the same for Go 1.27 (the size-specialised allocator leaves).
 #[test]
 fn go127() {
-    check("1.27", false);
+    check("1.27", false, &[]);
 }
 
 /// Check stripped builds (`-ldflags='-s -w'`): allocations and type names from .gopclntab
 /// still work; GC values that need DWARF are left empty with a warning, cycles still counted.
 #[test]
 fn go_stripped() {
-    check("1.19", true);
-    check("1.27", true);
+    check("1.19", true, &[]);
+    check("1.27", true, &[]);
 }
+
+/// Check that with `GOGC=5` (the collector marks most of the time, so Go 1.27's leaves take
+/// their slow paths through the tail-called helpers, and Go 1.19's mallocgc assists) every
+/// allocation is still recorded exactly once, each entry meets one result probe, and the slow
+/// paths did run (Go 1.27: results read in the helpers).
+#[test]
+fn go_gogc5_slow_paths() {
+    check("1.19", false, &[("GOGC", "5")]);
+    let run = check("1.27", false, &[("GOGC", "5")]);
+    assert!(
+        run.counters["go_slow_path_results"] > 0,
+        "no slow-path result: {:?}",
+        run.counters
+    );
+}
+

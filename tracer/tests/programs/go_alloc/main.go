@@ -1,6 +1,8 @@
 // Allocates known numbers of objects of distinctive sizes, on several goroutines and OS
 // threads, forces and triggers GC cycles, and prints its own counters as one JSON line.
-// Run with GODEBUG=gctrace=1 for the runtime's own account of every cycle.
+// Run with GODEBUG=gctrace=1 for the runtime's own account of every cycle. The sum of the
+// addresses of each type's objects, as the program saw them, goes to stderr (it differs
+// between runs), so a trace's addresses can be checked too.
 package main
 
 import (
@@ -9,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"unsafe"
 )
 
 // Blob is pointer-free and 3001 bytes: a size no runtime-internal allocation uses.
@@ -20,33 +23,68 @@ type Node struct {
 	Values      [37]int64
 }
 
+// Pair has pointers and is 24 bytes: Go 1.27 allocates it in a size-specialised function
+// (mallocgcSmallScanNoHeaderSC2), which takes its slow path while the GC marks.
+type Pair struct {
+	A, B *Pair
+	N    int64
+}
+
+// Tiny is pointer-free and 5 bytes: the tiny allocator (mallocgcTinySC2 in Go 1.27).
+type Tiny [5]byte
+
 var keep []interface{}
 var mu sync.Mutex
 
-func work(blobs, nodes int, wg *sync.WaitGroup) {
+// addrSums is the sum of the addresses of every object of each type.
+var addrSums = map[string]uint64{}
+
+func addr[T any](p *T) uint64 { return uint64(uintptr(unsafe.Pointer(p))) }
+
+func work(blobs, nodes, pairs, tinies int, wg *sync.WaitGroup) {
 	defer wg.Done()
-	local := make([]interface{}, 0, blobs+nodes)
+	local := make([]interface{}, 0, blobs+nodes+pairs+tinies)
+	var sums [4]uint64
 	for i := 0; i < blobs; i++ {
-		local = append(local, new(Blob))
+		b := new(Blob)
+		sums[0] += addr(b)
+		local = append(local, b)
 	}
 	var prev *Node
 	for i := 0; i < nodes; i++ {
 		n := &Node{Left: prev}
+		sums[1] += addr(n)
 		prev = n
 		local = append(local, n)
 	}
+	var last *Pair
+	for i := 0; i < pairs; i++ {
+		p := &Pair{A: last, N: int64(i)}
+		sums[2] += addr(p)
+		last = p
+		local = append(local, p)
+	}
+	for i := 0; i < tinies; i++ {
+		t := new(Tiny)
+		t[0] = byte(i)
+		sums[3] += addr(t)
+		local = append(local, t)
+	}
 	mu.Lock()
 	keep = append(keep, local...)
+	for i, name := range []string{"main.Blob", "main.Node", "main.Pair", "main.Tiny"} {
+		addrSums[name] += sums[i]
+	}
 	mu.Unlock()
 }
 
 func main() {
 	runtime.GOMAXPROCS(2)
-	const goroutines, blobs, nodes = 4, 1500, 2500
+	const goroutines, blobs, nodes, pairs, tinies = 4, 1500, 2500, 20000, 20000
 	var wg sync.WaitGroup
 	for g := 0; g < goroutines; g++ {
 		wg.Add(1)
-		go work(blobs, nodes, &wg)
+		go work(blobs, nodes, pairs, tinies, &wg)
 	}
 	wg.Wait()
 	// Garbage for the collector to find, then explicit cycles.
@@ -63,9 +101,13 @@ func main() {
 	out, _ := json.Marshal(map[string]interface{}{
 		"blobs": goroutines * blobs, "blob_size": 3001,
 		"nodes": goroutines * nodes, "node_size": 312,
+		"pairs": goroutines * pairs, "pair_size": 24,
+		"tinies": goroutines * tinies, "tiny_size": 5,
 		"kept": len(keep),
 	})
 	fmt.Println(string(out))
 	fmt.Fprintf(os.Stderr, "numgc %d\n", stats.NumGC)
+	sums, _ := json.Marshal(addrSums)
+	fmt.Fprintf(os.Stderr, "addresses %s\n", sums)
 	os.Exit(4)
 }
