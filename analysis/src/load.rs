@@ -60,7 +60,7 @@ const REQUIRED: [&str; 9] = [
     col::OLD_ADDR,
     col::RUNTIME,
 ];
-const OPTIONAL: [&str; 14] = [
+const OPTIONAL: [&str; 21] = [
     col::DOMAIN,
     col::STACK_ID,
     col::OLD_SIZE,
@@ -75,6 +75,13 @@ const OPTIONAL: [&str; 14] = [
     col::COLLECTED,
     col::UNCOLLECTABLE,
     col::REASON,
+    col::HEAP_INUSE,
+    col::HEAP_IDLE,
+    col::HEAP_RELEASED,
+    col::STACK_INUSE,
+    col::GC_CPU_NS,
+    col::CPU_CAPACITY_NS,
+    col::GOMAXPROCS,
 ];
 
 fn expected_type(column: &str) -> DataType {
@@ -538,6 +545,13 @@ pub struct EventBatch {
     pub heap_goal: Option<UInt64Array>,
     pub collected: Option<UInt64Array>,
     pub uncollectable: Option<UInt64Array>,
+    pub heap_inuse: Option<UInt64Array>,
+    pub heap_idle: Option<UInt64Array>,
+    pub heap_released: Option<UInt64Array>,
+    pub stack_inuse: Option<UInt64Array>,
+    pub gc_cpu_ns: Option<UInt64Array>,
+    pub cpu_capacity_ns: Option<UInt64Array>,
+    pub gomaxprocs: Option<UInt32Array>,
 }
 
 /// Whether `array` has a value at `row`. `Array::is_valid` does the same, but LLVM left it
@@ -619,6 +633,13 @@ impl EventBatch {
             heap_goal: column(col::HEAP_GOAL)?.map(u64s),
             collected: column(col::COLLECTED)?.map(u64s),
             uncollectable: column(col::UNCOLLECTABLE)?.map(u64s),
+            heap_inuse: column(col::HEAP_INUSE)?.map(u64s),
+            heap_idle: column(col::HEAP_IDLE)?.map(u64s),
+            heap_released: column(col::HEAP_RELEASED)?.map(u64s),
+            stack_inuse: column(col::STACK_INUSE)?.map(u64s),
+            gc_cpu_ns: column(col::GC_CPU_NS)?.map(u64s),
+            cpu_capacity_ns: column(col::CPU_CAPACITY_NS)?.map(u64s),
+            gomaxprocs: column(col::GOMAXPROCS)?.map(u32s),
         })
     }
 

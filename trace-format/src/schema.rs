@@ -59,6 +59,13 @@ pub mod col {
     pub const UNCOLLECTABLE: &str = "uncollectable";
     pub const REASON: &str = "reason";
     pub const GO_TYPE: &str = "go_type";
+    pub const HEAP_INUSE: &str = "heap_inuse";
+    pub const HEAP_IDLE: &str = "heap_idle";
+    pub const HEAP_RELEASED: &str = "heap_released";
+    pub const STACK_INUSE: &str = "stack_inuse";
+    pub const GC_CPU_NS: &str = "gc_cpu_ns";
+    pub const CPU_CAPACITY_NS: &str = "cpu_capacity_ns";
+    pub const GOMAXPROCS: &str = "gomaxprocs";
 }
 
 /// The Arrow type of the string columns: dictionary-encoded, as their values repeat. The values
@@ -95,6 +102,13 @@ static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         u64_col(col::UNCOLLECTABLE, true),
         Field::new(col::REASON, dict_utf8(), true),
         Field::new(col::GO_TYPE, dict_utf8(), true),
+        u64_col(col::HEAP_INUSE, true),
+        u64_col(col::HEAP_IDLE, true),
+        u64_col(col::HEAP_RELEASED, true),
+        u64_col(col::STACK_INUSE, true),
+        u64_col(col::GC_CPU_NS, true),
+        u64_col(col::CPU_CAPACITY_NS, true),
+        Field::new(col::GOMAXPROCS, DataType::UInt32, true),
     ]))
 });
 

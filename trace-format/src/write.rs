@@ -77,6 +77,13 @@ pub struct Row<'a> {
     pub uncollectable: Option<u64>,
     pub reason: Option<&'a str>,
     pub go_type: Option<&'a str>,
+    pub heap_inuse: Option<u64>,
+    pub heap_idle: Option<u64>,
+    pub heap_released: Option<u64>,
+    pub stack_inuse: Option<u64>,
+    pub gc_cpu_ns: Option<u64>,
+    pub cpu_capacity_ns: Option<u64>,
+    pub gomaxprocs: Option<u32>,
 }
 
 /// The default row is a native `alloc` of 0 bytes at 0 with every optional column null.
@@ -108,6 +115,13 @@ impl Default for Row<'_> {
             uncollectable: None,
             reason: None,
             go_type: None,
+            heap_inuse: None,
+            heap_idle: None,
+            heap_released: None,
+            stack_inuse: None,
+            gc_cpu_ns: None,
+            cpu_capacity_ns: None,
+            gomaxprocs: None,
         }
     }
 }
@@ -238,6 +252,13 @@ struct Columns {
     uncollectable: Vec<Option<u64>>,
     reason: Vec<Option<u16>>,
     go_type: Vec<Option<u16>>,
+    heap_inuse: Vec<Option<u64>>,
+    heap_idle: Vec<Option<u64>>,
+    heap_released: Vec<Option<u64>>,
+    stack_inuse: Vec<Option<u64>>,
+    gc_cpu_ns: Vec<Option<u64>>,
+    cpu_capacity_ns: Vec<Option<u64>>,
+    gomaxprocs: Vec<Option<u32>>,
 }
 
 /// The dictionaries of the string columns (event, func, runtime, domain, reason, go_type).
@@ -304,6 +325,13 @@ impl Columns {
                 .map(|t| dicts.go_type.key(t, col::GO_TYPE))
                 .transpose()?,
         );
+        self.heap_inuse.push(row.heap_inuse);
+        self.heap_idle.push(row.heap_idle);
+        self.heap_released.push(row.heap_released);
+        self.stack_inuse.push(row.stack_inuse);
+        self.gc_cpu_ns.push(row.gc_cpu_ns);
+        self.cpu_capacity_ns.push(row.cpu_capacity_ns);
+        self.gomaxprocs.push(row.gomaxprocs);
         Ok(())
     }
 
@@ -337,6 +365,13 @@ impl Columns {
             opt::<UInt64Type>(c.uncollectable),
             dicts.reason.array(c.reason)?,
             dicts.go_type.array(c.go_type)?,
+            opt::<UInt64Type>(c.heap_inuse),
+            opt::<UInt64Type>(c.heap_idle),
+            opt::<UInt64Type>(c.heap_released),
+            opt::<UInt64Type>(c.stack_inuse),
+            opt::<UInt64Type>(c.gc_cpu_ns),
+            opt::<UInt64Type>(c.cpu_capacity_ns),
+            opt::<UInt32Type>(c.gomaxprocs),
         ];
         Ok(RecordBatch::try_new(schema::events_schema(), columns)?)
     }

@@ -91,3 +91,6 @@ const _: () = assert!(core::mem::offset_of!(EventHeader, flags) == 28);
 
 /// `flags` bit: the allocation call returned NULL.
 pub const FLAG_FAILED: u32 = 1;
+/// `flags` bit: a runtime event recorded as a `gc::StatsEvent` (many values) rather than a
+/// `gc::RuntimeEvent`.
+pub const FLAG_STATS: u32 = 2;

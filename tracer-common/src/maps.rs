@@ -17,6 +17,10 @@ pub const MAX_STACKS: u32 = 65536;
 pub const MAX_STACK_FRAMES: u32 = 64;
 /// Per-process CPython frame-walk configuration (`python::PyStackConfig`), keyed by tgid.
 pub const PYTHON_STACKS: &str = "PYTHON_STACKS";
+/// What each stats probe reads (`gc::StatReads`), keyed by probe id.
+pub const STAT_READS: &str = "STAT_READS";
+/// Entries of [`STAT_READS`].
+pub const MAX_STAT_PROBES: u32 = 64;
 /// Go allocation calls in progress (`golang::GoCall`), keyed by goroutine (`golang::GoKey`).
 pub const GO_CALLS: &str = "GO_CALLS";
 

@@ -10,8 +10,9 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter::Counter,
+    gc::StatReads,
     golang::{GoCall, GoKey},
-    maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_TARGETS, MAX_THREADS},
+    maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_STAT_PROBES, MAX_TARGETS, MAX_THREADS},
     mem::PendingSyscall,
     probe::{MAX_PROBES, ProbeConfig},
     python::PyStackConfig,
@@ -93,6 +94,11 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::C
 /// Per-probe argument layout and reads, indexed by probe id (set by user space before attach).
 #[map]
 pub static PROBES: Array<ProbeConfig> = Array::with_max_entries(MAX_PROBES, 0);
+
+/// What each stats probe reads, keyed by probe id (a few probes, so a hash rather than an array
+/// as large as `PROBES`).
+#[map]
+pub static STAT_READS: HashMap<u32, StatReads> = HashMap::with_max_entries(MAX_STAT_PROBES, 0);
 
 /// Go allocation calls in progress, keyed by (process, goroutine): a goroutine may block inside
 /// mallocgc (GC assist) and resume on another thread, so per-thread state would not do.

@@ -8,13 +8,14 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter::Counter,
-    gc::RuntimeEvent,
+    event::FLAG_STATS,
+    gc::{MAX_STAT_READS, RuntimeEvent, StatsEvent},
     probe::{ProbeConfig, RUNTIME_DEREF_STASH, RUNTIME_NO_EMIT, RUNTIME_STASH},
 };
 
 use crate::{
     emit::{bump, emit, header},
-    maps::THREADS,
+    maps::{STAT_READS, THREADS},
     regs::{config, cookie, read},
 };
 
@@ -109,5 +110,33 @@ pub fn runtime_return(ctx: RetProbeContext) -> u32 {
         }
     }
     emit(ev);
+    0
+}
+
+/// A runtime event with many values (Go's cycle end: the runtime's heap and CPU accounting),
+/// read from the addresses in the probe's `STAT_READS` entry.
+#[uprobe]
+pub fn runtime_stats(ctx: ProbeContext) -> u32 {
+    let probe = cookie(&ctx);
+    let Some(cfg) = config(probe) else {
+        bump(Counter::NoConfig);
+        return 0;
+    };
+    // SAFETY: the value is only read, and user space never changes it while attached.
+    let Some(reads) = (unsafe { STAT_READS.get(&probe) }) else {
+        bump(Counter::NoConfig);
+        return 0;
+    };
+    let mut event = StatsEvent {
+        header: header(cfg.kind, probe, bpf_get_current_pid_tgid(), FLAG_STATS),
+        values: [0; MAX_STAT_READS],
+    };
+    for i in 0..MAX_STAT_READS {
+        if i as u32 >= reads.count {
+            break;
+        }
+        event.values[i] = read_user(reads.addrs[i], reads.sizes[i]);
+    }
+    emit(event);
     0
 }

@@ -29,6 +29,7 @@ const UPROBE_PROGRAMS: &[&str] = &[
     probes::GO_RET_PROGRAM,
     probes::RUNTIME_EVENT_PROGRAM,
     probes::RUNTIME_RETURN_PROGRAM,
+    probes::RUNTIME_STATS_PROGRAM,
     probes::PYTHON_FINALIZE_PROGRAM,
 ];
 const TRACEPOINT_PROGRAMS: &[&str] = &["sys_enter", "sys_exit"];
@@ -231,6 +232,32 @@ impl Programs {
         configs.insert(pid, config, 0).map_err(other)
     }
 
+    /// Stores what stats probe `id` reads.
+    fn set_stat_reads(
+        &mut self,
+        id: u32,
+        reads: &[probes::StatRead],
+        spec: &ProbeSpec,
+    ) -> Result<(), AttachError> {
+        use tracer_common::gc::{MAX_STAT_READS, StatReads};
+        let other = |e: aya::maps::MapError| AttachError::Other {
+            what: format!("configuring the reads of {}", spec.func),
+            source: ProgramError::MapError(e),
+        };
+        let mut value = StatReads::default();
+        for (i, read) in reads.iter().take(MAX_STAT_READS).enumerate() {
+            value.addrs[i] = read.address;
+            value.sizes[i] = read.size;
+        }
+        value.count = reads.len().min(MAX_STAT_READS) as u32;
+        let map = self
+            .ebpf
+            .map_mut(maps::STAT_READS)
+            .ok_or_else(|| other(aya::maps::MapError::KeyNotFound))?;
+        let mut table: HashMap<_, u32, StatReads> = HashMap::try_from(map).map_err(other)?;
+        table.insert(id, value, 0).map_err(other)
+    }
+
     /// Stores the configuration of probe `id` for the generic programs (also to change it
     /// while the probe is attached: the programs read it on every hit).
     pub(crate) fn set_config(
@@ -282,6 +309,17 @@ impl Programs {
                     self.attach_uprobe_cookie(result, spec, r.file_offset, r.cookie(id), pid)?;
                 }
                 self.attach_uprobe(entry, spec, spec.file_offset, id, pid)
+            }
+            Attach::Stats {
+                program,
+                offsets,
+                reads,
+            } => {
+                self.set_stat_reads(id, reads, spec)?;
+                for &offset in offsets {
+                    self.attach_uprobe(program, spec, offset, id, pid)?;
+                }
+                Ok(())
             }
             Attach::Results { program, results } => {
                 for r in results {

@@ -139,6 +139,107 @@ pub struct RuntimeLayout {
     /// `runtime.startTheWorldWithSema`: restarts the world.
     pub stw_start: Located<GoFunc>,
     pub stw_reason: Located<StwReason>,
+    /// The runtime's span accounting (`MemStats.HeapInuse`, `HeapIdle`, `HeapReleased`,
+    /// `StackInuse`), read at each cycle end.
+    pub heap_stats: Located<Vec<CycleStat>>,
+    /// The runtime's GC CPU accounting behind gctrace's `N%` (`memstats.gc_cpu_fraction`),
+    /// read at each cycle end.
+    pub cpu_stats: Located<Vec<CycleStat>>,
+}
+
+/// What a value read at a cycle's end contributes to its `gc_end` row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum CycleValue {
+    /// `gcController.heapInUse`: bytes in in-use spans (`MemStats.HeapInuse`).
+    HeapInuse,
+    /// `gcController.heapFree`: free spans not returned to the OS (part of `HeapIdle`).
+    HeapFree,
+    /// `gcController.heapReleased`: free spans returned to the OS (`HeapReleased`, part of
+    /// `HeapIdle`).
+    HeapReleased,
+    /// One slot of `memstats.heapStats.stats[3]` `.inStacks`: their sum is `StackInuse`.
+    StackInuse,
+    /// GC CPU time counted by the runtime, in ns (summed): Go 1.19 `work.totaltime`; Go 1.21+
+    /// `work.cpuStats.GCTotalTime`.
+    GcCpu,
+    /// Subtracted from the GC CPU time: Go 1.21+ `work.cpuStats.GCIdleTime` (idle mark workers,
+    /// which gctrace leaves out as "free").
+    GcIdleCpu,
+    /// The CPU time available to Go since the process started (elapsed × GOMAXPROCS,
+    /// integrated over GOMAXPROCS changes): Go 1.21+ `work.cpuStats.TotalTime`.
+    CpuCapacity,
+    /// Go < 1.21, the same capacity from its parts: `sched.totaltime` (up to the last
+    /// GOMAXPROCS change) ...
+    SchedTotalTime,
+    /// ... `sched.procresizetime` (that change's time) ...
+    ProcResizeTime,
+    /// ... and `memstats.last_gc_nanotime` (the cycle end's `now`): capacity =
+    /// totaltime + (now − procresizetime) × gomaxprocs (mgc.go 1019 in 1.19).
+    CycleEndTime,
+    /// `runtime.gomaxprocs`.
+    Gomaxprocs,
+}
+
+/// The `gc_end` columns made from the values read at a cycle's end; `None` where a value was
+/// not read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CycleFigures {
+    pub heap_inuse: Option<u64>,
+    pub heap_idle: Option<u64>,
+    pub heap_released: Option<u64>,
+    pub stack_inuse: Option<u64>,
+    /// GC CPU time since the process started, as gctrace counts it (idle marking left out).
+    pub gc_cpu_ns: Option<u64>,
+    /// Elapsed time × GOMAXPROCS since the process started, as the runtime integrates it.
+    pub cpu_capacity_ns: Option<u64>,
+    pub gomaxprocs: Option<u32>,
+}
+
+impl CycleFigures {
+    /// From `(meaning, raw bytes read, size)`; 4-byte values are `int32`, 8-byte `int64` or
+    /// `uint64`.
+    pub fn from_values(values: impl IntoIterator<Item = (CycleValue, u64, u8)>) -> CycleFigures {
+        let mut sums: [Option<i128>; 11] = [None; 11];
+        for (what, raw, size) in values {
+            let v = if size == 4 {
+                i128::from(raw as u32 as i32)
+            } else {
+                i128::from(raw as i64)
+            };
+            let slot = &mut sums[what as usize];
+            *slot = Some(slot.unwrap_or(0) + v);
+        }
+        let get = |what: CycleValue| sums[what as usize];
+        let non_negative = |v: Option<i128>| v.and_then(|v| u64::try_from(v).ok());
+        let (free, released) = (get(CycleValue::HeapFree), get(CycleValue::HeapReleased));
+        let gomaxprocs = get(CycleValue::Gomaxprocs);
+        let capacity = get(CycleValue::CpuCapacity).or_else(|| {
+            Some(
+                get(CycleValue::SchedTotalTime)?
+                    + (get(CycleValue::CycleEndTime)? - get(CycleValue::ProcResizeTime)?)
+                        * gomaxprocs?,
+            )
+        });
+        CycleFigures {
+            heap_inuse: non_negative(get(CycleValue::HeapInuse)),
+            heap_idle: non_negative(free.zip(released).map(|(f, r)| f + r)),
+            heap_released: non_negative(released),
+            stack_inuse: non_negative(get(CycleValue::StackInuse)),
+            gc_cpu_ns: non_negative(
+                get(CycleValue::GcCpu).map(|c| c - get(CycleValue::GcIdleCpu).unwrap_or(0)),
+            ),
+            cpu_capacity_ns: non_negative(capacity),
+            gomaxprocs: gomaxprocs.and_then(|g| u32::try_from(g).ok()),
+        }
+    }
+}
+
+/// A value to read at each cycle's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CycleStat {
+    pub value: CycleValue,
+    pub field: GlobalField,
 }
 
 pub(super) struct LayoutInputs<'a> {
@@ -154,8 +255,18 @@ pub(super) const STRUCTS: &[&str] = &[
     "runtime.workType",
     "runtime.g",
     "runtime.m",
+    "runtime.consistentHeapStats",
+    "runtime.heapStatsDelta",
+    "runtime.cpuStats",
+    "runtime.schedt",
 ];
-pub(super) const VARIABLES: &[&str] = &["runtime.memstats", "runtime.gcController", "runtime.work"];
+pub(super) const VARIABLES: &[&str] = &[
+    "runtime.memstats",
+    "runtime.gcController",
+    "runtime.work",
+    "runtime.sched",
+    "runtime.gomaxprocs",
+];
 
 fn global_field(
     inputs: &LayoutInputs<'_>,
@@ -174,12 +285,7 @@ fn global_field(
             "{struct_name}.{field} is {size} bytes, expected {expected_size}"
         ));
     }
-    let variable_address = inputs
-        .file
-        .symbol(variable)
-        .map(|s| s.address)
-        .or_else(|| dwarf.variable(variable))
-        .ok_or_else(|| format!("no symbol or DWARF variable {variable}"))?;
+    let variable_address = variable_address(inputs, dwarf, variable)?;
     Ok(GlobalField {
         variable: variable.into(),
         field: field.into(),
@@ -187,6 +293,181 @@ fn global_field(
         offset,
         size,
     })
+}
+
+/// A field reached through nested members (`path`: struct, member pairs from the variable's
+/// type inwards), with `extra` bytes added (an array element).
+fn nested_field(
+    inputs: &LayoutInputs<'_>,
+    variable: &str,
+    path: &[(&str, &str)],
+    extra: u64,
+    expected_size: u64,
+) -> Located<GlobalField> {
+    let dwarf = inputs.dwarf.as_ref().map_err(Clone::clone)?;
+    let (mut offset, mut size) = (extra, None);
+    for (struct_name, field) in path {
+        let member = dwarf.member(struct_name, field)?;
+        offset += member.offset;
+        size = member.type_ref.and_then(|t| dwarf.size_of(t));
+    }
+    let size = size.ok_or_else(|| format!("no DWARF size for {variable} {path:?}"))?;
+    if size != expected_size {
+        return Err(format!(
+            "{path:?} is {size} bytes, expected {expected_size}"
+        ));
+    }
+    let variable_address = variable_address(inputs, dwarf, variable)?;
+    Ok(GlobalField {
+        variable: variable.into(),
+        field: path.iter().map(|(_, f)| *f).collect::<Vec<_>>().join("."),
+        variable_address,
+        offset,
+        size,
+    })
+}
+
+fn variable_address(inputs: &LayoutInputs<'_>, dwarf: &DwarfFacts, variable: &str) -> Located<u64> {
+    inputs
+        .file
+        .symbol(variable)
+        .map(|s| s.address)
+        .or_else(|| dwarf.variable(variable))
+        .ok_or_else(|| format!("no symbol or DWARF variable {variable}"))
+}
+
+/// A global scalar variable of `size` bytes (`runtime.gomaxprocs`).
+fn global(inputs: &LayoutInputs<'_>, variable: &str, size: u64) -> Located<GlobalField> {
+    let dwarf = inputs.dwarf.as_ref().map_err(Clone::clone)?;
+    Ok(GlobalField {
+        variable: variable.into(),
+        field: String::new(),
+        variable_address: variable_address(inputs, dwarf, variable)?,
+        offset: 0,
+        size,
+    })
+}
+
+/// `gcController.heapInUse/heapFree/heapReleased` and the three `inStacks` slots: what
+/// `readmemstats_m` turns into HeapInuse, HeapIdle (free + released), HeapReleased and
+/// StackInuse (mstats.go 499-520 in 1.19, 514-535 in 1.27; same fields in both).
+fn heap_stats(inputs: &LayoutInputs<'_>) -> Located<Vec<CycleStat>> {
+    let controller = |field: &str, value| {
+        global_field(
+            inputs,
+            "runtime.gcController",
+            "runtime.gcControllerState",
+            field,
+            8,
+        )
+        .map(|field| CycleStat { value, field })
+    };
+    let mut stats = vec![
+        controller("heapInUse", CycleValue::HeapInuse)?,
+        controller("heapFree", CycleValue::HeapFree)?,
+        controller("heapReleased", CycleValue::HeapReleased)?,
+    ];
+    // memstats.heapStats.stats is a ring of three deltas whose sum is the total
+    // (`consistentHeapStats.unsafeRead`).
+    let dwarf = inputs.dwarf.as_ref().map_err(Clone::clone)?;
+    let ring = dwarf.member("runtime.consistentHeapStats", "stats")?;
+    let ring_size = ring
+        .type_ref
+        .and_then(|t| dwarf.size_of(t))
+        .ok_or("no DWARF size for consistentHeapStats.stats")?;
+    if ring_size == 0 || !ring_size.is_multiple_of(3) {
+        return Err(format!(
+            "consistentHeapStats.stats is {ring_size} bytes, not 3 deltas"
+        ));
+    }
+    for slot in 0..3 {
+        let field = nested_field(
+            inputs,
+            "runtime.memstats",
+            &[
+                ("runtime.mstats", "heapStats"),
+                ("runtime.consistentHeapStats", "stats"),
+                ("runtime.heapStatsDelta", "inStacks"),
+            ],
+            slot * (ring_size / 3),
+            8,
+        )?;
+        stats.push(CycleStat {
+            value: CycleValue::StackInuse,
+            field: GlobalField {
+                field: format!("heapStats.stats[{slot}].inStacks"),
+                ..field
+            },
+        });
+    }
+    Ok(stats)
+}
+
+/// What `gcMarkTermination` divides to get `memstats.gc_cpu_fraction`, which gctrace prints as
+/// `N%`: Go 1.21+ `(cpuStats.GCTotalTime − GCIdleTime) / cpuStats.TotalTime` (mgc.go 1455 in
+/// 1.27); Go 1.19 `work.totaltime / (sched.totaltime + (now − sched.procresizetime) ×
+/// gomaxprocs)` (mgc.go 1019-1020), `now` being stored as `memstats.last_gc_nanotime`.
+fn cpu_stats(inputs: &LayoutInputs<'_>) -> Located<Vec<CycleStat>> {
+    let dwarf = inputs.dwarf.as_ref().map_err(Clone::clone)?;
+    let stat = |value, field: Located<GlobalField>| field.map(|field| CycleStat { value, field });
+    let mut stats = if dwarf.member("runtime.workType", "cpuStats").is_ok() {
+        let cpu = |field: &str, value| {
+            stat(
+                value,
+                nested_field(
+                    inputs,
+                    "runtime.work",
+                    &[
+                        ("runtime.workType", "cpuStats"),
+                        ("runtime.cpuStats", field),
+                    ],
+                    0,
+                    8,
+                ),
+            )
+        };
+        vec![
+            cpu("GCTotalTime", CycleValue::GcCpu)?,
+            cpu("GCIdleTime", CycleValue::GcIdleCpu)?,
+            cpu("TotalTime", CycleValue::CpuCapacity)?,
+        ]
+    } else {
+        vec![
+            stat(
+                CycleValue::GcCpu,
+                global_field(inputs, "runtime.work", "runtime.workType", "totaltime", 8),
+            )?,
+            stat(
+                CycleValue::SchedTotalTime,
+                global_field(inputs, "runtime.sched", "runtime.schedt", "totaltime", 8),
+            )?,
+            stat(
+                CycleValue::ProcResizeTime,
+                global_field(
+                    inputs,
+                    "runtime.sched",
+                    "runtime.schedt",
+                    "procresizetime",
+                    8,
+                ),
+            )?,
+            stat(
+                CycleValue::CycleEndTime,
+                global_field(
+                    inputs,
+                    "runtime.memstats",
+                    "runtime.mstats",
+                    "last_gc_nanotime",
+                    8,
+                ),
+            )?,
+        ]
+    };
+    stats.push(stat(
+        CycleValue::Gomaxprocs,
+        global(inputs, "runtime.gomaxprocs", 4),
+    )?);
+    Ok(stats)
 }
 
 fn function(inputs: &LayoutInputs<'_>, name: &str) -> Located<GoFunc> {
@@ -268,5 +549,7 @@ pub(super) fn runtime_layout(inputs: &LayoutInputs<'_>) -> RuntimeLayout {
         stw_stop: function(inputs, "runtime.stopTheWorldWithSema"),
         stw_start: function(inputs, "runtime.startTheWorldWithSema"),
         stw_reason: stw_reason(inputs),
+        heap_stats: heap_stats(inputs),
+        cpu_stats: cpu_stats(inputs),
     }
 }

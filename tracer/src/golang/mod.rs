@@ -39,7 +39,10 @@ use std::{
 use iced_x86::Register;
 
 pub use alloc::AllocatorFunc;
-pub use layout::{GlobalField, Located, RuntimeLayout, STW_REASONS_GO127, StwReason};
+pub use layout::{
+    CycleFigures, CycleStat, CycleValue, GlobalField, Located, RuntimeLayout, STW_REASONS_GO127,
+    StwReason,
+};
 pub use results::{ResultLoc, RetClass, RetPlan};
 
 use file::GoFile;

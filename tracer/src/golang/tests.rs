@@ -1392,3 +1392,68 @@ fn result_sites_per_version() {
     }
 }
 
+/// Check the span and GC CPU accounting read at each cycle's end: the test program reads the
+/// fields at the addresses `runtime_layout` gives, right after `runtime.ReadMemStats`, and the
+/// figures made from them equal MemStats' HeapInuse, HeapIdle, HeapReleased and StackInuse
+/// (within 1%: the background scavenger may release pages between the two reads) and its
+/// GCCPUFraction (gctrace's `N%`), on Go 1.19 and Go 1.27.
+#[test]
+fn cycle_stats_match_memstats() {
+    for toolchain in Toolchain::ALL {
+        let go = open(toolchain, Variant::Normal);
+        let layout = go.runtime_layout();
+        let mut stats = layout.heap_stats.clone().unwrap_or_else(|e| panic!("{e}"));
+        stats.extend(layout.cpu_stats.clone().unwrap_or_else(|e| panic!("{e}")));
+        let args: Vec<String> = stats
+            .iter()
+            .map(|s| format!("{:#x}/{}", s.field.address(), s.field.size))
+            .collect();
+        let mut argv = vec!["stats"];
+        argv.extend(args.iter().map(String::as_str));
+        let (stdout, _) = run(&program(toolchain, Variant::Normal), &argv, &[]);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("STATS "))
+            .expect("STATS line");
+        let fields: HashMap<&str, &str> = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let values: Vec<i64> = fields["values"]
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let figures = CycleFigures::from_values(
+            stats
+                .iter()
+                .zip(&values)
+                .map(|(s, v)| (s.value, *v as u64, s.field.size as u8)),
+        );
+        let memstat = |k: &str| fields[k].parse::<u64>().unwrap();
+        let near = |ours: Option<u64>, theirs: u64, what: &str| {
+            let ours = ours.unwrap_or_else(|| panic!("{toolchain:?}: no {what}"));
+            let diff = ours.abs_diff(theirs) as f64;
+            assert!(
+                diff <= theirs as f64 * 0.01 + 8192.0,
+                "{toolchain:?} {what}: ours {ours}, MemStats {theirs} ({line})"
+            );
+        };
+        near(figures.heap_inuse, memstat("heap_inuse"), "heap_inuse");
+        near(figures.heap_idle, memstat("heap_idle"), "heap_idle");
+        near(
+            figures.heap_released,
+            memstat("heap_released"),
+            "heap_released",
+        );
+        near(figures.stack_inuse, memstat("stack_inuse"), "stack_inuse");
+        assert!(figures.heap_inuse.unwrap() > 1 << 20, "{line}");
+        let fraction: f64 = fields["gc_cpu_fraction"].parse().unwrap();
+        let ours = figures.gc_cpu_ns.unwrap() as f64 / figures.cpu_capacity_ns.unwrap() as f64;
+        assert!(
+            (ours - fraction).abs() <= fraction * 1e-6 + 1e-9,
+            "{toolchain:?}: ours {ours}, GCCPUFraction {fraction} ({line})"
+        );
+        assert!(fraction > 0.0, "{line}");
+        assert!(figures.gomaxprocs.unwrap() >= 1);
+    }
+}

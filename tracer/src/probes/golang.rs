@@ -25,8 +25,9 @@ use tracer_common::{
 
 use super::TypeNames;
 use super::{
-    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_EVENT_PROGRAM, ResultProbe,
-    ValueRole, placement::Placement, python::register_loc,
+    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_EVENT_PROGRAM,
+    RUNTIME_STATS_PROGRAM, ResultProbe, StatRead, StatRole, ValueRole, placement::Placement,
+    python::register_loc,
 };
 use crate::{
     elf::ElfImage,
@@ -354,9 +355,23 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
         ];
         specs.push(spec);
     }
-    // A cycle ends: gcMarkTermination's RETs (once per cycle), after numgc, heapMarked and the
-    // next goal are set. The end may come after the next cycle's start; rows carry the cycle
-    // number read then, so pair by number, not by order.
+    // A cycle ends: gcMarkTermination's RETs (once per cycle), after numgc, heapMarked, the next
+    // goal and the runtime's CPU accounting are set. The end may come after the next cycle's
+    // start; rows carry the cycle number read then, so pair by number, not by order.
+    let heap_stats = located(
+        &mut ctx,
+        "the runtime's span accounting (heap_inuse, heap_idle, heap_released, stack_inuse)",
+        &layout.heap_stats,
+    )
+    .cloned()
+    .unwrap_or_default();
+    let cpu_stats = located(
+        &mut ctx,
+        "the runtime's GC CPU accounting (gc_cpu_ns, cpu_capacity_ns, gomaxprocs)",
+        &layout.cpu_stats,
+    )
+    .cloned()
+    .unwrap_or_default();
     if let Some(func) = located(&mut ctx, "the cycle-end function", &layout.cycle_end).cloned() {
         let offsets = ctx.ret_file_offsets(&func);
         if let (Some(first), Some(mut spec)) = (
@@ -375,19 +390,28 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
             spec.func = "runtime.gcMarkTermination".into();
             spec.file_offset = first;
             spec.config.kind = EventKind::GcEnd as u32;
-            ctx.reads(
-                "gc end",
-                [numgc.as_ref(), heap_marked.as_ref(), heap_goal.as_ref()],
-                &mut spec.config,
-            );
-            spec.roles = [
-                role_if(numgc.is_some(), ValueRole::GcCycle { offset: 0 }),
-                role_if(heap_marked.is_some(), ValueRole::HeapLive),
-                role_if(heap_goal.is_some(), ValueRole::HeapGoal),
-            ];
-            spec.attach = Attach::At {
-                program: RUNTIME_EVENT_PROGRAM,
+            let read = |field: &crate::golang::GlobalField, role| StatRead {
+                address: field.address() + bias,
+                size: u8::try_from(field.size).unwrap_or(8),
+                role,
+            };
+            let mut reads = Vec::new();
+            for (field, role) in [
+                (&numgc, ValueRole::GcCycle { offset: 0 }),
+                (&heap_marked, ValueRole::HeapLive),
+                (&heap_goal, ValueRole::HeapGoal),
+            ] {
+                if let Some(field) = field {
+                    reads.push(read(field, StatRole::Value(role)));
+                }
+            }
+            for stat in heap_stats.iter().chain(&cpu_stats) {
+                reads.push(read(&stat.field, StatRole::Cycle(stat.value)));
+            }
+            spec.attach = Attach::Stats {
+                program: RUNTIME_STATS_PROGRAM,
                 offsets,
+                reads,
             };
             specs.push(spec);
         }
@@ -461,6 +485,7 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
         "gc_cycle_number_from": numgc.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
         "heap_live_from": heap_marked.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
         "heap_goal_from": heap_goal.as_ref().map(|f| format!("{}.{}", f.variable, f.field)),
+        "cycle_end_reads": heap_stats.iter().chain(&cpu_stats).map(|s| format!("{:?}: {}.{}", s.value, s.field.variable, s.field.field)).collect::<Vec<_>>(),
         "frees": "Go frees in bulk when it sweeps: no free rows; gc_end rows carry heap_live and heap_goal",
     });
     let types: Arc<dyn TypeNames> = Arc::new(GoTypes {

@@ -157,6 +157,7 @@ pub const GO_ENTRY_PROGRAM: &str = "go_alloc_enter";
 pub const GO_RET_PROGRAM: &str = "go_alloc_ret";
 pub const RUNTIME_EVENT_PROGRAM: &str = "runtime_event";
 pub const RUNTIME_RETURN_PROGRAM: &str = "runtime_return";
+pub const RUNTIME_STATS_PROGRAM: &str = "runtime_stats";
 pub const PYTHON_FINALIZE_PROGRAM: &str = "python_finalize";
 
 /// How a probe is attached.
@@ -189,6 +190,13 @@ pub enum Attach {
         program: &'static str,
         results: Vec<ResultProbe>,
     },
+    /// `program` (a stats program) at each of these file offsets, reading `reads` (Go's cycle
+    /// end: the runtime's heap and CPU accounting besides the cycle number).
+    Stats {
+        program: &'static str,
+        offsets: Vec<u64>,
+        reads: Vec<StatRead>,
+    },
     /// A USDT probe guarded by a semaphore at `ref_ctr_offset` (file offset).
     Usdt {
         program: &'static str,
@@ -208,6 +216,7 @@ impl Attach {
                 format!("uprobe+{} result uprobes", results.len())
             }
             Attach::Results { results, .. } => format!("{} result uprobes", results.len()),
+            Attach::Stats { offsets, .. } => format!("{} uprobes", offsets.len()),
             Attach::Usdt { .. } => "usdt".into(),
         }
     }
@@ -249,6 +258,23 @@ pub enum ValueRole {
     GenerationConst(u32),
     /// An index into a table of reason names.
     Reason(&'static [&'static str]),
+}
+
+/// One value a stats probe reads: `size` bytes at `address` (in the process), and what it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatRead {
+    pub address: u64,
+    pub size: u8,
+    pub role: StatRole,
+}
+
+/// What a stats probe's value becomes in its row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatRole {
+    /// A column of its own, as for the three-value runtime events.
+    Value(ValueRole),
+    /// Part of the runtime's heap or CPU accounting (combined by `golang::CycleFigures`).
+    Cycle(crate::golang::CycleValue),
 }
 
 /// Resolves a runtime's type pointers to names (Go's `*_type` → `main.Node`).

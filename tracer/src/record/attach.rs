@@ -29,6 +29,8 @@ pub struct ProbeMeta {
     pub domain: Option<Domain>,
     pub roles: [ValueRole; 3],
     pub arg_role: ValueRole,
+    /// For stats probes: what each value is, with its size in bytes.
+    pub stat_roles: Vec<(probes::StatRole, u8)>,
     /// Resolves the type pointer of Go allocation rows.
     pub types: Option<Arc<dyn TypeNames>>,
 }
@@ -55,6 +57,7 @@ impl ProbeTable {
                     domain: None,
                     roles: [ValueRole::Unused; 3],
                     arg_role: ValueRole::Unused,
+                    stat_roles: Vec::new(),
                     types: None,
                 });
                 table.probes.push(Probe {
@@ -106,6 +109,12 @@ impl ProbeTable {
             domain: spec.domain,
             roles: spec.roles,
             arg_role: spec.arg_role,
+            stat_roles: match &spec.attach {
+                probes::Attach::Stats { reads, .. } => {
+                    reads.iter().map(|r| (r.role, r.size)).collect()
+                }
+                _ => Vec::new(),
+            },
             types: None,
         });
         self.probes.push(Probe {

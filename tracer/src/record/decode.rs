@@ -7,8 +7,8 @@ use core::mem::{offset_of, size_of};
 
 use tracer_common::{
     alloc::AllocEvent,
-    event::{EventHeader, EventKind},
-    gc::RuntimeEvent,
+    event::{EventHeader, EventKind, FLAG_STATS},
+    gc::{MAX_STAT_READS, RuntimeEvent, StatsEvent},
     mem::MapEvent,
 };
 
@@ -29,6 +29,12 @@ pub enum Event {
         header: EventHeader,
         kind: EventKind,
         event: RuntimeEvent,
+    },
+    /// A runtime event with many values (`FLAG_STATS`).
+    Stats {
+        header: EventHeader,
+        kind: EventKind,
+        event: StatsEvent,
     },
 }
 
@@ -72,6 +78,28 @@ pub fn decode(b: &[u8]) -> Option<Event> {
                 header,
                 kind,
                 event,
+            })
+        }
+        EventKind::GcStart
+        | EventKind::GcEnd
+        | EventKind::StwStart
+        | EventKind::StwEnd
+        | EventKind::RegionAlloc
+        | EventKind::RegionFree
+            if header.flags & FLAG_STATS != 0 =>
+        {
+            if b.len() < size_of::<StatsEvent>() {
+                return None;
+            }
+            let at = offset_of!(StatsEvent, values);
+            let mut values = [0u64; MAX_STAT_READS];
+            for (i, v) in values.iter_mut().enumerate() {
+                *v = u64_at(b, at + 8 * i)?;
+            }
+            Some(Event::Stats {
+                header,
+                kind,
+                event: StatsEvent { header, values },
             })
         }
         EventKind::GcStart
@@ -129,7 +157,8 @@ impl Event {
         match self {
             Event::Alloc { header, .. }
             | Event::Map { header, .. }
-            | Event::Runtime { header, .. } => header,
+            | Event::Runtime { header, .. }
+            | Event::Stats { header, .. } => header,
         }
     }
 

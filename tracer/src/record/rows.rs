@@ -149,6 +149,32 @@ pub(super) fn to_row<'a>(
             }
             row
         }
+        Event::Stats { kind, event, .. } => {
+            let mut row = Row {
+                event: column_event(kind),
+                ..base
+            };
+            if let Some(meta) = meta {
+                let mut cycle = Vec::new();
+                for (&(role, size), value) in meta.stat_roles.iter().zip(event.values) {
+                    match role {
+                        probes::StatRole::Value(role) => fill_role(&mut row, role, value),
+                        probes::StatRole::Cycle(what) => cycle.push((what, value, size)),
+                    }
+                }
+                if !cycle.is_empty() {
+                    let f = crate::golang::CycleFigures::from_values(cycle);
+                    row.heap_inuse = f.heap_inuse;
+                    row.heap_idle = f.heap_idle;
+                    row.heap_released = f.heap_released;
+                    row.stack_inuse = f.stack_inuse;
+                    row.gc_cpu_ns = f.gc_cpu_ns;
+                    row.cpu_capacity_ns = f.cpu_capacity_ns;
+                    row.gomaxprocs = f.gomaxprocs;
+                }
+            }
+            row
+        }
         Event::Map { kind, event, .. } => {
             let failed = event.ret < 0 && kind != EventKind::Brk;
             let errno = failed.then(|| event.ret.unsigned_abs() as u32);

@@ -91,6 +91,8 @@ struct GoRow {
     go_type: Option<String>,
     gc_cycle: Option<u64>,
     heap_live: Option<u64>,
+    heap_inuse: Option<u64>,
+    heap_released: Option<u64>,
 }
 
 fn rows(dir: &Path) -> Vec<GoRow> {
@@ -106,6 +108,7 @@ fn rows(dir: &Path) -> Vec<GoRow> {
         let (event, go_type) = (dict("event"), dict("go_type"));
         let (addr, size) = (u64s("addr"), u64s("size"));
         let (cycle, live) = (u64s("gc_cycle"), u64s("heap_live"));
+        let (inuse, released) = (u64s("heap_inuse"), u64s("heap_released"));
         let value = |a: &arrow::array::PrimitiveArray<UInt64Type>, i: usize| {
             (!a.is_null(i)).then(|| a.value(i))
         };
@@ -123,6 +126,8 @@ fn rows(dir: &Path) -> Vec<GoRow> {
                 go_type: go_type[i].clone(),
                 gc_cycle: value(&cycle, i),
                 heap_live: value(&live, i),
+                heap_inuse: value(&inuse, i),
+                heap_released: value(&released, i),
             });
         }
     }
@@ -149,6 +154,19 @@ fn run(program: &Path, traced: Option<(&Path, &[&str])>, env: &[(&str, &str)]) -
         .envs(env.iter().copied())
         .output()
         .unwrap()
+}
+
+/// `key=value` numbers of the program's `memstats ...` line on stderr (runtime.MemStats after
+/// its last `runtime.GC()`).
+fn memstats(stderr: &[u8]) -> std::collections::HashMap<String, f64> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("memstats "))
+        .expect("memstats line")
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+        .collect()
 }
 
 /// Records the go_alloc program built by Go `version` (stripped or not) with `env`, checks
@@ -261,8 +279,23 @@ fn check(version: &str, stripped: bool, env: &[(&str, &str)]) -> trace_format::r
                 "cycle {cycle}: heap live {ours:.2} MiB, gctrace {live_mib} MB"
             );
         }
+        // (e) The runtime's span accounting at the last cycle's end agrees with
+        // runtime.ReadMemStats after that `runtime.GC()` (no garbage between the two).
+        let last = ends.iter().max_by_key(|r| r.gc_cycle).unwrap();
+        let stats = memstats(&traced.stderr);
+        for (ours, key) in [
+            (last.heap_inuse, "heap_inuse"),
+            (last.heap_released, "heap_released"),
+        ] {
+            let ours = ours.unwrap_or_else(|| panic!("no {key} on the last gc_end")) as f64;
+            let theirs = stats[key];
+            assert!(
+                (ours - theirs).abs() <= theirs * 0.10,
+                "Go {version} {key}: gc_end {ours}, MemStats {theirs}"
+            );
+        }
     }
-    // (e) Every allocation whose entry was seen met a result probe.
+    // (f) Every allocation whose entry was seen met a result probe.
     assert_eq!(
         go["calls_without_result_at_end"], 0,
         "{}",

@@ -14,6 +14,11 @@
 //
 //	LAYOUT numgc=3 memstats_numgc=3 heap_marked=123456 goal=4194304
 //
+// "stats ADDR/SIZE..." forces a few GC cycles, reads runtime.MemStats and right after it the
+// SIZE-byte (4 or 8) signed integers at those addresses, and prints both:
+//
+//	STATS values=1,2,3 heap_inuse=4 heap_idle=5 heap_released=6 stack_inuse=7 gc_cpu_fraction=0.01 numgc=3
+//
 // "count" runs one GC, then allocates a mix of objects of every allocator path (tiny, small
 // without and with pointers, with a malloc header, large) between calls of windowStart and
 // windowEnd (a debugger counts allocator entries between them), then two more GCs, and prints
@@ -129,6 +134,43 @@ func layout(numgcAddr, heapMarkedAddr, goalAddr uintptr) {
 	runtime.KeepAlive(sink)
 }
 
+func stats(args []string) {
+	addrs := make([]uintptr, len(args))
+	sizes := make([]string, len(args))
+	for i, a := range args {
+		parts := strings.SplitN(a, "/", 2)
+		if len(parts) != 2 {
+			fmt.Fprintln(os.Stderr, "want ADDR/SIZE, got", a)
+			os.Exit(2)
+		}
+		addrs[i], sizes[i] = parseAddr(parts[0]), parts[1]
+	}
+	for i := 0; i < 3; i++ {
+		for j := 0; j < 2000; j++ {
+			sink = append(sink, &Node{Value: j}, make([]byte, 512))
+		}
+		runtime.GC()
+	}
+	values := make([]int64, len(args))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	// Nothing is allocated between the two reads.
+	for i, addr := range addrs {
+		if sizes[i] == "4" {
+			values[i] = int64(*(*int32)(unsafe.Pointer(addr)))
+		} else {
+			values[i] = *(*int64)(unsafe.Pointer(addr))
+		}
+	}
+	text := make([]string, len(values))
+	for i, v := range values {
+		text[i] = strconv.FormatInt(v, 10)
+	}
+	fmt.Printf("STATS values=%s heap_inuse=%d heap_idle=%d heap_released=%d stack_inuse=%d gc_cpu_fraction=%.9f numgc=%d\n",
+		strings.Join(text, ","), ms.HeapInuse, ms.HeapIdle, ms.HeapReleased, ms.StackInuse, ms.GCCPUFraction, ms.NumGC)
+	runtime.KeepAlive(sink)
+}
+
 var (
 	keep    []any
 	counter int
@@ -210,6 +252,8 @@ func main() {
 			os.Exit(2)
 		}
 		layout(parseAddr(os.Args[2]), parseAddr(os.Args[3]), parseAddr(os.Args[4]))
+	case "stats":
+		stats(os.Args[2:])
 	case "count":
 		count()
 	default:

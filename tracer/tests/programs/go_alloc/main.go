@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"unsafe"
 )
@@ -94,6 +95,11 @@ func main() {
 	runtime.GC()
 	keep = keep[:len(keep)/2]
 	runtime.GC()
+	// Return the freed spans to the OS now (a forced cycle, then a full scavenge), so the
+	// background scavenger has nothing left to release; then a last cycle with no new garbage:
+	// its end sees the heap as ReadMemStats does after it.
+	debug.FreeOSMemory()
+	runtime.GC()
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats)
 	// stdout is deterministic (a test compares it with an untraced run); the GC count, which
@@ -109,5 +115,7 @@ func main() {
 	fmt.Fprintf(os.Stderr, "numgc %d\n", stats.NumGC)
 	sums, _ := json.Marshal(addrSums)
 	fmt.Fprintf(os.Stderr, "addresses %s\n", sums)
+	fmt.Fprintf(os.Stderr, "memstats heap_inuse=%d heap_idle=%d heap_released=%d stack_inuse=%d gc_cpu_fraction=%.6f\n",
+		stats.HeapInuse, stats.HeapIdle, stats.HeapReleased, stats.StackInuse, stats.GCCPUFraction)
 	os.Exit(4)
 }
