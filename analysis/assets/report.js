@@ -226,6 +226,7 @@
       ['external fragmentation (end)', s.frag_index_end.toFixed(2), bytes(s.free_gap_bytes_end) + ' in ' + num(s.gaps_end) + ' gaps'],
       ['internal waste', pct(s.internal_waste_ratio), bytes(s.internal_waste_bytes) + ' of rounding'],
       (s.gc_cycles || s.stw_pauses) ? ['GC', num(s.gc_cycles) + ' cycles', ns(s.stw_total_ns) + ' stopped in ' + num(s.stw_pauses) + ' pauses'] : null,
+      (s.gc_cpu_share !== null && s.gc_cpu_share !== undefined) ? ['GC CPU share', pct(s.gc_cpu_share), s.gc_cpu_share_source] : null,
       s.per_work_unit ? ['per work unit', num(s.per_work_unit.allocations) + ' allocs', bytes(s.per_work_unit.bytes_allocated) + ' requested · ' + num(s.work_units) + ' units'] : null
     ]);
 
@@ -265,6 +266,8 @@
     }
 
     // Fragmentation
+    var goGc = r.gc.runtimes.filter(function (g) { return g.runtime === 'go'; })[0];
+    var goHeap = goGc ? goGc.heap_series : [];
     sec = section(app, 'Fragmentation', 'fragmentation');
     var liveFloor = Math.max.apply(null, tl.live_bytes.concat([0])) / 100;
     chart(sec, 'footprint-vs-live', '(a) Footprint versus live bytes', {
@@ -299,7 +302,7 @@
       var last = r.occupancy.last;
       if (last) note(sec, 'At the end: ' + num(last.regions) + ' regions, ' + bytes(last.region_bytes) + ' mapped, ' + bytes(last.used_bytes) + ' in live blocks, ' + bytes(last.free_bytes) + ' free in ' + num(last.gaps) + ' gaps (largest ' + bytes(last.largest_gap) + '), ' + num(last.empty_pages) + ' empty pages' + (last.outside_bytes ? ', ' + bytes(last.outside_bytes) + ' live outside any known region' : '') + '.');
     } else {
-      note(sec, '(b) No heap region with live blocks was seen (no brk/mmap rows, or no native/Python blocks): address-space occupancy is not available.');
+      note(sec, '(b) No heap region with live blocks was seen (no brk/mmap rows, or no native/Python blocks): address-space occupancy is not available' + (goHeap.length ? '. Go objects are freed in bulk by the sweeper, unseen one by one: Go\'s own account of its heap is in (d) below.' : '.'));
     }
     var inr = r.internal;
     grid = el('div', { 'class': 'grid2' });
@@ -321,7 +324,32 @@
       }, { note: 'Estimated: glibc chunk rounding, pymalloc 16-byte classes, Go size classes (see docs/metrics.md). Total waste ' + bytes(inr.waste_bytes) + ' (' + pct(inr.waste_ratio) + ' of usable bytes).' });
       table(sec, [['allocator', function (c) { return c.allocator; }, true], ['class', function (c) { return bytes(c.class_bytes); }], ['allocations', function (c) { return num(c.count); }], ['requested', function (c) { return bytes(c.requested_bytes); }], ['usable', function (c) { return bytes(c.usable_bytes); }], ['waste', function (c) { return bytes(c.waste_bytes); }], ['waste %', function (c) { return pct(c.usable_bytes ? c.waste_bytes / c.usable_bytes : 0); }]], inr.classes, 'table-classes');
     }
-
+    if (goHeap.length) {
+      var gx = function (f) { return goHeap.map(function (p) { return [p.t_ns / 1e9, f(p)]; }); };
+      var sym = goHeap.length < 40;
+      grid = el('div', { 'class': 'grid2' });
+      sec.appendChild(grid);
+      chart(grid, 'go-heap', "(d) Go heap at each cycle end (the runtime's own span accounting)", {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(),
+        series: [
+          line('in-use spans (heap_inuse)', gx(function (p) { return p.inuse; }), { showSymbol: sym }),
+          line('marked live (heap_live)', gx(function (p) { return p.heap_live; }), { showSymbol: sym }),
+          line('free spans (heap_idle)', gx(function (p) { return p.idle; }), { showSymbol: sym }),
+          line('returned to the OS (heap_released)', gx(function (p) { return p.released; }), { showSymbol: sym, lineStyle: { type: 'dashed' } }),
+          line('stack spans (stack_inuse)', gx(function (p) { return p.stacks; }), { showSymbol: sym })
+        ]
+      }, { note: 'Read from the Go runtime at the end of each GC cycle (gcController.heapInUse/heapFree/heapReleased, memstats.heapStats): runtime.MemStats HeapInuse, HeapIdle, HeapReleased, StackInuse.' });
+      chart(grid, 'go-frag', '(d) Go span fragmentation and retained free memory', {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(),
+        series: [
+          line('span fragmentation (heap_inuse − heap_live)', gx(function (p) { return p.heap_live === null ? null : Math.max(p.inuse - p.heap_live, 0); }), { showSymbol: sym, areaStyle: { opacity: 0.08 } }),
+          line('retained free (heap_idle − heap_released)', gx(function (p) { return Math.max(p.idle - p.released, 0); }), { showSymbol: sym })
+        ]
+      }, { note: "Go's counterpart of the gap view: bytes of in-use spans not holding marked objects (free slots in partly used spans, and objects allocated since the mark), and free spans the runtime keeps mapped instead of returning them." });
+      if (s.go_span_frag_bytes_end !== null && s.go_heap_inuse_end) note(sec, 'Go at its last cycle end: ' + bytes(s.go_heap_inuse_end) + ' in in-use spans, ' + bytes(s.go_span_frag_bytes_end) + ' of them not marked live (' + pct(s.go_span_frag_bytes_end / s.go_heap_inuse_end) + '); ' + bytes(s.go_retained_free_bytes_end) + ' of free spans retained, ' + bytes(s.go_heap_released_end) + ' returned to the OS; ' + bytes(s.go_stack_inuse_end) + ' of stacks.');
+    }
     // Patterns
     sec = section(app, 'Allocation patterns', 'patterns');
     var sz = r.sizes, hr = histRange(sz.histogram.counts);
@@ -479,9 +507,20 @@
     if (!pk.by_size.length && !pk.by_func.length) note(sec, 'No native or Python block was live at the peak.');
 
     // GC
+    var gcShare = function (g) {
+      if (g.gc_cpu_ns !== null && g.cpu_capacity_ns) return pct(g.gc_cpu_ns / g.cpu_capacity_ns);
+      if (g.runtime === 'python' && t.duration_ns > 0) return pct(g.total_ns / t.duration_ns);
+      return '';
+    };
+    var gcShareSource = function (g) {
+      if (g.gc_cpu_ns !== null && g.cpu_capacity_ns) return "the Go runtime's own accounting: " + ns(g.gc_cpu_ns) + ' of GC CPU in ' + ns(g.cpu_capacity_ns) + ' of elapsed × GOMAXPROCS';
+      if (g.runtime === 'python') return 'collection time / elapsed';
+      return null;
+    };
     if (r.gc.runtimes.length || r.gc.pauses.count) {
       sec = section(app, 'Garbage collection', 'gc');
-      table(sec, [['runtime', function (g) { return g.runtime; }, true], ['cycles', function (g) { return num(g.cycles); }], ['total', function (g) { return ns(g.total_ns); }], ['max', function (g) { return ns(g.max_ns); }], ['collected', function (g) { return num(g.collected); }], ['uncollectable', function (g) { return num(g.uncollectable); }], ['last heap live', function (g) { return g.last_heap_live === null ? '' : bytes(g.last_heap_live); }], ['last heap goal', function (g) { return g.last_heap_goal === null ? '' : bytes(g.last_heap_goal); }]], r.gc.runtimes, 'table-gc');
+      table(sec, [['runtime', function (g) { return g.runtime; }, true], ['cycles', function (g) { return num(g.cycles); }], ['total', function (g) { return ns(g.total_ns); }], ['max', function (g) { return ns(g.max_ns); }], ['collected', function (g) { return num(g.collected); }], ['uncollectable', function (g) { return num(g.uncollectable); }], ['last heap live', function (g) { return g.last_heap_live === null ? '' : bytes(g.last_heap_live); }], ['last heap goal', function (g) { return g.last_heap_goal === null ? '' : bytes(g.last_heap_goal); }], ['GC CPU share', gcShare, false, null, gcShareSource]], r.gc.runtimes, 'table-gc');
+      note(sec, "GC CPU share — Go: the runtime's own accounting, GC CPU time ÷ (elapsed × GOMAXPROCS) from the process's start to its last cycle end, as GODEBUG=gctrace=1 prints it (N%). Python: summed collection time (gc_start to gc_end, wall time) ÷ the trace's duration.");
       grid = el('div', { 'class': 'grid2' });
       sec.appendChild(grid);
       r.gc.runtimes.forEach(function (g) {

@@ -205,6 +205,33 @@ pub struct GcSpan {
     pub heap_goal: Option<u64>,
     pub collected: Option<u64>,
     pub uncollectable: Option<u64>,
+    /// Go: the runtime's span accounting at the cycle's end.
+    pub go_heap: Option<GoHeap>,
+    /// Go: the runtime's cumulative GC CPU time and CPU capacity at the cycle's end.
+    pub go_cpu: Option<GoCpu>,
+}
+
+/// Go's own account of its heap's spans at a cycle's end (`runtime.MemStats` names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GoHeap {
+    /// Bytes in in-use spans (`HeapInuse`).
+    pub inuse: u64,
+    /// Bytes in free spans, returned to the OS or not (`HeapIdle`).
+    pub idle: u64,
+    /// Bytes of free spans returned to the OS (`HeapReleased`).
+    pub released: u64,
+    /// Bytes in stack spans (`StackInuse`).
+    pub stacks: u64,
+}
+
+/// Go's cumulative CPU accounting at a cycle's end, since the process started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GoCpu {
+    /// GC CPU time as gctrace counts it.
+    pub gc_ns: u64,
+    /// Elapsed time × GOMAXPROCS.
+    pub capacity_ns: u64,
+    pub gomaxprocs: Option<u32>,
 }
 
 /// A completed stop-the-world pause.
@@ -1045,6 +1072,8 @@ impl Replay {
                     heap_goal,
                     collected: opt(&batch.collected, i).map(|v| v.min(MAX_SIZE)),
                     uncollectable: opt(&batch.uncollectable, i).map(|v| v.min(MAX_SIZE)),
+                    go_heap: go_heap(batch, i),
+                    go_cpu: go_cpu(batch, i),
                 }));
             }
             Event::StwStart => proc.stw_start = Some((ts, batch.reason(i))),
@@ -1067,4 +1096,23 @@ impl Replay {
             _ => {}
         }
     }
+}
+
+/// A gc_end row's span accounting, when it has all four figures.
+fn go_heap(batch: &EventBatch, i: usize) -> Option<GoHeap> {
+    Some(GoHeap {
+        inuse: opt(&batch.heap_inuse, i)?.min(MAX_SIZE),
+        idle: opt(&batch.heap_idle, i)?.min(MAX_SIZE),
+        released: opt(&batch.heap_released, i)?.min(MAX_SIZE),
+        stacks: opt(&batch.stack_inuse, i).unwrap_or(0).min(MAX_SIZE),
+    })
+}
+
+/// A gc_end row's CPU accounting, when it has both figures.
+fn go_cpu(batch: &EventBatch, i: usize) -> Option<GoCpu> {
+    Some(GoCpu {
+        gc_ns: opt(&batch.gc_cpu_ns, i)?,
+        capacity_ns: opt(&batch.cpu_capacity_ns, i)?,
+        gomaxprocs: opt(&batch.gomaxprocs, i),
+    })
 }

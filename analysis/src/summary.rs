@@ -13,7 +13,32 @@ use std::{fs, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{error::AnalysisError, replay::Counters, report::Report};
+use crate::{error::AnalysisError, load::Runtime, replay::Counters, report::Report};
+
+/// Go's GC CPU source, in summary.json.
+pub const GC_CPU_GO: &str = "go runtime's own accounting: GC CPU time / (elapsed x GOMAXPROCS) from process start to its last GC cycle end (gctrace's N%)";
+/// Python's GC CPU source, in summary.json.
+pub const GC_CPU_PYTHON: &str =
+    "python: summed collection time (gc_start to gc_end, wall time) / trace duration";
+
+/// The GC CPU share and where it comes from: Go's own accounting when the trace has it, else
+/// CPython's collections timed by the trace.
+fn gc_cpu_share(r: &Report) -> Option<(f64, &'static str)> {
+    let by = |runtime| r.gc.runtimes.iter().find(|g| g.runtime == runtime);
+    if let Some(go) = by(Runtime::Go)
+        && let (Some(gc), Some(capacity)) = (go.gc_cpu_ns, go.cpu_capacity_ns)
+        && capacity > 0
+    {
+        return Some((gc as f64 / capacity as f64, GC_CPU_GO));
+    }
+    let python = by(Runtime::Python)?;
+    (python.cycles > 0 && r.trace.duration_ns > 0).then(|| {
+        (
+            python.total_ns as f64 / r.trace.duration_ns as f64,
+            GC_CPU_PYTHON,
+        )
+    })
+}
 
 /// Headline numbers divided by the workload's `work_units`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -92,6 +117,25 @@ pub struct Summary {
     pub stw_pauses: u64,
     pub stw_total_ns: u64,
     pub stw_max_ns: u64,
+    /// Share of the CPU spent collecting garbage. Go: GC CPU time ÷ (elapsed × GOMAXPROCS) as
+    /// the runtime itself counts them from the process's start to its last cycle end, the
+    /// figure `GODEBUG=gctrace=1` prints as `N%`. Python: summed collection time (gc_start to
+    /// gc_end, wall time) ÷ the trace's duration. `None` without GC cycles (or without the
+    /// runtime's accounting: a Go binary without DWARF). See `gc_cpu_share_source`.
+    pub gc_cpu_share: Option<f64>,
+    pub gc_cpu_share_source: Option<String>,
+
+    /// Go's own span accounting at its last cycle end (`runtime.MemStats` names): bytes in
+    /// in-use spans, in free spans, of free spans returned to the OS, in stack spans.
+    pub go_heap_inuse_end: Option<u64>,
+    pub go_heap_idle_end: Option<u64>,
+    pub go_heap_released_end: Option<u64>,
+    pub go_stack_inuse_end: Option<u64>,
+    /// Span fragmentation: `heap_inuse − heap_live`, bytes of in-use spans not holding marked
+    /// objects (free slots in partly used spans, and objects allocated since the mark).
+    pub go_span_frag_bytes_end: Option<u64>,
+    /// Retained free memory: `heap_idle − heap_released`, free spans the runtime keeps mapped.
+    pub go_retained_free_bytes_end: Option<u64>,
 
     pub work_units: Option<f64>,
     pub per_work_unit: Option<PerUnit>,
@@ -103,6 +147,8 @@ impl Summary {
         let last = r.occupancy.last.unwrap_or_default();
         let worst = r.occupancy.worst.unwrap_or_default();
         let allocations = r.counters.allocs + r.counters.go_allocs;
+        let go = r.gc.runtimes.iter().find(|g| g.runtime == Runtime::Go);
+        let go_heap = go.and_then(|g| g.last_heap);
         let per_work_unit = r.trace.work_units.map(|units| PerUnit {
             allocations: allocations as f64 / units,
             bytes_allocated: r.sizes.bytes as f64 / units,
@@ -178,6 +224,16 @@ impl Summary {
             stw_pauses: r.gc.pauses.count,
             stw_total_ns: r.gc.pauses.total_ns,
             stw_max_ns: r.gc.pauses.max_ns,
+            gc_cpu_share: gc_cpu_share(r).map(|(share, _)| share),
+            gc_cpu_share_source: gc_cpu_share(r).map(|(_, source)| source.to_owned()),
+            go_heap_inuse_end: go_heap.map(|h| h.inuse),
+            go_heap_idle_end: go_heap.map(|h| h.idle),
+            go_heap_released_end: go_heap.map(|h| h.released),
+            go_stack_inuse_end: go_heap.map(|h| h.stacks),
+            go_span_frag_bytes_end: go_heap
+                .zip(go.and_then(|g| g.last_heap_live))
+                .map(|(h, live)| h.inuse.saturating_sub(live)),
+            go_retained_free_bytes_end: go_heap.map(|h| h.idle.saturating_sub(h.released)),
             work_units: r.trace.work_units,
             per_work_unit,
             counters: r.counters.clone(),

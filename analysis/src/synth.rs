@@ -407,8 +407,15 @@ impl Sim<'_> {
         self.ts += 300_000;
         self.go_stw(tid, "GC mark termination", 40_000)?;
         // About a third survives each cycle.
+        let before = self.go_heap_live;
         self.go_heap_live /= 3;
         let goal = self.go_heap_live * 2 + (4 << 20);
+        // The runtime's own accounting: spans a quarter emptier than the live bytes (before the
+        // sweep), the last peak kept as free spans with half of them returned to the OS, and a
+        // GC taking about a tenth of two CPUs since the start.
+        let inuse = self.go_heap_live + self.go_heap_live / 4 + (256 << 10);
+        let idle = before.saturating_sub(inuse).max(1 << 20);
+        let elapsed = self.ts.saturating_sub(self.s.start_ns);
         self.push(Row {
             tid,
             event: Event::GcEnd,
@@ -417,6 +424,13 @@ impl Sim<'_> {
             gc_cycle: cycle,
             heap_live: Some(self.go_heap_live),
             heap_goal: Some(goal),
+            heap_inuse: Some(inuse),
+            heap_idle: Some(idle),
+            heap_released: Some(idle / 2),
+            stack_inuse: Some(64 << 10),
+            gc_cpu_ns: Some(elapsed * 2 / 10),
+            cpu_capacity_ns: Some(elapsed * 2),
+            gomaxprocs: Some(2),
             ..Row::default()
         })
     }

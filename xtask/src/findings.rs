@@ -25,12 +25,12 @@ pub fn markdown(done: &[(String, String, std::path::PathBuf)]) -> String {
         let _ = write!(
             out,
             "\n## {scenario}\n\n\
-             | run | allocs/unit | bytes/unit | peak live | peak footprint | footprint/live at peak | internal waste | ext. frag. (end) | GC cycles | GC+STW share | traced s |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+             | run | allocs/unit | bytes/unit | peak live | peak footprint | footprint/live at peak | internal waste | ext. frag. (end) | Go span frag. / retained free (end) | GC cycles | GC+STW share | traced s |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         );
         for (_, id, dir) in done.iter().filter(|(s, _, _)| s == scenario) {
             let Some(s) = read_summary(dir) else {
-                let _ = writeln!(out, "| {id} | (no summary.json) |||||||||");
+                let _ = writeln!(out, "| {id} | (no summary.json) ||||||||||");
                 continue;
             };
             let _ = writeln!(out, "{}", row(id, &s));
@@ -53,8 +53,23 @@ fn row(id: &str, s: &Value) -> String {
     } else {
         "–".into()
     };
+    // Go's counterpart of the external fragmentation index, from the runtime's own span
+    // accounting at its last cycle: in-use span bytes not marked live, and free spans kept.
+    let go_frag = match (
+        f("go_span_frag_bytes_end"),
+        f("go_heap_inuse_end"),
+        f("go_retained_free_bytes_end"),
+    ) {
+        (Some(frag), Some(inuse), Some(retained)) if inuse > 0.0 => format!(
+            "{} ({:.0}%) / {}",
+            mib(frag),
+            100.0 * frag / inuse,
+            mib(retained)
+        ),
+        _ => "–".into(),
+    };
     format!(
-        "| {id} | {} | {} | {} | {} | {} | {} | {} | {} | {gc_share} | {:.1} |",
+        "| {id} | {} | {} | {} | {} | {} | {} | {} | {go_frag} | {} | {gc_share} | {:.1} |",
         opt(unit("allocations"), |v| format!("{v:.2}")),
         opt(unit("bytes_allocated"), |v| format!("{v:.0}")),
         opt(f("peak_live_bytes"), mib),
@@ -79,21 +94,24 @@ fn mib(bytes: f64) -> String {
 mod tests {
     use super::*;
 
-    /// Check a row's formatting, including the GC share only for runs with GC cycles.
+    /// Check a row's formatting, including the GC share only for runs with GC cycles and Go's
+    /// span fragmentation only for runs with Go's span accounting.
     #[test]
     fn row_format() {
         let s = serde_json::json!({
             "duration_ns": 2e9, "gc_total_ns": 1e8, "stw_total_ns": 1e8, "gc_cycles": 10,
             "peak_live_bytes": 1048576.0, "peak_footprint_bytes": 2097152.0,
             "footprint_over_live_at_peak": 2.0, "internal_waste_ratio": 0.05, "frag_index_end": 0.5,
-            "per_work_unit": {"allocations": 1.5, "bytes_allocated": 100.0}
+            "per_work_unit": {"allocations": 1.5, "bytes_allocated": 100.0},
+            "go_span_frag_bytes_end": 524288.0, "go_heap_inuse_end": 2097152.0,
+            "go_retained_free_bytes_end": 3145728.0
         });
         assert_eq!(
             row("go", &s),
-            "| go | 1.50 | 100 | 1.0 MiB | 2.0 MiB | 2.00× | 5.0% | 0.50 | 10 | 10.0% | 2.0 |"
+            "| go | 1.50 | 100 | 1.0 MiB | 2.0 MiB | 2.00× | 5.0% | 0.50 | 0.5 MiB (25%) / 3.0 MiB | 10 | 10.0% | 2.0 |"
         );
         let native = serde_json::json!({"duration_ns": 1e9, "gc_cycles": 0});
-        assert!(row("c", &native).contains("| – | 1.0 |"));
+        assert!(row("c", &native).contains("| – | 0 | – | 1.0 |"));
     }
 
     /// Check one table per scenario, with each scenario's runs, when runs come language by

@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::{Chunk, End, Mark, Reducer};
 use crate::{
     load::Runtime,
+    replay::{GoCpu, GoHeap},
     util::{Log2Hist, TopK},
 };
 
@@ -42,6 +43,47 @@ pub struct RuntimeGc {
     /// Go: heap_live and heap_goal reported by the last cycle.
     pub last_heap_live: Option<u64>,
     pub last_heap_goal: Option<u64>,
+    /// Go: the runtime's span accounting at the last cycle's end.
+    pub last_heap: Option<GoHeap>,
+    /// Go: the runtime's span accounting and heap live at each cycle's end, in time order (at
+    /// most [`MAX_HEAP_POINTS`]: every other point is dropped when full).
+    pub heap_series: Vec<HeapPoint>,
+    /// Go: GC CPU time and CPU capacity (elapsed × GOMAXPROCS) as the runtime counts them from
+    /// each process's start to its last cycle end, summed over processes: their ratio is
+    /// gctrace's `N%`.
+    pub gc_cpu_ns: Option<u64>,
+    pub cpu_capacity_ns: Option<u64>,
+}
+
+/// Go's heap at one cycle end (ns since the trace start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct HeapPoint {
+    pub t_ns: u64,
+    pub pid: u32,
+    pub heap_live: Option<u64>,
+    pub inuse: u64,
+    pub idle: u64,
+    pub released: u64,
+    pub stacks: u64,
+}
+
+/// Points kept of the Go heap series.
+pub const MAX_HEAP_POINTS: usize = 4096;
+
+/// Appends to a series capped at [`MAX_HEAP_POINTS`], halving it when full; `stride` says how
+/// many cycles each kept point stands for.
+fn push_thinned(series: &mut Vec<HeapPoint>, stride: &mut u64, seen: &mut u64, point: HeapPoint) {
+    if (*seen).is_multiple_of(*stride) {
+        if series.len() == MAX_HEAP_POINTS {
+            let kept: Vec<HeapPoint> = series.iter().step_by(2).copied().collect();
+            *series = kept;
+            *stride *= 2;
+        }
+        if (*seen).is_multiple_of(*stride) {
+            series.push(point);
+        }
+    }
+    *seen += 1;
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -83,6 +125,11 @@ type Longest<T> = TopK<(u64, Reverse<u64>, T)>;
 
 pub struct GcReducer {
     runtimes: Vec<RuntimeGc>,
+    /// Go: the last CPU accounting of each process.
+    go_cpu: Vec<(u32, GoCpu)>,
+    /// Go heap series thinning: cycles per kept point, cycles seen.
+    heap_stride: u64,
+    heap_seen: u64,
     pauses: Pauses,
     reasons: Vec<Reason>,
     reason_ids: Vec<Option<u16>>,
@@ -94,6 +141,9 @@ impl GcReducer {
     pub fn new(overlay: usize) -> Self {
         GcReducer {
             runtimes: Vec::new(),
+            go_cpu: Vec::new(),
+            heap_stride: 1,
+            heap_seen: 0,
             pauses: Pauses::default(),
             reasons: Vec::new(),
             reason_ids: Vec::new(),
@@ -117,6 +167,10 @@ impl GcReducer {
                     generations: Vec::new(),
                     last_heap_live: None,
                     last_heap_goal: None,
+                    last_heap: None,
+                    heap_series: Vec::new(),
+                    gc_cpu_ns: None,
+                    cpu_capacity_ns: None,
                 });
                 self.runtimes.len() - 1
             }
@@ -142,6 +196,34 @@ impl Reducer for GcReducer {
                     rt.uncollectable += gc.uncollectable.unwrap_or(0);
                     rt.last_heap_live = gc.heap_live.or(rt.last_heap_live);
                     rt.last_heap_goal = gc.heap_goal.or(rt.last_heap_goal);
+                    if let Some(heap) = gc.go_heap {
+                        rt.last_heap = Some(heap);
+                        let point = HeapPoint {
+                            t_ns: gc.end_ns,
+                            pid: gc.pid,
+                            heap_live: gc.heap_live,
+                            inuse: heap.inuse,
+                            idle: heap.idle,
+                            released: heap.released,
+                            stacks: heap.stacks,
+                        };
+                        if let Some(rt) = self.runtimes.iter_mut().find(|r| r.runtime == gc.runtime)
+                        {
+                            push_thinned(
+                                &mut rt.heap_series,
+                                &mut self.heap_stride,
+                                &mut self.heap_seen,
+                                point,
+                            );
+                        }
+                    }
+                    if let Some(cpu) = gc.go_cpu {
+                        match self.go_cpu.iter_mut().find(|(pid, _)| *pid == gc.pid) {
+                            Some((_, last)) => *last = cpu,
+                            None => self.go_cpu.push((gc.pid, cpu)),
+                        }
+                    }
+                    let rt = self.runtime(gc.runtime);
                     if let Some(generation) = gc.generation {
                         let g = match rt
                             .generations
@@ -210,6 +292,13 @@ impl Reducer for GcReducer {
         self.runtimes.sort_by_key(|r| r.runtime);
         for rt in &mut self.runtimes {
             rt.generations.sort_by_key(|g| g.generation);
+            for point in &mut rt.heap_series {
+                point.t_ns = end.rel(point.t_ns);
+            }
+            if rt.runtime == Runtime::Go && !self.go_cpu.is_empty() {
+                rt.gc_cpu_ns = Some(self.go_cpu.iter().map(|(_, c)| c.gc_ns).sum());
+                rt.cpu_capacity_ns = Some(self.go_cpu.iter().map(|(_, c)| c.capacity_ns).sum());
+            }
         }
         let mut cycles: Vec<Interval> = self
             .cycles

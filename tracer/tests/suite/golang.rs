@@ -342,3 +342,53 @@ fn go_gogc5_slow_paths() {
     );
 }
 
+/// Record options of the GC CPU test. When `alloctrace record --events` lands, this becomes
+/// `&["--events", "gc,rss"]` (the recording): a one-line change.
+const GC_CPU_RECORD_ARGS: &[&str] = &[];
+
+/// gctrace's own final percentage (`gc N @Ts P%: ...` of the last cycle).
+fn gctrace_final_percent(stderr: &[u8]) -> f64 {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("gc "))
+        .filter_map(|l| {
+            let pct = l.split_whitespace().nth(3)?.strip_suffix("%:")?;
+            pct.parse().ok()
+        })
+        .next_back()
+        .expect("a gctrace line")
+}
+
+/// Check that summary.json's `gc_cpu_share` is the runtime's own figure: within 1.5 points (or
+/// 30%) of the percentage gctrace printed for the last cycle, on Go 1.19 and Go 1.27.
+#[test]
+fn go_gc_cpu_share_matches_gctrace() {
+    for version in ["1.19", "1.27"] {
+        let program = build(version, false);
+        let dir = tempdir();
+        let out = run(&program, Some((dir.path(), GC_CPU_RECORD_ARGS)), &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let gctrace = gctrace_final_percent(&out.stderr);
+        let report = analysis::report::build(dir.path(), &Default::default()).unwrap();
+        let summary = analysis::summary::Summary::from_report(&report);
+        let ours = 100.0 * summary.gc_cpu_share.expect("gc_cpu_share");
+        assert!(
+            summary
+                .gc_cpu_share_source
+                .as_deref()
+                .is_some_and(|s| s.contains("runtime's own accounting")),
+            "{:?}",
+            summary.gc_cpu_share_source
+        );
+        // gctrace truncates to a whole percent.
+        assert!(
+            (ours - gctrace).abs() <= 1.5 || (ours - gctrace).abs() <= 0.3 * gctrace,
+            "Go {version}: gc_cpu_share {ours:.2}%, gctrace {gctrace}%"
+        );
+    }
+}
