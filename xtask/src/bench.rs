@@ -307,35 +307,78 @@ fn untraced_target(command: &[PathBuf], env: &[(&str, &str)]) -> anyhow::Result<
     target_line(&out.stdout)
 }
 
-/// Go allocation churn: the Go 1.27 target's `churn` untraced and traced.
+/// Go allocation churn: the Go 1.27 and Go 1.19 targets' `churn`, untraced, traced without
+/// stacks and traced with stacks, interleaved in each round.
 fn go(args: &Args) -> anyhow::Result<()> {
-    let bin = crate::targets::out_dir().join("bin/alloc-go1.27");
-    let command = [bin, "churn".into(), "--size".into(), "300000".into()];
     let alloctrace = util::alloctrace_bin();
-    let (mut base, mut traced, mut events, mut lost) = (Vec::new(), Vec::new(), 0u64, 0u64);
-    for round in 1..=args.rounds.min(3) {
-        eprintln!("bench go: round {round}");
-        base.push(untraced_target(&command, &[])?.0);
-        let (ms, t) = traced_target(&alloctrace, &command, &["--no-stacks"], &[])?;
-        traced.push(ms);
-        events = t.events;
-        lost += t.lost;
+    const MODES: [(&str, &[&str]); 3] = [
+        ("untraced", &[]),
+        ("no stacks", &["--no-stacks"]),
+        ("stacks", &["--stacks"]),
+    ];
+    let versions = ["alloc-go1.27", "alloc-go1.19"];
+    // [version][mode] → program-reported ms per round.
+    let mut ms = vec![vec![Vec::new(); MODES.len()]; versions.len()];
+    let mut events = vec![vec![0u64; MODES.len()]; versions.len()];
+    let mut lost = vec![vec![0u64; MODES.len()]; versions.len()];
+    for round in 1..=args.rounds {
+        eprintln!("bench go: round {round}/{}", args.rounds);
+        for (v, bin) in versions.iter().enumerate() {
+            let command = [
+                crate::targets::out_dir().join("bin").join(bin),
+                "churn".into(),
+                "--size".into(),
+                "300000".into(),
+            ];
+            for (m, (_, flags)) in MODES.iter().enumerate() {
+                if flags.is_empty() {
+                    ms[v][m].push(untraced_target(&command, &[])?.0);
+                } else {
+                    let (t, traced) = traced_target(&alloctrace, &command, flags, &[])?;
+                    ms[v][m].push(t);
+                    events[v][m] = traced.events;
+                    lost[v][m] += traced.lost;
+                }
+            }
+        }
     }
-    let (b, t) = (median(&mut base), median(&mut traced));
-    let added = (t - b) * 1e6 / events.max(1) as f64;
-    let results = serde_json::json!({
-        "program": "alloc-go1.27 churn --size 300000",
-        "untraced_ms": b, "traced_ms": t, "events": events,
-        "ns_added_per_allocation": added, "events_lost": lost,
-    });
+    let mut results = serde_json::Map::new();
+    println!(
+        "go churn (churn --size 300000, {} interleaved rounds, medians [min–max])",
+        args.rounds
+    );
+    for (v, bin) in versions.iter().enumerate() {
+        let base = median(&mut ms[v][0].clone());
+        let mut entry = serde_json::json!({
+            "program": format!("{bin} churn --size 300000"),
+            "untraced_ms": base,
+            "untraced_ms_runs": ms[v][0],
+        });
+        println!("  {bin}: untraced {base:8.1} ms");
+        for (m, (mode, _)) in MODES.iter().enumerate().skip(1) {
+            let runs = ms[v][m].clone();
+            let traced = median(&mut ms[v][m]);
+            let n = events[v][m].max(1) as f64;
+            let added = (traced - base) * 1e6 / n;
+            let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let key = mode.replace(' ', "_");
+            entry[format!("{key}_ms")] = traced.into();
+            entry[format!("{key}_ms_runs")] = runs.into();
+            entry[format!("{key}_events")] = events[v][m].into();
+            entry[format!("{key}_ns_added_per_allocation")] = added.into();
+            entry[format!("{key}_events_lost")] = lost[v][m].into();
+            println!(
+                "    {mode:9}: traced {traced:8.1} ms [{lo:.1}–{hi:.1}], {} events → {added:6.0} ns added per allocation, {} lost",
+                events[v][m], lost[v][m]
+            );
+        }
+        results.insert((*bin).to_owned(), entry);
+    }
     fs::write(
         bench_dir().join("go.json"),
-        serde_json::to_string_pretty(&results)? + "\n",
+        serde_json::to_string_pretty(&serde_json::Value::Object(results))? + "\n",
     )?;
-    println!("go churn (alloc-go1.27 churn --size 300000, medians, no stacks)");
-    println!(
-        "  untraced {b:8.1} ms, traced {t:8.1} ms, {events} events → {added:6.0} ns added per allocation, {lost} lost"
-    );
     Ok(())
 }
 
