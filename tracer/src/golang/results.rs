@@ -879,9 +879,15 @@ pub(super) fn analyse(
     let is_helper = |name: &str| helpers.iter().any(|h| h == name);
     let mut analysis = Analysis::default();
     let mut tail_calls = Vec::new();
-    for k in (0..flow.len()).filter(|&k| flow.reachable[k] && flow.node[k] == Node::Ret) {
+    for k in (0..flow.len()).filter(|&k| flow.node[k] == Node::Ret) {
         let ret = flow.instrs[k].ip() - entry;
-        let class = if let Some(result) = zero_size(&flow, k, probe) {
+        let class = if !flow.reachable[k] {
+            // Only after a call that never returns: probed anyway, as nothing can prove the
+            // callee's name right, and a probe that never fires costs nothing.
+            RetClass::RetProbe {
+                reason: "not reached from the entry (follows a call that never returns)".into(),
+            }
+        } else if let Some(result) = zero_size(&flow, k, probe) {
             RetClass::ZeroSize { result }
         } else if let Some((call, helper)) =
             tail_call(&flow, k, callee).filter(|(_, h)| is_helper(h))
@@ -896,7 +902,7 @@ pub(super) fn analyse(
         };
         analysis.rets.push(RetPlan { ret, class });
     }
-    // Unreachable RETs (after a call that never returns) are not probed: nothing gets there.
+    // Which helpers the function calls, and whether only in tail position.
     for k in (0..flow.len())
         .filter(|&k| flow.reachable[k] && flow.instrs[k].flow_control() == FlowControl::Call)
     {
