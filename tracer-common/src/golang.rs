@@ -14,10 +14,12 @@ pub struct GoKey {
     pub g: u64,
 }
 
-/// A Go allocation call in progress.
+/// A goroutine's Go allocation call in progress; `depth` 0 when it has none (the entry is kept
+/// between calls, to be updated in place).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GoCall {
+    /// Probed allocator calls nested on the goroutine's stack (0: idle).
     pub depth: u32,
     pub probe: u32,
     pub size: u64,

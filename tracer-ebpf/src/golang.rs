@@ -43,7 +43,10 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
     let size = read(&ctx, cfg.size).unwrap_or(0);
     // A size-0 call whose return is not probed: recorded here, with the constant it returns.
     let zero_here = size == 0 && cfg.go_zero_result != 0;
-    if let Some(call) = GO_CALLS.get_ptr_mut(key) {
+    // A goroutine keeps its entry between calls (depth 0: idle), so most calls update it in
+    // place instead of inserting and deleting a map element each time.
+    let entry = GO_CALLS.get_ptr_mut(key);
+    if let Some(call) = entry {
         // SAFETY: map value pointer from a successful lookup.
         let call = unsafe { &mut *call };
         if call.depth > 0 {
@@ -55,19 +58,21 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
             return 0;
         }
     }
-    // The thread's scratch buffer assembles the stack (the goroutine stays on this thread for
-    // the whole program run).
-    let stack = match THREADS.current(true) {
-        // SAFETY: task-storage value of the current thread.
-        Some(state) => capture_stack(&ctx, cfg.stack, unsafe { &mut (*state).scratch }),
-        None => {
-            // No task storage, so no scratch buffer to walk the stack into: the row keeps
-            // its allocation but loses its stack, and says so.
-            if cfg.stack & STACK_CAPTURE != 0 {
+    let stack = if cfg.stack & STACK_CAPTURE != 0 {
+        // The thread's scratch buffer assembles the stack (the goroutine stays on this thread
+        // while the probe runs).
+        match THREADS.current(true) {
+            // SAFETY: task-storage value of the current thread.
+            Some(state) => capture_stack(&ctx, cfg.stack, unsafe { &mut (*state).scratch }),
+            None => {
+                // No task storage, so no scratch buffer to walk the stack into: the row keeps
+                // its allocation but loses its stack, and says so.
                 bump(Counter::StackLost);
+                0
             }
-            0
         }
+    } else {
+        0
     };
     let type_ptr = read(&ctx, cfg.type_reg).unwrap_or(0);
     if zero_here {
@@ -87,8 +92,14 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
         type_ptr,
         stack,
     };
-    if GO_CALLS.insert(key, call, 0).is_err() {
-        bump(Counter::GoMapFull);
+    match entry {
+        // SAFETY: as above; the goroutine runs on one CPU at a time, so nothing else writes it.
+        Some(slot) => unsafe { *slot = call },
+        None => {
+            if GO_CALLS.insert(key, call, 0).is_err() {
+                bump(Counter::GoMapFull);
+            }
+        }
     }
     0
 }
@@ -104,13 +115,18 @@ pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
     };
     // SAFETY: map value pointer from a successful lookup.
     let call = unsafe { &mut *call };
+    if call.depth == 0 {
+        bump(Counter::GoReturnWithoutEntry);
+        return 0;
+    }
     if call.depth > 1 {
         call.depth -= 1;
         return 0;
     }
     let (probe, size, type_ptr) = (call.probe, call.size, call.type_ptr);
     let stack = call.stack;
-    let _ = GO_CALLS.remove(key);
+    // Idle until the goroutine's next allocation (kept, not deleted: see the entry).
+    call.depth = 0;
     let place = full_cookie(&ctx);
     let base = read(&ctx, result_register(place)).unwrap_or(0);
     let addr = match result_offset(place) {

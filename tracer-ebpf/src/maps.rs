@@ -100,8 +100,10 @@ pub static PROBES: Array<ProbeConfig> = Array::with_max_entries(MAX_PROBES, 0);
 #[map]
 pub static STAT_READS: HashMap<u32, StatReads> = HashMap::with_max_entries(MAX_STAT_PROBES, 0);
 
-/// Go allocation calls in progress, keyed by (process, goroutine): a goroutine may block inside
-/// mallocgc (GC assist) and resume on another thread, so per-thread state would not do.
+/// Go allocation calls, keyed by (process, goroutine): a goroutine may block inside mallocgc (GC
+/// assist) and resume on another thread, so per-thread state would not do. A goroutine's entry
+/// stays when its call ends (depth 0) and is updated in place by its next call; the least
+/// recently used entries (goroutines that are gone) make room.
 #[map]
 pub static GO_CALLS: LruHashMap<GoKey, GoCall> = LruHashMap::with_max_entries(MAX_THREADS, 0);
 

@@ -252,7 +252,11 @@ impl Recording<'_> {
                 (run.runtimes.get_mut("go"), &self.go_calls)
         {
             let pid = u64::from(self.attacher.pid);
-            let open = calls.keys().flatten().filter(|k| k.tgid == pid).count();
+            let open = calls
+                .iter()
+                .flatten()
+                .filter(|(k, call)| k.tgid == pid && call.depth > 0)
+                .count();
             go.insert("calls_without_result_at_end".to_owned(), open.into());
         }
         if let Some(serde_json::Value::Object(frames)) = run
