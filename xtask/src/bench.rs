@@ -307,8 +307,51 @@ fn untraced_target(command: &[PathBuf], env: &[(&str, &str)]) -> anyhow::Result<
     target_line(&out.stdout)
 }
 
+/// CPU seconds (user + system) of every child process waited for so far, their own waited-for
+/// children included.
+fn children_cpu_s() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        secs(u.user_time()) + secs(u.system_time())
+    })
+}
+
+/// One configuration's runs: the program's own elapsed ms and its process's CPU ms.
+#[derive(Default)]
+struct GoRuns {
+    wall_ms: Vec<f64>,
+    cpu_ms: Vec<f64>,
+    events: u64,
+    lost: u64,
+}
+
+impl GoRuns {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "wall_ms_runs": self.wall_ms, "cpu_ms_runs": self.cpu_ms,
+            "events": self.events, "events_lost": self.lost,
+        })
+    }
+}
+
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// Go allocation churn: the Go 1.27 and Go 1.19 targets' `churn`, untraced, traced without
 /// stacks and traced with stacks, interleaved in each round.
+///
+/// Two figures per configuration. Wall: the program's own elapsed time of its loop. CPU: the
+/// program's process CPU time (user + system, where the kernel's breakpoint handling and the
+/// eBPF programs are charged), from `RUSAGE_CHILDREN` around each run minus, for traced runs,
+/// the tracer's own CPU time from run.json. On a host shared with other work the wall figure
+/// also grows with the time the traced run is preempted (it runs several times longer), the
+/// CPU figure much less.
 fn go(args: &Args) -> anyhow::Result<()> {
     let alloctrace = util::alloctrace_bin();
     const MODES: [(&str, &[&str]); 3] = [
@@ -317,10 +360,10 @@ fn go(args: &Args) -> anyhow::Result<()> {
         ("stacks", &["--stacks"]),
     ];
     let versions = ["alloc-go1.27", "alloc-go1.19"];
-    // [version][mode] → program-reported ms per round.
-    let mut ms = vec![vec![Vec::new(); MODES.len()]; versions.len()];
-    let mut events = vec![vec![0u64; MODES.len()]; versions.len()];
-    let mut lost = vec![vec![0u64; MODES.len()]; versions.len()];
+    let mut runs: Vec<Vec<GoRuns>> = versions
+        .iter()
+        .map(|_| MODES.iter().map(|_| GoRuns::default()).collect())
+        .collect();
     for round in 1..=args.rounds {
         eprintln!("bench go: round {round}/{}", args.rounds);
         for (v, bin) in versions.iter().enumerate() {
@@ -331,13 +374,18 @@ fn go(args: &Args) -> anyhow::Result<()> {
                 "300000".into(),
             ];
             for (m, (_, flags)) in MODES.iter().enumerate() {
+                let before = children_cpu_s();
+                let r = &mut runs[v][m];
                 if flags.is_empty() {
-                    ms[v][m].push(untraced_target(&command, &[])?.0);
+                    r.wall_ms.push(untraced_target(&command, &[])?.0);
+                    r.cpu_ms.push((children_cpu_s() - before) * 1e3);
                 } else {
-                    let (t, traced) = traced_target(&alloctrace, &command, flags, &[])?;
-                    ms[v][m].push(t);
-                    events[v][m] = traced.events;
-                    lost[v][m] += traced.lost;
+                    let (wall, traced) = traced_target(&alloctrace, &command, flags, &[])?;
+                    r.wall_ms.push(wall);
+                    r.cpu_ms
+                        .push((children_cpu_s() - before - traced.cpu_s).max(0.0) * 1e3);
+                    r.events = traced.events;
+                    r.lost += traced.lost;
                 }
             }
         }
@@ -348,29 +396,34 @@ fn go(args: &Args) -> anyhow::Result<()> {
         args.rounds
     );
     for (v, bin) in versions.iter().enumerate() {
-        let base = median(&mut ms[v][0].clone());
+        let base = &runs[v][0];
+        let (base_wall, base_cpu) = (
+            median(&mut base.wall_ms.clone()),
+            median(&mut base.cpu_ms.clone()),
+        );
         let mut entry = serde_json::json!({
             "program": format!("{bin} churn --size 300000"),
-            "untraced_ms": base,
-            "untraced_ms_runs": ms[v][0],
+            "untraced": base.json(),
         });
-        println!("  {bin}: untraced {base:8.1} ms");
+        println!("  {bin}: untraced {base_wall:8.1} ms wall, {base_cpu:8.1} ms CPU");
         for (m, (mode, _)) in MODES.iter().enumerate().skip(1) {
-            let runs = ms[v][m].clone();
-            let traced = median(&mut ms[v][m]);
-            let n = events[v][m].max(1) as f64;
-            let added = (traced - base) * 1e6 / n;
-            let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let key = mode.replace(' ', "_");
-            entry[format!("{key}_ms")] = traced.into();
-            entry[format!("{key}_ms_runs")] = runs.into();
-            entry[format!("{key}_events")] = events[v][m].into();
-            entry[format!("{key}_ns_added_per_allocation")] = added.into();
-            entry[format!("{key}_events_lost")] = lost[v][m].into();
+            let r = &runs[v][m];
+            let (wall, cpu) = (
+                median(&mut r.wall_ms.clone()),
+                median(&mut r.cpu_ms.clone()),
+            );
+            let n = r.events.max(1) as f64;
+            let (wall_added, cpu_added) =
+                ((wall - base_wall) * 1e6 / n, (cpu - base_cpu) * 1e6 / n);
+            let ((wlo, whi), (clo, chi)) = (range(&r.wall_ms), range(&r.cpu_ms));
+            let mut json = r.json();
+            json["wall_ns_added_per_allocation"] = wall_added.into();
+            json["cpu_ns_added_per_allocation"] = cpu_added.into();
+            entry[mode.replace(' ', "_")] = json;
             println!(
-                "    {mode:9}: traced {traced:8.1} ms [{lo:.1}–{hi:.1}], {} events → {added:6.0} ns added per allocation, {} lost",
-                events[v][m], lost[v][m]
+                "    {mode:9}: {wall:7.1} ms wall [{wlo:.1}–{whi:.1}] → {wall_added:5.0} ns added per allocation; \
+                 {cpu:7.1} ms CPU [{clo:.1}–{chi:.1}] → {cpu_added:5.0} ns; {} events, {} lost",
+                r.events, r.lost
             );
         }
         results.insert((*bin).to_owned(), entry);
