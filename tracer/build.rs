@@ -39,7 +39,6 @@ fn main() -> anyhow::Result<()> {
         "ALLOCTRACE_BUILD_EBPF",
         "ALLOCTRACE_TOOLS",
         "PATH",
-        "CARGO_TARGET_DIR",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -57,10 +56,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     };
 
-    let target_dir = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"))
-        .join("ebpf");
+    // Under OUT_DIR, which is private to this checkout and profile: checkouts sharing one
+    // CARGO_TARGET_DIR (worktrees, CI clones) would otherwise overwrite each other's object.
+    let target_dir = out_dir.join("ebpf-target");
     build_ebpf(&workspace, &target_dir, &linker_dir)?;
     let built = target_dir.join("bpfel-unknown-none/release/tracer-ebpf");
     fs::copy(&built, &object).with_context(|| format!("copying {}", built.display()))?;
