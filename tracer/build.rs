@@ -35,11 +35,7 @@ fn main() -> anyhow::Result<()> {
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
-    for var in [
-        "ALLOCTRACE_BUILD_EBPF",
-        "ALLOCTRACE_TOOLS",
-        "PATH",
-    ] {
+    for var in ["ALLOCTRACE_BUILD_EBPF", "ALLOCTRACE_TOOLS", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 

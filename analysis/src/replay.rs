@@ -680,7 +680,7 @@ impl Replay {
             return;
         }
         let block = Block::new(batch, i, ts, size);
-        let (kind, tid) = (block.kind, block.tid);
+        let kind = block.kind;
         match kind {
             BlockKind::Go => {
                 self.counters.go_allocs += 1;
@@ -692,19 +692,8 @@ impl Replay {
                     seq: proc.seq,
                     ..block
                 };
-                out.evs.push(Ev {
-                    kind: EvKind::Alloc,
-                    via: Via::Call,
-                    moved: false,
-                    pid: proc.pid,
-                    tid,
-                    ts,
-                    addr,
-                    block,
-                    between: 0,
-                    live_bytes: self.totals.live(),
-                });
-                self.note_live_peak(ts);
+                let pid = proc.pid;
+                self.emit_alloc(out, Via::Call, false, pid, addr, ts, block);
             }
             BlockKind::PyArena => {
                 self.counters.arena_allocs += 1;
@@ -779,6 +768,23 @@ impl Replay {
         proc.recent_allocs.push(block.tid, addr);
         self.totals.live_bytes += block.size;
         self.totals.live_blocks += 1;
+        self.emit_alloc(out, via, moved, pid, addr, ts, block);
+        true
+    }
+
+    /// Emits the `Alloc` of a block now live (counted in the totals) and updates the peak.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn emit_alloc(
+        &mut self,
+        out: &mut Pending,
+        via: Via,
+        moved: bool,
+        pid: u32,
+        addr: u64,
+        ts: u64,
+        block: Block,
+    ) {
         out.evs.push(Ev {
             kind: EvKind::Alloc,
             via,
@@ -792,7 +798,6 @@ impl Replay {
             live_bytes: self.totals.live(),
         });
         self.note_live_peak(ts);
-        true
     }
 
     /// Rewrites the inner half of a nested pair, still pending, as the outer call.

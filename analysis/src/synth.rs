@@ -20,7 +20,7 @@ use trace_format::{
     names::{Domain, Event, Runtime},
     run::{Clock, RunInfo, Status, Tool},
     schema,
-    write::{Row, TraceWriter, WriteError, WriterOptions},
+    write::{GoCycle, Row, TraceWriter, WriteError, WriterOptions},
 };
 
 use crate::sizeclass;
@@ -424,13 +424,15 @@ impl Sim<'_> {
             gc_cycle: cycle,
             heap_live: Some(self.go_heap_live),
             heap_goal: Some(goal),
-            heap_inuse: Some(inuse),
-            heap_idle: Some(idle),
-            heap_released: Some(idle / 2),
-            stack_inuse: Some(64 << 10),
-            gc_cpu_ns: Some(elapsed * 2 / 10),
-            cpu_capacity_ns: Some(elapsed * 2),
-            gomaxprocs: Some(2),
+            go_cycle: GoCycle {
+                heap_inuse: Some(inuse),
+                heap_idle: Some(idle),
+                heap_released: Some(idle / 2),
+                stack_inuse: Some(64 << 10),
+                gc_cpu_ns: Some(elapsed * 2 / 10),
+                cpu_capacity_ns: Some(elapsed * 2),
+                gomaxprocs: Some(2),
+            },
             ..Row::default()
         })
     }

@@ -16,7 +16,7 @@ use analysis::{
 use common::*;
 use trace_format::{
     names::{Domain, Event, Runtime},
-    write::Row,
+    write::{GoCycle, Row},
 };
 
 fn build(rows: &[Row<'_>]) -> report::Report {
@@ -216,13 +216,18 @@ fn go_heap_and_gc() {
         // The runtime's own accounting at the cycle end: 800 B in in-use spans (300 not
         // marked), 900 B free of which 600 returned to the OS, 64 B of stacks; 30 ns of GC CPU
         // in 120 ns of elapsed × GOMAXPROCS.
-        heap_inuse: heap_live.map(|_| 800),
-        heap_idle: heap_live.map(|_| 900),
-        heap_released: heap_live.map(|_| 600),
-        stack_inuse: heap_live.map(|_| 64),
-        gc_cpu_ns: heap_live.map(|_| 30),
-        cpu_capacity_ns: heap_live.map(|_| 120),
-        gomaxprocs: heap_live.map(|_| 2),
+        go_cycle: match heap_live {
+            Some(_) => GoCycle {
+                heap_inuse: Some(800),
+                heap_idle: Some(900),
+                heap_released: Some(600),
+                stack_inuse: Some(64),
+                gc_cpu_ns: Some(30),
+                cpu_capacity_ns: Some(120),
+                gomaxprocs: Some(2),
+            },
+            None => GoCycle::default(),
+        },
         ..Row::default()
     };
     let stw = |ts, event, reason| Row {

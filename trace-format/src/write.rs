@@ -77,11 +77,21 @@ pub struct Row<'a> {
     pub uncollectable: Option<u64>,
     pub reason: Option<&'a str>,
     pub go_type: Option<&'a str>,
+    /// Go's own heap and GC CPU accounting, on `gc_end` rows.
+    pub go_cycle: GoCycle,
+}
+
+/// The columns a Go `gc_end` row carries from the runtime's own accounting; `None` where a
+/// value was not read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoCycle {
     pub heap_inuse: Option<u64>,
     pub heap_idle: Option<u64>,
     pub heap_released: Option<u64>,
     pub stack_inuse: Option<u64>,
+    /// GC CPU time since the process started, as gctrace counts it (idle marking left out).
     pub gc_cpu_ns: Option<u64>,
+    /// Elapsed time × GOMAXPROCS since the process started, as the runtime integrates it.
     pub cpu_capacity_ns: Option<u64>,
     pub gomaxprocs: Option<u32>,
 }
@@ -115,13 +125,7 @@ impl Default for Row<'_> {
             uncollectable: None,
             reason: None,
             go_type: None,
-            heap_inuse: None,
-            heap_idle: None,
-            heap_released: None,
-            stack_inuse: None,
-            gc_cpu_ns: None,
-            cpu_capacity_ns: None,
-            gomaxprocs: None,
+            go_cycle: GoCycle::default(),
         }
     }
 }
@@ -325,13 +329,13 @@ impl Columns {
                 .map(|t| dicts.go_type.key(t, col::GO_TYPE))
                 .transpose()?,
         );
-        self.heap_inuse.push(row.heap_inuse);
-        self.heap_idle.push(row.heap_idle);
-        self.heap_released.push(row.heap_released);
-        self.stack_inuse.push(row.stack_inuse);
-        self.gc_cpu_ns.push(row.gc_cpu_ns);
-        self.cpu_capacity_ns.push(row.cpu_capacity_ns);
-        self.gomaxprocs.push(row.gomaxprocs);
+        self.heap_inuse.push(row.go_cycle.heap_inuse);
+        self.heap_idle.push(row.go_cycle.heap_idle);
+        self.heap_released.push(row.go_cycle.heap_released);
+        self.stack_inuse.push(row.go_cycle.stack_inuse);
+        self.gc_cpu_ns.push(row.go_cycle.gc_cpu_ns);
+        self.cpu_capacity_ns.push(row.go_cycle.cpu_capacity_ns);
+        self.gomaxprocs.push(row.go_cycle.gomaxprocs);
         Ok(())
     }
 

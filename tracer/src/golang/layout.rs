@@ -40,6 +40,7 @@
 //! (proc.go 1494), append-only by the comment at proc.go 1462.
 
 use iced_x86::Register;
+use trace_format::write::GoCycle;
 
 use super::{
     GoFunc,
@@ -181,57 +182,39 @@ pub enum CycleValue {
     Gomaxprocs,
 }
 
-/// The `gc_end` columns made from the values read at a cycle's end; `None` where a value was
-/// not read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CycleFigures {
-    pub heap_inuse: Option<u64>,
-    pub heap_idle: Option<u64>,
-    pub heap_released: Option<u64>,
-    pub stack_inuse: Option<u64>,
-    /// GC CPU time since the process started, as gctrace counts it (idle marking left out).
-    pub gc_cpu_ns: Option<u64>,
-    /// Elapsed time × GOMAXPROCS since the process started, as the runtime integrates it.
-    pub cpu_capacity_ns: Option<u64>,
-    pub gomaxprocs: Option<u32>,
-}
-
-impl CycleFigures {
-    /// From `(meaning, raw bytes read, size)`; 4-byte values are `int32`, 8-byte `int64` or
-    /// `uint64`.
-    pub fn from_values(values: impl IntoIterator<Item = (CycleValue, u64, u8)>) -> CycleFigures {
-        let mut sums: [Option<i128>; 11] = [None; 11];
-        for (what, raw, size) in values {
-            let v = if size == 4 {
-                i128::from(raw as u32 as i32)
-            } else {
-                i128::from(raw as i64)
-            };
-            let slot = &mut sums[what as usize];
-            *slot = Some(slot.unwrap_or(0) + v);
-        }
-        let get = |what: CycleValue| sums[what as usize];
-        let non_negative = |v: Option<i128>| v.and_then(|v| u64::try_from(v).ok());
-        let (free, released) = (get(CycleValue::HeapFree), get(CycleValue::HeapReleased));
-        let gomaxprocs = get(CycleValue::Gomaxprocs);
-        let capacity = get(CycleValue::CpuCapacity).or_else(|| {
-            Some(
-                get(CycleValue::SchedTotalTime)?
-                    + (get(CycleValue::CycleEndTime)? - get(CycleValue::ProcResizeTime)?)
-                        * gomaxprocs?,
-            )
-        });
-        CycleFigures {
-            heap_inuse: non_negative(get(CycleValue::HeapInuse)),
-            heap_idle: non_negative(free.zip(released).map(|(f, r)| f + r)),
-            heap_released: non_negative(released),
-            stack_inuse: non_negative(get(CycleValue::StackInuse)),
-            gc_cpu_ns: non_negative(
-                get(CycleValue::GcCpu).map(|c| c - get(CycleValue::GcIdleCpu).unwrap_or(0)),
-            ),
-            cpu_capacity_ns: non_negative(capacity),
-            gomaxprocs: gomaxprocs.and_then(|g| u32::try_from(g).ok()),
-        }
+/// The `gc_end` columns from `(meaning, raw bytes read, size)`; 4-byte values are `int32`,
+/// 8-byte `int64` or `uint64`.
+pub fn cycle_figures(values: impl IntoIterator<Item = (CycleValue, u64, u8)>) -> GoCycle {
+    let mut sums: [Option<i128>; 11] = [None; 11];
+    for (what, raw, size) in values {
+        let v = if size == 4 {
+            i128::from(raw as u32 as i32)
+        } else {
+            i128::from(raw as i64)
+        };
+        let slot = &mut sums[what as usize];
+        *slot = Some(slot.unwrap_or(0) + v);
+    }
+    let get = |what: CycleValue| sums[what as usize];
+    let non_negative = |v: Option<i128>| v.and_then(|v| u64::try_from(v).ok());
+    let (free, released) = (get(CycleValue::HeapFree), get(CycleValue::HeapReleased));
+    let gomaxprocs = get(CycleValue::Gomaxprocs);
+    let capacity = get(CycleValue::CpuCapacity).or_else(|| {
+        Some(
+            get(CycleValue::SchedTotalTime)?
+                + (get(CycleValue::CycleEndTime)? - get(CycleValue::ProcResizeTime)?) * gomaxprocs?,
+        )
+    });
+    GoCycle {
+        heap_inuse: non_negative(get(CycleValue::HeapInuse)),
+        heap_idle: non_negative(free.zip(released).map(|(f, r)| f + r)),
+        heap_released: non_negative(released),
+        stack_inuse: non_negative(get(CycleValue::StackInuse)),
+        gc_cpu_ns: non_negative(
+            get(CycleValue::GcCpu).map(|c| c - get(CycleValue::GcIdleCpu).unwrap_or(0)),
+        ),
+        cpu_capacity_ns: non_negative(capacity),
+        gomaxprocs: gomaxprocs.and_then(|g| u32::try_from(g).ok()),
     }
 }
 

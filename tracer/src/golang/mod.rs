@@ -40,8 +40,8 @@ use iced_x86::Register;
 
 pub use alloc::AllocatorFunc;
 pub use layout::{
-    CycleFigures, CycleStat, CycleValue, GlobalField, Located, RuntimeLayout, STW_REASONS_GO127,
-    StwReason,
+    CycleStat, CycleValue, GlobalField, Located, RuntimeLayout, STW_REASONS_GO127, StwReason,
+    cycle_figures,
 };
 pub use results::{ResultLoc, RetClass, RetPlan};
 

@@ -1423,7 +1423,7 @@ fn cycle_stats_match_memstats() {
             .split(',')
             .map(|v| v.parse().unwrap())
             .collect();
-        let figures = CycleFigures::from_values(
+        let figures = cycle_figures(
             stats
                 .iter()
                 .zip(&values)

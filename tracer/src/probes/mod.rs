@@ -273,7 +273,7 @@ pub struct StatRead {
 pub enum StatRole {
     /// A column of its own, as for the three-value runtime events.
     Value(ValueRole),
-    /// Part of the runtime's heap or CPU accounting (combined by `golang::CycleFigures`).
+    /// Part of the runtime's heap or CPU accounting (combined by `golang::cycle_figures`).
     Cycle(crate::golang::CycleValue),
 }
 

@@ -163,14 +163,7 @@ pub(super) fn to_row<'a>(
                     }
                 }
                 if !cycle.is_empty() {
-                    let f = crate::golang::CycleFigures::from_values(cycle);
-                    row.heap_inuse = f.heap_inuse;
-                    row.heap_idle = f.heap_idle;
-                    row.heap_released = f.heap_released;
-                    row.stack_inuse = f.stack_inuse;
-                    row.gc_cpu_ns = f.gc_cpu_ns;
-                    row.cpu_capacity_ns = f.cpu_capacity_ns;
-                    row.gomaxprocs = f.gomaxprocs;
+                    row.go_cycle = crate::golang::cycle_figures(cycle);
                 }
             }
             row
