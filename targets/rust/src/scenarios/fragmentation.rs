@@ -4,7 +4,7 @@
 
 use crate::{
     Config, Report, Tally,
-    heap::{ArenaHeap, BufHeap, GlobalHeap},
+    heap::BufHeap,
     rng::{self, Rng},
 };
 
@@ -40,20 +40,11 @@ fn worker<H: BufHeap>(heap: &mut H, count: u64, seed: u64) -> Tally {
         heap.reset();
         done += round;
     }
-    tally.work = count;
-    tally.draws = rng.draws;
-    tally.upstream = heap.upstream();
-    tally
+    super::finish_tally(tally, count, &rng, heap)
 }
 
 pub fn run(config: &Config) -> Report {
-    let tallies = super::parallel(config, |count, seed| {
-        if config.arena {
-            worker(&mut ArenaHeap::default(), count, seed)
-        } else {
-            worker(&mut GlobalHeap, count, seed)
-        }
-    });
+    let tallies = super::on_buf_heap(config, worker, worker);
     let tally = Tally::sum(tallies);
     let large = tally.objects - tally.work; // every small object is one unit of work
     tally

@@ -15,29 +15,24 @@ trait Growable {
     fn elems(&self) -> &[u64];
 }
 
-impl Growable for Vec<u64> {
-    fn push_elem(&mut self, value: u64) {
-        self.push(value);
-    }
-    fn cap(&self) -> usize {
-        self.capacity()
-    }
-    fn elems(&self) -> &[u64] {
-        self
-    }
+/// Both growable vectors forward to their own inherent methods.
+macro_rules! forward_growable {
+    ($($t:ty),*) => {$(
+        impl Growable for $t {
+            fn push_elem(&mut self, value: u64) {
+                self.push(value);
+            }
+            fn cap(&self) -> usize {
+                self.capacity()
+            }
+            fn elems(&self) -> &[u64] {
+                self
+            }
+        }
+    )*};
 }
 
-impl Growable for BumpVec<'_, u64> {
-    fn push_elem(&mut self, value: u64) {
-        self.push(value);
-    }
-    fn cap(&self) -> usize {
-        self.capacity()
-    }
-    fn elems(&self) -> &[u64] {
-        self
-    }
-}
+forward_growable!(Vec<u64>, BumpVec<'_, u64>);
 
 /// Target length of a vector: 90 % 1–1000 elements, 10 % 1–100 000. Always two draws.
 pub fn target_len(rng: &mut Rng) -> u64 {
