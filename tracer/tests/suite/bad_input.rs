@@ -2,7 +2,7 @@
 
 use std::{os::unix::fs::PermissionsExt as _, process::Command};
 
-use super::common::{alloctrace, assert_clean_failure, build, record, tempdir};
+use super::common::{alloctrace, assert_clean_failure, assert_success, build, record, tempdir};
 
 /// Check that running without privileges says to use sudo.
 #[test]
@@ -204,11 +204,7 @@ fn mistyped_option_before_the_command() {
         .arg("-5")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 }
 
 /// Check that a closed stdout (`alloctrace report t | head -1` after head exits) ends the
@@ -218,11 +214,7 @@ fn broken_pipe_is_a_clean_exit() {
     let bin = build("churn.c", "gcc", &[]);
     let dir = tempdir();
     let out = record(dir.path(), &[&bin, &"1000"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     for args in [
         vec!["report"],
         vec!["export", "--format", "folded", "-o", "-"],
@@ -264,11 +256,7 @@ fn sudo_caller_owns_the_whole_trace() {
         .env("SUDO_GID", "65534")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let mut files = 0;
     let mut pending = vec![trace.clone()];
     while let Some(path) = pending.pop() {

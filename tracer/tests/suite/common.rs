@@ -286,6 +286,16 @@ impl Trace {
     }
 }
 
+/// Asserts a run succeeded, showing its stderr when it did not.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Asserts a bad-input run failed cleanly: non-zero exit, exactly one line on stderr that
 /// contains `expected`, no panic.
 pub fn assert_clean_failure(out: &Output, expected: &str) {

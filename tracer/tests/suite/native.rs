@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::common::{Trace, build, counters, record, tempdir};
+use super::common::{Trace, assert_success, build, counters, record, tempdir};
 
 /// The program's marker sizes: 3001..3999 (and multiples for calloc/reallocarray).
 fn is_marked(size: u64) -> bool {
@@ -20,11 +20,7 @@ fn c_every_entry_point_two_threads() {
     let bin = build("native_all.c", "gcc", &["-pthread"]);
     let dir = tempdir();
     let out = record(dir.path(), &[&bin, &"300"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let expected = counters(&out.stdout);
     let trace = Trace::load(dir.path());
     let pid = trace.run.pids[0];
@@ -108,11 +104,7 @@ fn cxx_new_delete_once() {
     let bin = build("cxx_new_delete.cpp", "g++", &["-std=c++17"]);
     let dir = tempdir();
     let out = record(dir.path(), &[&bin, &"200"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let expected = counters(&out.stdout);
     let n = |k: &str| expected[k].as_u64().unwrap();
     let trace = Trace::load(dir.path());
@@ -189,11 +181,7 @@ fn rust_system_allocator() {
     let bin = build("rust_system.rs", "rustc", &[]);
     let dir = tempdir();
     let out = record(dir.path(), &[&bin, &"150"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let expected = counters(&out.stdout);
     let n = |k: &str| expected[k].as_u64().unwrap();
     let trace = Trace::load(dir.path());

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use super::common::{Trace, alloctrace, counters, tempdir};
+use super::common::{Trace, alloctrace, assert_success, counters, tempdir};
 
 fn python() -> PathBuf {
     let path = PathBuf::from("/root/.pyenv/versions/3.11.7/bin/python3.11");
@@ -180,11 +180,7 @@ fn python_frames_name_the_allocating_lines() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let expected = counters(&out.stdout);
     let n = expected["n"].as_u64().unwrap() as usize;
     let sizes: Vec<u64> = expected["sizes"]
@@ -255,11 +251,7 @@ fn python_frames_name_the_allocating_lines() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        folded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&folded.stderr)
-    );
+    assert_success(&folded);
     let folded = String::from_utf8_lossy(&folded.stdout);
     for (function, _, _) in cases {
         let path = format!("<module>;main;run;{function};");

@@ -15,7 +15,7 @@ use analysis::{
 };
 use trace_format::schema;
 
-use super::common::{alloctrace, build, record, tempdir};
+use super::common::{alloctrace, assert_success, build, record, tempdir};
 
 const GO: &str = "/usr/lib/go-1.19/bin/go";
 
@@ -140,11 +140,7 @@ fn c_three_paths_symbolized_and_exported() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let page = fs::read_to_string(&html).unwrap();
     for site in &sites {
         assert!(page.contains(site.as_str()), "{site} not in the report");
@@ -163,11 +159,7 @@ fn c_three_paths_symbolized_and_exported() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let top = go_pprof(&pb, &["-top", "-cum"]);
     let position = |name: &str| {
         top.lines()

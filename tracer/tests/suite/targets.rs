@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::common::{Trace, alloctrace, counters, tempdir};
+use super::common::{Trace, alloctrace, assert_success, counters, tempdir};
 
 fn bin_dir() -> PathBuf {
     let dir = std::env::var_os("ALLOCTRACE_TARGETS_DIR")
@@ -39,11 +39,7 @@ fn binary_trees(command: &[PathBuf]) -> (Trace, serde_json::Value, tempfile::Tem
         .args(["binary-trees", "--size", "8"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let c = counters(&out.stdout);
     (Trace::load(dir.path()), c, dir)
 }
@@ -107,11 +103,7 @@ fn python_binary_trees_node_count() {
             .args(["binary-trees", "--size", size])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         let c = counters(&out.stdout);
         let want = c["objects"].as_u64().unwrap();
         let node_size = c["extra"]["node_size"].as_u64().unwrap();
