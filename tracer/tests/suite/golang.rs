@@ -39,6 +39,21 @@ pub(super) fn toolchain(version: &str) -> PathBuf {
     path
 }
 
+/// `go build` in `src` with Go `version`, offline, with the tests' own build cache.
+pub(super) fn go_build(version: &str, src: &Path) -> Command {
+    let mut cmd = Command::new(toolchain(version));
+    cmd.arg("build")
+        .current_dir(src)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
+        );
+    cmd
+}
+
 /// How the test program is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Build {
@@ -57,16 +72,7 @@ fn build(version: &str, kind: Build) -> PathBuf {
         Build::Pie => "-pie",
     };
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("go_alloc-{version}{suffix}"));
-    let mut cmd = Command::new(toolchain(version));
-    cmd.arg("build")
-        .current_dir(&src)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "-mod=mod");
-    cmd.env(
-        "GOCACHE",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
-    );
+    let mut cmd = go_build(version, &src);
     match kind {
         Build::Normal => {}
         Build::Stripped => {

@@ -426,16 +426,7 @@ fn go_three_paths() {
             "go_paths-{version}{}",
             if stripped { "-stripped" } else { "" }
         ));
-        let mut cmd = std::process::Command::new(super::golang::toolchain(version));
-        cmd.arg("build")
-            .current_dir(&src)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOPROXY", "off")
-            .env("GOFLAGS", "-mod=mod");
-        cmd.env(
-            "GOCACHE",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
-        );
+        let mut cmd = super::golang::go_build(version, &src);
         if stripped {
             cmd.arg("-ldflags=-s -w");
         }
