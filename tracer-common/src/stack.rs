@@ -32,7 +32,7 @@ impl StackValue {
         py_frames: [PyFrame {
             code: 0,
             instr: 0,
-            _pad: 0,
+            owner: 0,
         }; MAX_PY_FRAMES as usize],
     };
 

@@ -1,4 +1,4 @@
-//! The Python stack of the thread that hit an allocation probe (CPython 3.11): the frame
+//! The Python stack of the thread that hit an allocation probe (CPython 3.11–3.13): the frame
 //! chain from the GIL holder's thread state, read with the offsets user space found in the
 //! interpreter's DWARF (`PYTHON_STACKS`).
 
@@ -9,13 +9,14 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter::Counter,
-    python::{FRAME_PREFIX, MAX_PY_FRAMES, PyFrame},
+    python::{FRAME_PREFIX, FRAME_READ, MAX_PY_FRAMES, NO_CFRAME, PyFrame},
     stack::StackValue,
 };
 
 use crate::{emit::bump, maps::PYTHON_STACKS};
 
 const PREFIX_WORDS: usize = FRAME_PREFIX / 8;
+const READ_WORDS: usize = FRAME_READ / 8;
 
 fn read_u64(addr: u64) -> Option<u64> {
     // SAFETY: reads user memory through the helper, which handles faults.
@@ -57,27 +58,34 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
     if thread as u32 != pid_tgid as u32 || cframe == 0 {
         return 0;
     }
-    let Some(mut frame) = read_u64(cframe + u64::from(cfg.cframe_current_frame)) else {
-        bump(Counter::PyFrameUnreadable);
-        return 0;
-    };
+    // 3.11 and 3.12 keep the current frame in a `_PyCFrame`; 3.13 in the thread state itself.
+    let mut frame = cframe;
+    if cfg.cframe_current_frame != NO_CFRAME {
+        let Some(current) = read_u64(cframe + u64::from(cfg.cframe_current_frame)) else {
+            bump(Counter::PyFrameUnreadable);
+            return 0;
+        };
+        frame = current;
+    }
     // Word indices into the frame prefix; masked so each index is provably inside it (user
     // space checked that the offsets are aligned and inside FRAME_PREFIX).
     let mask = PREFIX_WORDS as u32 - 1;
     let (code_at, previous_at, instr_at) = (
         ((cfg.frame_code / 8) & mask) as usize,
         ((cfg.frame_previous / 8) & mask) as usize,
-        ((cfg.frame_prev_instr / 8) & mask) as usize,
+        ((cfg.frame_instr / 8) & mask) as usize,
     );
+    // The owner byte's position in the word after the prefix (user space checked it is there).
+    let owner_shift = ((cfg.frame_owner % 8) * 8) as u64;
     let adaptive = u64::from(cfg.code_adaptive);
     let mut n: u32 = 0;
     for i in 0..MAX_PY_FRAMES {
         if frame == 0 {
             break;
         }
-        // One read per frame: the members used are all in its first FRAME_PREFIX bytes.
+        // One read per frame: the members used are all in its first FRAME_READ bytes.
         // SAFETY: reads user memory through the helper, which handles faults.
-        let Ok(words) = (unsafe { bpf_probe_read_user(frame as *const [u64; PREFIX_WORDS]) })
+        let Ok(words) = (unsafe { bpf_probe_read_user(frame as *const [u64; READ_WORDS]) })
         else {
             bump(Counter::PyFrameUnreadable);
             break;
@@ -88,7 +96,7 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
             *slot = PyFrame {
                 code,
                 instr: prev_instr.wrapping_sub(code.wrapping_add(adaptive)) as u32,
-                _pad: 0,
+                owner: ((words[PREFIX_WORDS] >> owner_shift) & 0xff) as u32,
             };
         }
         n = i + 1;

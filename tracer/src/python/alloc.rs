@@ -162,6 +162,24 @@ const WANTED: &[Wanted] = &[
         ptr_size(RSI, RDX),
         Some(("_PyObject_Arena", 2)),
     ),
+    // 3.12+ renamed them (Objects/obmalloc.c); still reached only through the arena table,
+    // now `_PyRuntime.allocators.obj_arena`.
+    w(
+        "_PyMem_ArenaAlloc",
+        Domain::Arena,
+        ArenaAlloc,
+        Layer::Arena,
+        size(RSI),
+        Some(("_PyObject_Arena", 1)),
+    ),
+    w(
+        "_PyMem_ArenaFree",
+        Domain::Arena,
+        ArenaFree,
+        Layer::Arena,
+        ptr_size(RSI, RDX),
+        Some(("_PyObject_Arena", 2)),
+    ),
     // Builds without mmap use malloc'ed arenas.
     w(
         "_PyObject_ArenaMalloc",
@@ -647,15 +665,11 @@ pub(crate) fn limitations(
             "built without pymalloc: every domain uses _PyMem_RawMalloc & co. (libc)".to_owned(),
         );
     }
+    out.extend(version_limitations(version));
     if !probes.iter().any(|p| p.layer == Layer::Arena) {
         out.push(format!(
-            "no arena allocator function found ({}): arena mmap/munmap are only seen through \
-             the native mmap/munmap probes if any",
-            if version.at_least(3, 12) {
-                "inlined into new_arena/free_arena since 3.12"
-            } else {
-                "not in this build's symbols or tables"
-            }
+            "no arena allocator function found (not in this build's symbols or tables): arena \
+             mmap/munmap are only seen through the native mmap/munmap probes if any"
         ));
     }
     if build.debug_build {
@@ -680,4 +694,19 @@ pub(crate) fn limitations(
             .to_owned(),
     );
     out
+}
+
+/// The newest CPython whose layouts were checked (allocator functions, collections, frames).
+pub(crate) const NEWEST_KNOWN: (u32, u32) = (3, 13);
+
+/// What a version newer than [`NEWEST_KNOWN`] is not supported for (empty for known ones).
+pub(crate) fn version_limitations(version: &PyVersion) -> Vec<String> {
+    if (version.major, version.minor) <= NEWEST_KNOWN {
+        return Vec::new();
+    }
+    vec![format!(
+        "CPython {version} is newer than the versions alloctrace knows (3.6–3.13): allocator \
+         and collection probes are placed by symbol as for 3.13 and may miss what it changed; \
+         Python frames (--python-frames) are not recorded"
+    )]
 }

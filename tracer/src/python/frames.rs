@@ -1,14 +1,21 @@
-//! Where CPython 3.11 keeps the Python call stack, from the interpreter's DWARF: the offsets an
-//! eBPF program needs to walk the frame chain of the thread holding the GIL, and those user
-//! space needs to name a frame (code object → qualified name, file, line).
+//! Where CPython 3.11–3.13 keep the Python call stack, from the interpreter's DWARF: the
+//! offsets an eBPF program needs to walk the frame chain of the thread holding the GIL, and
+//! those user space needs to name a frame (code object → qualified name, file, line).
 //!
-//! The chain (3.11): `_PyRuntime.gilstate.tstate_current` is the `PyThreadState` of the thread
-//! holding the GIL; its `cframe->current_frame` is the innermost `_PyInterpreterFrame`, whose
-//! `previous` links lead outwards (across nested `_PyEval_EvalFrameDefault` calls too: each
-//! entry frame's `previous` is the caller's current frame). Each frame names its `f_code` and
-//! the instruction it executes (`prev_instr`, a pointer into `f_code->co_code_adaptive`).
-//! 3.10 and earlier chain `PyFrameObject`s instead, 3.12 moved `tstate_current` and 3.13
-//! dropped `_PyCFrame`: those layouts are not described here ([`FrameLayoutError::Version`]).
+//! The chain: a global points to the `PyThreadState` of the thread holding the GIL —
+//! `_PyRuntime.gilstate.tstate_current` in 3.11; from 3.12 the thread state is thread-local and
+//! the main interpreter's GIL (`_PyRuntime._main_interpreter._gil`) names its `last_holder`
+//! (still the thread's own state after it drops the GIL, until another thread takes it: its
+//! frames are then still its stack). The thread state's innermost `_PyInterpreterFrame` is
+//! `cframe->current_frame` (3.11, 3.12) or `current_frame` (3.13); `previous` links lead
+//! outwards, across nested `_PyEval_EvalFrameDefault` calls too. Each frame names its code
+//! (`f_code`, 3.13 `f_executable`) and the instruction it executes (`prev_instr`, 3.13
+//! `instr_ptr`, a pointer into the code object's `co_code_adaptive`). From 3.12 a C call into
+//! the interpreter pushes an entry frame marked `owner = FRAME_OWNED_BY_CSTACK` (3.13: its
+//! `f_executable` is `None`), which is not a Python function and is left out. The location
+//! table (`co_linetable`) has one format in 3.11–3.13. 3.10 and earlier chain
+//! `PyFrameObject`s, 3.14 reworked frames again (`f_executable` became a tagged
+//! `_PyStackRef`): those are not described here ([`FrameLayoutError::Version`]).
 
 use super::{PyVersion, binary::Binary, dwarf};
 
@@ -16,18 +23,25 @@ use super::{PyVersion, binary::Binary, dwarf};
 /// the interpreter's DWARF (the meanings of the string `kind` values are fixed by the sources).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameLayout {
-    /// Link-time address of `_PyRuntime.gilstate.tstate_current` (add the load bias).
+    /// Link-time address (add the load bias) of the pointer to the GIL holder's thread state:
+    /// `_PyRuntime.gilstate.tstate_current` (3.11), `_PyRuntime._main_interpreter._gil.
+    /// last_holder` (3.12+).
     pub tstate_current: u64,
-    /// `PyThreadState.cframe` (a `_PyCFrame *`).
+    /// `PyThreadState.cframe` (a `_PyCFrame *`, 3.11 and 3.12) or `.current_frame` (3.13).
     pub tstate_cframe: u64,
     /// `PyThreadState.native_thread_id` (the kernel thread id on Linux).
     pub tstate_native_thread_id: u64,
-    /// `_PyCFrame.current_frame`.
-    pub cframe_current_frame: u64,
-    /// `_PyInterpreterFrame` members.
+    /// `_PyCFrame.current_frame`; `None` when `tstate_cframe` is the current frame (3.13).
+    pub cframe_current_frame: Option<u64>,
+    /// `_PyInterpreterFrame` members: `f_code` (3.13 `f_executable`), `previous`,
+    /// `prev_instr` (3.13 `instr_ptr`), `owner`.
     pub frame_code: u64,
     pub frame_previous: u64,
-    pub frame_prev_instr: u64,
+    pub frame_instr: u64,
+    pub frame_owner: u64,
+    /// The `owner` value of entry frames pushed by C code (`FRAME_OWNED_BY_CSTACK`, 3.12+),
+    /// which are not Python functions.
+    pub cstack_owner: Option<u8>,
     /// `PyCodeObject` members.
     pub code_name: u64,
     pub code_qualname: u64,
@@ -59,8 +73,15 @@ pub struct FrameLayout {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameLayoutError {
-    #[error("CPython {version} is not supported (the frame chain is read for 3.11 only)")]
+    #[error(
+        "CPython {version} is not supported (the frame chain is read for 3.11, 3.12 and 3.13)"
+    )]
     Version { version: String },
+    #[error(
+        "CPython {version} is newer than the frame layouts alloctrace knows (3.11–3.13): \
+         Python frames are not recorded (native stacks, allocations and collections are)"
+    )]
+    Newer { version: String },
     #[error("{what} not found in the interpreter's symbol table")]
     Symbol { what: &'static str },
     #[error("the interpreter has no (uncompressed) DWARF for {what}")]
@@ -71,13 +92,20 @@ pub enum FrameLayoutError {
     Unsupported { what: &'static str, offset: u64 },
 }
 
+/// Whether the frame chain of `version` is described here: 3.11–3.13. Newer versions get their
+/// own error, for run.json to say what is not supported.
+pub fn check_version(version: &PyVersion) -> Result<(), FrameLayoutError> {
+    let text = version.to_string();
+    match (version.major, version.minor) {
+        (3, 11..=13) => Ok(()),
+        (3, 14..) | (4.., _) => Err(FrameLayoutError::Newer { version: text }),
+        _ => Err(FrameLayoutError::Version { version: text }),
+    }
+}
+
 /// Reads the layout from `bin`'s DWARF.
 pub(crate) fn layout(bin: &Binary, version: &PyVersion) -> Result<FrameLayout, FrameLayoutError> {
-    if !(version.major == 3 && version.minor == 11) {
-        return Err(FrameLayoutError::Version {
-            version: format!("{}.{}.{}", version.major, version.minor, version.micro),
-        });
-    }
+    check_version(version)?;
     let runtime = bin
         .object("_PyRuntime")
         .ok_or(FrameLayoutError::Symbol { what: "_PyRuntime" })?;
@@ -102,7 +130,6 @@ pub(crate) fn layout(bin: &Binary, version: &PyVersion) -> Result<FrameLayout, F
     };
     let runtime_state = layout("_PyRuntimeState")?;
     let tstate = layout("PyThreadState")?;
-    let cframe = layout("_PyCFrame")?;
     let frame = layout("_PyInterpreterFrame")?;
     let code = layout("PyCodeObject")?;
     let var = layout("PyVarObject")?;
@@ -110,11 +137,37 @@ pub(crate) fn layout(bin: &Binary, version: &PyVersion) -> Result<FrameLayout, F
     let ascii = layout("PyASCIIObject")?;
     let compact = layout("PyCompactUnicodeObject")?;
 
-    let tstate_current = member(
-        "_PyRuntimeState",
-        &runtime_state,
-        &["gilstate", "tstate_current"],
-    )?;
+    let tstate_current = if version.minor == 11 {
+        member(
+            "_PyRuntimeState",
+            &runtime_state,
+            &["gilstate", "tstate_current"],
+        )?
+    } else {
+        member(
+            "_PyRuntimeState",
+            &runtime_state,
+            &["_main_interpreter", "_gil", "last_holder"],
+        )?
+    };
+    // 3.13 dropped `_PyCFrame` and renamed the frame's code and instruction members.
+    let (tstate_cframe, cframe_current_frame, code_member, instr_member) = if version.minor <= 12
+    {
+        let cframe = layout("_PyCFrame")?;
+        (
+            member("PyThreadState", &tstate, &["cframe"])?.offset,
+            Some(member("_PyCFrame", &cframe, &["current_frame"])?.offset),
+            "f_code",
+            "prev_instr",
+        )
+    } else {
+        (
+            member("PyThreadState", &tstate, &["current_frame"])?.offset,
+            None,
+            "f_executable",
+            "instr_ptr",
+        )
+    };
     let bit = |path: &[&str]| -> Result<(u32, u32), FrameLayoutError> {
         let m = member("PyASCIIObject", &ascii, path)?;
         let (first, width) = m
@@ -126,12 +179,16 @@ pub(crate) fn layout(bin: &Binary, version: &PyVersion) -> Result<FrameLayout, F
     let code_adaptive = member("PyCodeObject", &code, &["co_code_adaptive"])?.offset;
     let out = FrameLayout {
         tstate_current: runtime.address + tstate_current.offset,
-        tstate_cframe: member("PyThreadState", &tstate, &["cframe"])?.offset,
+        tstate_cframe,
         tstate_native_thread_id: member("PyThreadState", &tstate, &["native_thread_id"])?.offset,
-        cframe_current_frame: member("_PyCFrame", &cframe, &["current_frame"])?.offset,
-        frame_code: member("_PyInterpreterFrame", &frame, &["f_code"])?.offset,
+        cframe_current_frame,
+        frame_code: member("_PyInterpreterFrame", &frame, &[code_member])?.offset,
         frame_previous: member("_PyInterpreterFrame", &frame, &["previous"])?.offset,
-        frame_prev_instr: member("_PyInterpreterFrame", &frame, &["prev_instr"])?.offset,
+        frame_instr: member("_PyInterpreterFrame", &frame, &[instr_member])?.offset,
+        frame_owner: member("_PyInterpreterFrame", &frame, &["owner"])?.offset,
+        // `enum _frameowner` in Include/internal/pycore_frame.h: 3 since 3.12, where it was
+        // introduced; `owner` is a `char`, so the enum is not tied to the member in DWARF.
+        cstack_owner: (version.minor >= 12).then_some(3),
         code_name: member("PyCodeObject", &code, &["co_name"])?.offset,
         code_qualname: member("PyCodeObject", &code, &["co_qualname"])?.offset,
         code_filename: member("PyCodeObject", &code, &["co_filename"])?.offset,
@@ -154,18 +211,26 @@ pub(crate) fn layout(bin: &Binary, version: &PyVersion) -> Result<FrameLayout, F
     Ok(out)
 }
 
-/// The eBPF side reads a frame's first [`tracer_common::python::FRAME_PREFIX`] bytes at once,
+/// The eBPF side reads a frame's first [`tracer_common::python::FRAME_READ`] bytes at once,
 /// and the pointers in them as aligned words.
 fn check_frame_prefix(layout: &FrameLayout) -> Result<(), FrameLayoutError> {
     let prefix = tracer_common::python::FRAME_PREFIX as u64;
     for (what, offset) in [
         ("_PyInterpreterFrame.f_code", layout.frame_code),
         ("_PyInterpreterFrame.previous", layout.frame_previous),
-        ("_PyInterpreterFrame.prev_instr", layout.frame_prev_instr),
+        ("_PyInterpreterFrame.prev_instr", layout.frame_instr),
     ] {
         if offset + 8 > prefix || offset % 8 != 0 {
             return Err(FrameLayoutError::Unsupported { what, offset });
         }
+    }
+    // The owner byte is read from the word after the prefix.
+    let read = tracer_common::python::FRAME_READ as u64;
+    if !(prefix..read).contains(&layout.frame_owner) {
+        return Err(FrameLayoutError::Unsupported {
+            what: "_PyInterpreterFrame.owner",
+            offset: layout.frame_owner,
+        });
     }
     Ok(())
 }

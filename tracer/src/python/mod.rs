@@ -73,6 +73,7 @@ mod binary;
 pub mod code;
 mod dwarf;
 pub mod frames;
+pub mod installed;
 mod gc;
 pub mod linetable;
 mod regs;

@@ -423,12 +423,14 @@ fn python_stack_config(layout: &FrameLayout, bias: u64) -> tracer_common::python
         tstate_current: layout.tstate_current.wrapping_add(bias),
         tstate_cframe: small(layout.tstate_cframe),
         tstate_native_thread_id: small(layout.tstate_native_thread_id),
-        cframe_current_frame: small(layout.cframe_current_frame),
+        cframe_current_frame: layout
+            .cframe_current_frame
+            .map_or(tracer_common::python::NO_CFRAME, small),
         frame_code: small(layout.frame_code),
         frame_previous: small(layout.frame_previous),
-        frame_prev_instr: small(layout.frame_prev_instr),
+        frame_instr: small(layout.frame_instr),
         code_adaptive: small(layout.code_adaptive),
-        _pad: 0,
+        frame_owner: small(layout.frame_owner),
     }
 }
 

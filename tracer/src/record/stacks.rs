@@ -138,8 +138,12 @@ impl PythonNames {
         });
         let mut out = Vec::with_capacity(frames.len());
         for frame in frames {
-            // Frames just pushed by a call, before their first instruction (see the eBPF walk).
-            if frame.code == 0 || (frame.instr as i32) < 0 {
+            // Frames just pushed by a call, before their first instruction (see the eBPF walk),
+            // and the entry frames C code pushes (3.12+), which run no Python function.
+            if frame.code == 0
+                || (frame.instr as i32) < 0
+                || layout.cstack_owner.map(u32::from) == Some(frame.owner)
+            {
                 continue;
             }
             let info = match process.mem.as_ref() {

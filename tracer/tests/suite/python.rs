@@ -1,18 +1,23 @@
-//! CPython: object, raw and arena allocations and collections of an unmodified interpreter
-//! (pyenv's CPython 3.11, a shared libpython with symbols).
+//! CPython: object, raw and arena allocations, collections and Python frames of an unmodified
+//! interpreter, on every full-depth CPython found (3.11, 3.12, 3.13: a symbol table; pyenv's on
+//! this machine kind, or those listed in `ALLOCTRACE_TEST_PYTHONS`). With `CI=true` a missing
+//! one fails; elsewhere it is skipped with the reason printed.
 
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, sync::OnceLock};
+
+use alloctrace::python::installed::{Discovery, Interpreter};
 
 use super::common::{Trace, alloctrace, assert_success, counters, tempdir};
 
-fn python() -> PathBuf {
-    let path = PathBuf::from("/root/.pyenv/versions/3.11.7/bin/python3.11");
-    assert!(
-        path.exists(),
-        "{} is missing: install CPython 3.11.7 with pyenv (`pyenv install 3.11.7`)",
-        path.display()
-    );
-    path
+/// The interpreters `test` runs on (see the module docs).
+fn interpreters(test: &str) -> Vec<Interpreter> {
+    static FOUND: OnceLock<Discovery> = OnceLock::new();
+    FOUND
+        .get_or_init(Discovery::run)
+        .for_tests(test)
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 fn script(name: &str) -> PathBuf {
@@ -70,8 +75,14 @@ fn python_rows(dir: &std::path::Path) -> Vec<PyRow> {
 /// unchanged by tracing.
 #[test]
 fn objects_and_collections() {
-    let py = python();
-    let untraced = Command::new(&py)
+    for py in interpreters("objects_and_collections") {
+        eprintln!("objects_and_collections: CPython {}", py.version_text());
+        objects_and_collections_on(&py.exe);
+    }
+}
+
+fn objects_and_collections_on(py: &std::path::Path) {
+    let untraced = Command::new(py)
         .arg(script("objects.py"))
         .output()
         .unwrap();
@@ -81,7 +92,7 @@ fn objects_and_collections() {
         .args(["record", "-q", "-o"])
         .arg(dir.path())
         .arg("--")
-        .arg(&py)
+        .arg(py)
         .arg(script("objects.py"))
         .output()
         .unwrap();
@@ -153,6 +164,99 @@ fn objects_and_collections() {
     assert!(rows.iter().any(|r| r.1 == "gc_start" && r.0 > marker_ts));
 }
 
+/// CPython's own arena counters from `sys._debugmallocstats()`: (allocated total, reclaimed).
+fn arena_stats(stderr: &str) -> (u64, u64) {
+    let value = |name: &str| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("# arenas {name} ")))
+            .and_then(|l| l.rsplit('=').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `# arenas {name}` line in: {stderr}"))
+    };
+    (value("allocated total"), value("reclaimed"))
+}
+
+/// Check pymalloc's arenas on each interpreter (`_PyObject_ArenaMmap/Munmap` in 3.11,
+/// `_PyMem_ArenaAlloc/Free` from 3.12, both reached through the arena table): every arena the
+/// interpreter counts as allocated is one 1 MiB (ARENA_SIZE) `alloc` row in the `arena` domain,
+/// and every arena it counts as reclaimed is a `free` row of one of those addresses, up to the
+/// script's own `sys._debugmallocstats()`.
+#[test]
+fn arenas_match_debugmallocstats() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt64Type;
+    const ARENA_SIZE: u64 = 1 << 20;
+    for py in interpreters("arenas_match_debugmallocstats") {
+        let dir = tempdir();
+        let out = alloctrace()
+            .args(["record", "-q", "-o"])
+            .arg(dir.path())
+            .arg("--")
+            .arg(&py.exe)
+            .arg(script("arenas.py"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let (allocated, reclaimed) = arena_stats(&stderr);
+        let trace = Trace::load(dir.path());
+        assert_eq!(trace.run.lost_total, 0, "{:?}", trace.run.counters);
+        let mut arena_rows = Vec::new();
+        let mut marker_ts = None;
+        for batch in super::common::event_batches(dir.path()) {
+            let dict = |name: &str| super::common::strings(&batch, name);
+            let (event, domain) = (dict("event"), dict("domain"));
+            let num = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<UInt64Type>()
+                    .clone()
+            };
+            let (ts, addr, size) = (num("ts_ns"), num("addr"), num("size"));
+            for i in 0..batch.num_rows() {
+                let event = event[i].clone().unwrap_or_default();
+                if event == "alloc" && size.value(i) == 7777 + 33 {
+                    marker_ts.get_or_insert(ts.value(i));
+                }
+                if domain[i].as_deref() == Some("arena") {
+                    arena_rows.push((ts.value(i), event, addr.value(i), size.value(i)));
+                }
+            }
+        }
+        let marker_ts = marker_ts.expect("marker allocation");
+        arena_rows.sort();
+        let mut live = std::collections::HashSet::new();
+        let (mut allocs, mut frees) = (0, 0);
+        for (ts, event, addr, size) in arena_rows.iter().filter(|r| r.0 < marker_ts) {
+            match event.as_str() {
+                "alloc" if *size == ARENA_SIZE => {
+                    assert_eq!(addr % 4096, 0, "arena at {addr:#x} (ts {ts}) not page-aligned");
+                    allocs += 1;
+                    live.insert(*addr);
+                }
+                "free" if live.remove(addr) => frees += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            (allocs, frees),
+            (allocated, reclaimed),
+            "CPython {}: arenas (allocated, reclaimed)",
+            py.version_text()
+        );
+        let python = &trace.run.runtimes["python"];
+        assert!(
+            !python["limitations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l.as_str().unwrap_or_default().contains("no arena allocator")),
+            "{python}"
+        );
+    }
+}
+
 /// The line of `script` that carries `marker` (a `# MARKER` comment).
 fn line_of(script: &std::path::Path, marker: &str) -> u32 {
     let text = std::fs::read_to_string(script).unwrap();
@@ -169,14 +273,23 @@ fn line_of(script: &std::path::Path, marker: &str) -> u32 {
 /// export name those functions.
 #[test]
 fn python_frames_name_the_allocating_lines() {
-    let py = python();
+    for py in interpreters("python_frames_name_the_allocating_lines") {
+        eprintln!(
+            "python_frames_name_the_allocating_lines: CPython {}",
+            py.version_text()
+        );
+        python_frames_on(&py.exe);
+    }
+}
+
+fn python_frames_on(py: &std::path::Path) {
     let path = script("three_paths.py");
     let dir = tempdir();
     let out = alloctrace()
         .args(["record", "-q", "--python-frames", "-o"])
         .arg(dir.path())
         .arg("--")
-        .arg(&py)
+        .arg(py)
         .arg(&path)
         .output()
         .unwrap();
@@ -265,7 +378,13 @@ fn python_frames_name_the_allocating_lines() {
 /// Check that a slice of CPython's own test suite passes the same under the tracer as without.
 #[test]
 fn cpython_test_suite_slice() {
-    let py = python();
+    for py in interpreters("cpython_test_suite_slice") {
+        eprintln!("cpython_test_suite_slice: CPython {}", py.version_text());
+        test_suite_slice_on(&py.exe);
+    }
+}
+
+fn test_suite_slice_on(py: &std::path::Path) {
     let tests = ["test_list", "test_dict", "test_set", "test_gc", "test_json"];
     let summary = |out: &std::process::Output| -> (Option<i32>, Vec<String>) {
         let text = String::from_utf8_lossy(&out.stdout);
@@ -276,7 +395,7 @@ fn cpython_test_suite_slice() {
             .collect();
         (out.status.code(), lines)
     };
-    let untraced = Command::new(&py)
+    let untraced = Command::new(py)
         .args(["-m", "test"])
         .args(tests)
         .output()
@@ -290,7 +409,7 @@ fn cpython_test_suite_slice() {
         .args(["record", "-q", "--ring-mb", "256", "-o"])
         .arg(dir.path())
         .arg("--")
-        .arg(&py)
+        .arg(py)
         .args(["-m", "test"])
         .args(tests)
         .output()
