@@ -666,6 +666,14 @@ pub(crate) fn limitations(
         );
     }
     out.extend(version_limitations(version));
+    if (version.major, version.minor) == (3, 13) {
+        out.push(
+            "3.13: automatic collections call gc_collect_main with GENERATION_AUTO (-1) and \
+             the collector picks the generation inside it: their gc_start/gc_end rows have an \
+             empty gc_generation (explicit gc.collect(n) calls carry theirs)"
+                .to_owned(),
+        );
+    }
     if !probes.iter().any(|p| p.layer == Layer::Arena) {
         out.push(format!(
             "no arena allocator function found (not in this build's symbols or tables): arena \
