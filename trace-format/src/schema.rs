@@ -151,7 +151,7 @@ pub mod stack_col {
     pub const STACK_ID: &str = "stack_id";
     /// Return addresses, innermost first; the first is the probed instruction itself.
     pub const FRAMES: &str = "frames";
-    /// The Python stack at the allocation (CPython 3.11 frame chain), innermost first; null
+    /// The Python stack at the allocation (CPython 3.11–3.13 frame chain), innermost first; null
     /// for stacks without Python frames. Items are structs of [`PY_FUNCTION`], [`PY_FILE`],
     /// [`PY_LINE`].
     pub const PYTHON_FRAMES: &str = "python_frames";

@@ -85,8 +85,7 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
         }
         // One read per frame: the members used are all in its first FRAME_READ bytes.
         // SAFETY: reads user memory through the helper, which handles faults.
-        let Ok(words) = (unsafe { bpf_probe_read_user(frame as *const [u64; READ_WORDS]) })
-        else {
+        let Ok(words) = (unsafe { bpf_probe_read_user(frame as *const [u64; READ_WORDS]) }) else {
             bump(Counter::PyFrameUnreadable);
             break;
         };

@@ -188,7 +188,7 @@ pub struct RecordArgs {
     /// breakpoints are single-stepped: each allocation costs ~10 µs more.
     #[arg(long)]
     pub python_domains: bool,
-    /// For CPython 3.11: also capture the Python stack of each allocation (function, file,
+    /// For CPython 3.11, 3.12 and 3.13: also capture the Python stack of each allocation (function, file,
     /// line per frame; native frames are then cut to the allocator and its caller). Off by
     /// default: deep, varied Python code has more distinct stacks than the stack map holds, and
     /// the walk costs up to a few µs per allocation (docs/stacks.md, docs/benchmarks.md).

@@ -487,7 +487,10 @@ fn python(args: &Args) -> anyhow::Result<()> {
     let f = median(&mut frames);
     let per = |ms: f64| (ms - b) * 1e6 / events.max(1) as f64;
     let results = serde_json::json!({
-        "program": "alloc-python.py churn --size 200000 (CPython 3.11.7)",
+        "program": format!(
+            "alloc-python.py churn --size 200000 (CPython {})",
+            crate::toolchains::python_version(&venv_python).unwrap_or_default()
+        ),
         "untraced_ms": b, "alloctrace_ms": o, "memray_ms": m, "events": events,
         "alloctrace_ns_added_per_event": per(o), "memray_ns_added_per_event": per(m),
         "alloctrace_events_lost": lost,

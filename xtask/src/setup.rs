@@ -43,8 +43,35 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         toolchains::ensure_go()?;
         crate::notebooks::ensure_venv()?;
         ensure_inferno()?;
+        report_pythons();
     }
     Ok(())
+}
+
+/// Says which CPython interpreters the tests will run on (setup installs none: pyenv builds
+/// take minutes each and are the user's choice), which are only traced in the partial mode,
+/// and which expected versions are missing.
+fn report_pythons() {
+    let found = toolchains::installed::Discovery::run();
+    for i in found.full_depth() {
+        eprintln!(
+            "setup: CPython {} for the tests: {} (found by {}; {} with symbols)",
+            i.version_text(),
+            i.exe.display(),
+            i.found_by,
+            i.interpreter_file.display()
+        );
+    }
+    for i in found.found.iter().filter(|i| !i.symtab) {
+        eprintln!(
+            "setup: CPython {} at {} has no symbol table: traced in the partial mode only",
+            i.version_text(),
+            i.exe.display()
+        );
+    }
+    for line in found.missing() {
+        eprintln!("setup: {line}");
+    }
 }
 
 fn ensure_rust_src() -> anyhow::Result<()> {

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::{findings, setup, targets, util};
+use crate::{findings, setup, targets, toolchains, util};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -30,9 +30,82 @@ pub struct Args {
     /// Where to write traces, reports and dashboards (default: target/suite).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// The CPython the Python runs use, as `X.Y` (e.g. `3.13`): the one with a symbol table
+    /// the tests would find (pyenv, PATH, ALLOCTRACE_TEST_PYTHONS). Default: 3.11, or
+    /// ALLOCTRACE_PYTHON.
+    #[arg(long, value_name = "X.Y")]
+    pub python: Option<String>,
+    /// CPython versions that run one Python workload side by side in
+    /// `dashboard-python-versions.html`, comma-separated `X.Y`. Default: every full-depth
+    /// CPython found (3.11, 3.12, 3.13 on this machine kind); none with --quick.
+    #[arg(long, value_delimiter = ',', value_name = "X.Y")]
+    pub python_versions: Option<Vec<String>>,
     /// The alloctrace binary to use (already built); default: build and use the release one.
     #[arg(skip)]
     pub alloctrace: Option<PathBuf>,
+}
+
+/// The workload and scenario the CPython versions are compared on.
+const VERSIONS_RUNNABLE: &str = "python-pymalloc";
+const VERSIONS_SCENARIO: &str = "binary-trees";
+
+/// The full-depth CPython `X.Y` found, or why there is none.
+fn python_for(version: &str, found: &toolchains::installed::Discovery) -> anyhow::Result<PathBuf> {
+    let parsed = version
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    let Some((major, minor)) = parsed else {
+        bail!("--python {version}: expected a version such as 3.13");
+    };
+    match found.version(major, minor) {
+        Some(i) => Ok(i.exe.clone()),
+        None => bail!(
+            "--python {version}: no CPython {major}.{minor} with a symbol table found (searched \
+             {}); install one (`PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install \
+             {major}.{minor}`) or list it in ALLOCTRACE_TEST_PYTHONS",
+            found.searched
+        ),
+    }
+}
+
+/// The runs comparing CPython versions: the Python workload of the main runs, on each version.
+fn version_runs(
+    manifest: &Value,
+    args: &Args,
+    found: &toolchains::installed::Discovery,
+) -> anyhow::Result<Vec<(String, Run)>> {
+    let versions: Vec<String> = match &args.python_versions {
+        Some(list) => list.clone(),
+        None if args.quick => Vec::new(),
+        None => found.full_depth().iter().map(|i| i.minor_text()).collect(),
+    };
+    if versions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let base = Args {
+        only: vec![VERSIONS_RUNNABLE.to_owned()],
+        scenarios: vec![VERSIONS_SCENARIO.to_owned()],
+        quick: args.quick,
+        ..Args::default()
+    };
+    let Some(template) = planned_runs(manifest, &base).into_iter().next() else {
+        bail!("the manifest has no {VERSIONS_RUNNABLE} {VERSIONS_SCENARIO} run");
+    };
+    let mut runs = Vec::new();
+    for version in versions {
+        let exe = python_for(&version, found)?;
+        let mut run = Run {
+            id: format!("python{version}-pymalloc"),
+            scenario: template.scenario.clone(),
+            command: template.command.clone(),
+            env: template.env.clone(),
+        };
+        if let Some(first) = run.command.first_mut() {
+            *first = exe.display().to_string();
+        }
+        runs.push((version, run));
+    }
+    Ok(runs)
 }
 
 /// Sizes traced by the suite: small enough that all 97 runs finish in about twelve minutes on two
@@ -190,12 +263,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| util::target_dir().join("suite"));
     fs::create_dir_all(&out_dir)?;
-    let runs = planned_runs(&manifest, args);
+    let found = toolchains::installed::Discovery::run();
+    let mut runs = planned_runs(&manifest, args);
+    if let Some(version) = &args.python {
+        let exe = python_for(version, &found)?.display().to_string();
+        for run in runs.iter_mut().filter(|r| r.id.starts_with("python")) {
+            if let Some(first) = run.command.first_mut() {
+                *first = exe.clone();
+            }
+        }
+    }
     if runs.is_empty() {
         bail!("no runs match --only/--scenarios");
     }
+    let versions = version_runs(&manifest, args, &found)?;
 
-    let bar = ProgressBar::new(runs.len() as u64);
+    let bar = ProgressBar::new((runs.len() + versions.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -219,6 +302,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     run.id, run.scenario
                 ));
                 failures.push(format!("{} {}: {err:#}", run.id, run.scenario));
+            }
+        }
+        bar.inc(1);
+    }
+    let mut version_dirs = Vec::new();
+    for (version, run) in &versions {
+        bar.set_message(format!("CPython {version} {}", run.scenario));
+        let dir = out_dir.join("python-versions").join(&run.id);
+        let result = record(&alloctrace, run, &dir).and_then(|_| {
+            alloctrace_cmd(&alloctrace, &["report", "-q"], std::slice::from_ref(&dir))
+        });
+        match result {
+            Ok(()) => version_dirs.push((run.id.clone(), dir)),
+            Err(err) => {
+                bar.println(format!("suite: {} failed: {err:#}", run.id));
+                failures.push(format!("{}: {err:#}", run.id));
             }
         }
         bar.inc(1);
@@ -259,6 +358,31 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         index.push_str("</ul>\n");
     }
+    if version_dirs.len() >= 2 {
+        let dashboard = out_dir.join("dashboard-python-versions.html");
+        let mut args: Vec<PathBuf> = version_dirs.iter().map(|(_, d)| d.clone()).collect();
+        args.push(PathBuf::from("-o"));
+        args.push(dashboard);
+        match alloctrace_cmd(&alloctrace, &["compare", "-q"], &args) {
+            Err(err) => failures.push(format!("dashboard python-versions: {err:#}")),
+            Ok(()) => {
+                let _ = writeln!(
+                    index,
+                    "<h2>CPython versions ({VERSIONS_RUNNABLE}, {VERSIONS_SCENARIO}): \
+                     <a href=\"dashboard-python-versions.html\">dashboard</a></h2><ul>"
+                );
+                for (id, dir) in &version_dirs {
+                    let rel = dir
+                        .strip_prefix(&out_dir)
+                        .unwrap_or(dir)
+                        .display()
+                        .to_string();
+                    let _ = writeln!(index, "<li><a href=\"{rel}/report.html\">{id}</a></li>");
+                }
+                index.push_str("</ul>\n");
+            }
+        }
+    }
     if !failures.is_empty() {
         index.push_str("<h2>Failed runs</h2><ul>");
         for f in &failures {
@@ -285,7 +409,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!(
             "{} of {} runs failed:\n  {}",
             failures.len(),
-            runs.len(),
+            runs.len() + versions.len(),
             failures.join("\n  ")
         );
     }

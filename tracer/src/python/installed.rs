@@ -73,22 +73,32 @@ pub struct Discovery {
 impl Discovery {
     /// Searches as the module docs say.
     pub fn run() -> Discovery {
-        let mut out = Discovery::default();
-        let mut candidates: Vec<(PathBuf, &'static str)> = Vec::new();
         if let Some(list) = env::var_os(LIST_VAR).filter(|v| !v.is_empty()) {
-            let list = list.to_string_lossy().into_owned();
-            out.searched = format!("{LIST_VAR}={list}");
-            candidates.extend(
-                list.split(|c: char| c == ':' || c == ',' || c.is_whitespace())
-                    .filter(|s| !s.is_empty())
-                    .map(|s| (PathBuf::from(s), LIST_VAR)),
-            );
-        } else {
-            let root = pyenv_root();
-            out.searched = format!("{}/*/bin and PATH", root.display());
-            candidates.extend(pyenv_candidates(&root).into_iter().map(|p| (p, "pyenv")));
-            candidates.extend(path_candidates().into_iter().map(|p| (p, "PATH")));
+            return Discovery::from_list(&list.to_string_lossy());
         }
+        let root = pyenv_root();
+        let mut candidates: Vec<(PathBuf, &'static str)> = Vec::new();
+        candidates.extend(pyenv_candidates(&root).into_iter().map(|p| (p, "pyenv")));
+        candidates.extend(path_candidates().into_iter().map(|p| (p, "PATH")));
+        Discovery::probe_all(candidates, format!("{}/*/bin and PATH", root.display()))
+    }
+
+    /// The interpreters of an `ALLOCTRACE_TEST_PYTHONS` value (paths separated by `:`, `,` or
+    /// whitespace).
+    pub fn from_list(list: &str) -> Discovery {
+        let candidates = list
+            .split(|c: char| c == ':' || c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(|s| (PathBuf::from(s), LIST_VAR))
+            .collect();
+        Discovery::probe_all(candidates, format!("{LIST_VAR}={list}"))
+    }
+
+    fn probe_all(candidates: Vec<(PathBuf, &'static str)>, searched: String) -> Discovery {
+        let mut out = Discovery {
+            searched,
+            ..Discovery::default()
+        };
         let mut seen = BTreeSet::new();
         for (exe, found_by) in candidates {
             let key = fs::canonicalize(&exe).unwrap_or_else(|_| exe.clone());
@@ -142,8 +152,13 @@ impl Discovery {
     /// For tests: fails when `CI=true` and an expected version is missing, else prints each
     /// missing one as skipped. Returns the full-depth interpreters to run on.
     pub fn for_tests(&self, test: &str) -> Vec<&Interpreter> {
+        self.required(test, env::var("CI").is_ok_and(|v| v == "true"))
+    }
+
+    /// [`Discovery::for_tests`] with the CI setting given.
+    pub fn required(&self, test: &str, ci: bool) -> Vec<&Interpreter> {
         let missing = self.missing();
-        if !missing.is_empty() && env::var("CI").is_ok_and(|v| v == "true") {
+        if !missing.is_empty() && ci {
             panic!("{test}: CI=true and {}", missing.join("; "));
         }
         for line in &missing {
@@ -206,7 +221,9 @@ fn path_candidates() -> Vec<PathBuf> {
                 p.file_name()
                     .and_then(|n| n.to_str())
                     .and_then(|n| n.strip_prefix("python3."))
-                    .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+                    .is_some_and(|minor| {
+                        !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit())
+                    })
             })
             .collect();
         names.sort();

@@ -73,8 +73,8 @@ mod binary;
 pub mod code;
 mod dwarf;
 pub mod frames;
-pub mod installed;
 mod gc;
+pub mod installed;
 pub mod linetable;
 mod regs;
 mod tables;
@@ -355,7 +355,7 @@ impl PythonRuntime {
         usdt::parse(&self.bin).unwrap_or_default()
     }
 
-    /// Offsets to walk and name the Python stack (CPython 3.11 with DWARF), or why not.
+    /// Offsets to walk and name the Python stack (CPython 3.11–3.13 with DWARF), or why not.
     pub fn frame_layout(&self) -> Result<frames::FrameLayout, frames::FrameLayoutError> {
         frames::layout(&self.bin, &self.version)
     }

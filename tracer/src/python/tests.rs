@@ -1118,17 +1118,29 @@ fn frame_layouts_match_gdb() {
             },
             off(
                 "PyThreadState",
-                if minor <= 12 { "cframe" } else { "current_frame" },
+                if minor <= 12 {
+                    "cframe"
+                } else {
+                    "current_frame"
+                },
             ),
             off("PyThreadState", "native_thread_id"),
             off(
                 "struct _PyInterpreterFrame",
-                if minor <= 12 { "f_code" } else { "f_executable" },
+                if minor <= 12 {
+                    "f_code"
+                } else {
+                    "f_executable"
+                },
             ),
             off("struct _PyInterpreterFrame", "previous"),
             off(
                 "struct _PyInterpreterFrame",
-                if minor <= 12 { "prev_instr" } else { "instr_ptr" },
+                if minor <= 12 {
+                    "prev_instr"
+                } else {
+                    "instr_ptr"
+                },
             ),
             off("struct _PyInterpreterFrame", "owner"),
             off("PyCodeObject", "co_name"),
@@ -1217,7 +1229,9 @@ fn newer_versions_are_recognised() {
         );
         let limits = alloc::version_limitations(&version);
         assert!(
-            limits.iter().any(|l| l.contains(text) && l.contains("newer")),
+            limits
+                .iter()
+                .any(|l| l.contains(text) && l.contains("newer")),
             "{limits:?}"
         );
     }
@@ -1429,4 +1443,46 @@ fn read_code_objects(layout: &frames::FrameLayout) {
     huge[layout.str_length as usize..][..8].copy_from_slice(&u64::MAX.to_le_bytes());
     let mem3 = FakeMemory(vec![(0x10, huge)]);
     assert!(code::read_str(&mem3, &layout, 0x10).is_err());
+}
+
+/// Check the interpreter search: an `ALLOCTRACE_TEST_PYTHONS` list keeps only what it names
+/// (a path that does not run is rejected with the reason), the expected versions it lacks are
+/// named with how to install them, with `CI=true` that fails and otherwise the tests skip them;
+/// and symbol tables are told apart (pyenv's libpython has one, Debian's python3.11 none).
+#[test]
+fn interpreter_discovery() {
+    let all = discovery().for_tests("interpreter_discovery");
+    let Some(first) = all.first() else {
+        return;
+    };
+    let list = format!("{}:/nonexistent/python3.99", first.exe.display());
+    let only = installed::Discovery::from_list(&list);
+    assert_eq!(only.found.len(), 1, "{only:?}");
+    assert_eq!(only.found[0].exe, first.exe);
+    assert_eq!(only.found[0].found_by, installed::LIST_VAR);
+    assert_eq!(only.rejected.len(), 1);
+    assert!(only.rejected[0].1.contains("does not run"), "{only:?}");
+    let missing = only.missing();
+    assert_eq!(missing.len(), installed::EXPECTED.len() - 1, "{missing:?}");
+    assert!(
+        missing
+            .iter()
+            .all(|l| l.contains("ALLOCTRACE_TEST_PYTHONS"))
+    );
+    assert_eq!(only.required("t", false).len(), 1);
+    let ci = std::panic::catch_unwind(|| {
+        let _ = only.required("t", true);
+    });
+    let message = ci.unwrap_err();
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("t: CI=true and no CPython 3."),
+        "{message}"
+    );
+    assert!(installed::has_symtab(&first.interpreter_file));
+    assert!(!installed::has_symtab(&require(DEBIAN_311)));
+    assert!(!installed::has_symtab(Path::new("/nonexistent")));
 }

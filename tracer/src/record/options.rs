@@ -37,7 +37,7 @@ pub struct RecordOptions {
     /// Also probe CPython's public allocator functions, to tell the `obj` and `mem` domains
     /// apart (their breakpoints are single-stepped: slower).
     pub python_api: bool,
-    /// With `stacks`, also capture CPython 3.11's Python frames.
+    /// With `stacks`, also capture the Python frames of CPython 3.11–3.13.
     pub python_frames: bool,
     /// Draw the live status line (stderr is a terminal).
     pub live: bool,

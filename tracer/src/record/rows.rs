@@ -67,7 +67,9 @@ fn fill_role<'a>(row: &mut Row<'a>, role: probes::ValueRole, value: u64) {
         // A negative `int` (3.13's GENERATION_AUTO, -1: the collector picks the generation
         // itself) is no generation: left empty.
         ValueRole::Generation => {
-            row.gc_generation = u32::try_from(value).ok().filter(|&g| i32::try_from(g).is_ok())
+            row.gc_generation = u32::try_from(value)
+                .ok()
+                .filter(|&g| i32::try_from(g).is_ok())
         }
         ValueRole::GenerationConst(g) => row.gc_generation = Some(g),
         // u64::MAX: the runtime did not report it (see RUNTIME_DEREF_STASH).

@@ -10,7 +10,7 @@ use alloctrace::python::installed::{Discovery, Interpreter};
 use super::common::{Trace, alloctrace, assert_success, counters, tempdir};
 
 /// The interpreters `test` runs on (see the module docs).
-fn interpreters(test: &str) -> Vec<Interpreter> {
+pub(super) fn interpreters(test: &str) -> Vec<Interpreter> {
     static FOUND: OnceLock<Discovery> = OnceLock::new();
     FOUND
         .get_or_init(Discovery::run)
@@ -82,10 +82,7 @@ fn objects_and_collections() {
 }
 
 fn objects_and_collections_on(py: &std::path::Path, minor: u32) {
-    let untraced = Command::new(py)
-        .arg(script("objects.py"))
-        .output()
-        .unwrap();
+    let untraced = Command::new(py).arg(script("objects.py")).output().unwrap();
     assert_eq!(untraced.status.code(), Some(3));
     let dir = tempdir();
     let out = alloctrace()
@@ -159,8 +156,15 @@ fn objects_and_collections_on(py: &std::path::Path, minor: u32) {
     // their rows have none, so per generation the trace has at most the collector's count,
     // and in all exactly as many.
     let auto = (count("gc_start", None), count("gc_end", None));
-    assert_eq!(auto.0, auto.1, "collections without a generation: starts and ends");
-    assert!(auto.0 == 0 || minor == 13, "{} collections without a generation", auto.0);
+    assert_eq!(
+        auto.0, auto.1,
+        "collections without a generation: starts and ends"
+    );
+    assert!(
+        auto.0 == 0 || minor == 13,
+        "{} collections without a generation",
+        auto.0
+    );
     let mut total = (0, 0);
     for (generation, stat) in stats.iter().enumerate() {
         let want = stat["collections"].as_u64().unwrap();
@@ -247,7 +251,11 @@ fn arenas_match_debugmallocstats() {
         for (ts, event, addr, size) in arena_rows.iter().filter(|r| r.0 < marker_ts) {
             match event.as_str() {
                 "alloc" if *size == ARENA_SIZE => {
-                    assert_eq!(addr % 4096, 0, "arena at {addr:#x} (ts {ts}) not page-aligned");
+                    assert_eq!(
+                        addr % 4096,
+                        0,
+                        "arena at {addr:#x} (ts {ts}) not page-aligned"
+                    );
                     allocs += 1;
                     live.insert(*addr);
                 }
@@ -263,11 +271,10 @@ fn arenas_match_debugmallocstats() {
         );
         let python = &trace.run.runtimes["python"];
         assert!(
-            !python["limitations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|l| l.as_str().unwrap_or_default().contains("no arena allocator")),
+            !python["limitations"].as_array().unwrap().iter().any(|l| l
+                .as_str()
+                .unwrap_or_default()
+                .contains("no arena allocator")),
             "{python}"
         );
     }

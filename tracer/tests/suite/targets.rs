@@ -23,10 +23,6 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-fn python() -> PathBuf {
-    PathBuf::from("/root/.pyenv/versions/3.11.7/bin/python3.11")
-}
-
 /// Records `command` running binary-trees at depth 8 (with call stacks, symbolized at the end);
 /// returns the trace and the program's counters.
 fn binary_trees(command: &[PathBuf]) -> (Trace, serde_json::Value, tempfile::TempDir) {
@@ -88,9 +84,20 @@ fn go_binary_trees_node_count() {
 /// interpreter's own scaffolding in the phase (a closure, a result tuple) makes a few objects of
 /// the same size, so the check is that the trace's count minus the program's node count is the
 /// same small constant at two tree depths: every node counted exactly once, since a node missed
-/// or counted twice would change the difference with the depth.
+/// or counted twice would change the difference with the depth. On each full-depth CPython
+/// found.
 #[test]
 fn python_binary_trees_node_count() {
+    for py in super::python::interpreters("python_binary_trees_node_count") {
+        eprintln!(
+            "python_binary_trees_node_count: CPython {}",
+            py.version_text()
+        );
+        python_binary_trees_on(&py.exe);
+    }
+}
+
+fn python_binary_trees_on(python: &std::path::Path) {
     let mut offsets = Vec::new();
     for size in ["6", "8"] {
         let dir = tempdir();
@@ -98,7 +105,7 @@ fn python_binary_trees_node_count() {
             .args(["record", "-q", "--no-stacks", "-o"])
             .arg(dir.path())
             .arg("--")
-            .arg(python())
+            .arg(python)
             .arg(bin_dir().join("alloc-python.py"))
             .args(["binary-trees", "--size", size])
             .output()
