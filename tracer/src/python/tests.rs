@@ -23,17 +23,7 @@ const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
 
 /// Fails (never skips) when `path` is missing, saying how to install it.
 fn require(path: &str) -> PathBuf {
-    let how = if path.starts_with("/root/.pyenv/versions/") {
-        let version = path
-            .trim_start_matches("/root/.pyenv/versions/")
-            .split('/')
-            .next()
-            .unwrap_or("?");
-        format!(
-            "install it with pyenv, shared and with symbols: \
-             `PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {version}`"
-        )
-    } else if path.contains("libpython3.11") {
+    let how = if path.contains("libpython3.11") {
         "install Debian's shared libpython: `apt-get update && apt-get install -y libpython3.11`"
             .to_owned()
     } else if path.contains("python3.11") {
