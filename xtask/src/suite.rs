@@ -415,3 +415,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check `--python`: a version found resolves to its interpreter, a missing one says where
+    /// it looked and how to get one, and a malformed one says what is expected.
+    #[test]
+    fn python_choice() {
+        let found = toolchains::installed::Discovery::run();
+        if let Some(first) = found.full_depth().first() {
+            assert_eq!(python_for(&first.minor_text(), &found).unwrap(), first.exe);
+        }
+        let none = toolchains::installed::Discovery::from_list("");
+        let err = python_for("3.13", &none).unwrap_err().to_string();
+        assert!(
+            err.contains("no CPython 3.13 with a symbol table") && err.contains("pyenv install"),
+            "{err}"
+        );
+        let err = python_for("three", &found).unwrap_err().to_string();
+        assert!(err.contains("expected a version such as 3.13"), "{err}");
+    }
+}
