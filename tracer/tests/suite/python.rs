@@ -216,9 +216,8 @@ fn arenas_match_debugmallocstats() {
             .arg(script("arenas.py"))
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let (allocated, reclaimed) = arena_stats(&stderr);
+        super::common::assert_success(&out);
+        let (allocated, reclaimed) = arena_stats(&String::from_utf8_lossy(&out.stderr));
         let trace = Trace::load(dir.path());
         assert_eq!(trace.run.lost_total, 0, "{:?}", trace.run.counters);
         let mut arena_rows = Vec::new();
