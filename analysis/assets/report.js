@@ -112,6 +112,7 @@
   }
   function chart(parent, id, title, option, opts) {
     opts = opts || {};
+    if (Array.isArray(option.series)) option.series = option.series.filter(Boolean);
     var box = el('div', { 'class': 'chart-box' });
     box.appendChild(el('h3', null, title));
     if (opts.note) box.appendChild(el('p', { 'class': 'note' }, opts.note));
@@ -215,10 +216,15 @@
     note(app, (t.command && t.command.length ? t.command.join(' ') : t.exe) + ' · ' + t.mode + ' · ' + t.status + ' · pids ' + t.pids.join(', ') + ' · ' + num(t.rows) + ' rows in ' + t.segments + ' segments over ' + ns(t.duration_ns), 'meta');
     if (t.lost_total > 0) note(app, 'The tracer lost ' + num(t.lost_total) + ' rows: live bytes and leaks may be off by the lost frees and allocations.', 'warn');
     (t.warnings || []).forEach(function (w) { note(app, w, 'warn'); });
+    var resident = t.footprint_resident;
+    if (!resident) note(app, 'No resident-memory samples in this trace (recorded before rss sampling existed, or without the rss category): footprint is mapped address space only, which counts reserved pages that were never touched.', 'warn');
+    var fpName = resident ? 'footprint (resident heap)' : 'footprint (mapped only)';
     kpis(app, [
       ['peak live', bytes(s.peak_live_bytes), num(s.peak_live_blocks) + ' blocks at ' + ns(s.peak_live_t_ns)],
-      ['peak footprint', bytes(s.peak_footprint_bytes), 'at ' + ns(s.peak_footprint_t_ns)],
-      ['footprint / live at peak', s.footprint_over_live_at_peak ? s.footprint_over_live_at_peak.toFixed(2) + '×' : 'n/a'],
+      resident ? ['peak resident (RSS)', bytes(s.peak_resident_bytes), 'at ' + ns(s.peak_resident_ns)] : null,
+      ['peak ' + fpName, bytes(s.peak_footprint_bytes), 'at ' + ns(s.peak_footprint_t_ns)],
+      [fpName + ' / live at peak', s.footprint_over_live_at_peak ? s.footprint_over_live_at_peak.toFixed(2) + '×' : 'n/a'],
+      resident && s.peak_mapped_footprint_bytes ? ['peak mapped footprint', bytes(s.peak_mapped_footprint_bytes), 'virtual: brk + anon RW maps, touched or not'] : null,
       ['allocations', num(s.allocations), bytes(s.bytes_allocated) + ' requested'],
       ['frees · reallocs', num(s.frees) + ' · ' + num(s.reallocs), num(s.failed_allocations) + ' failed'],
       ['still live at end', bytes(s.leaked_bytes), num(s.leaked_blocks) + ' blocks'],
@@ -239,8 +245,10 @@
         markArea: gcAreas.length ? { silent: true, itemStyle: { color: 'rgba(154,103,0,0.12)' }, label: { show: false }, data: gcAreas } : undefined,
         markLine: stwLines.length ? { silent: true, symbol: 'none', label: { show: false }, lineStyle: { color: '#cf222e', width: 1, type: 'solid', opacity: 0.5 }, data: stwLines } : undefined
       }),
-      line('footprint (brk + anon RW maps)', xy(tl.footprint))
+      line(resident ? 'footprint: resident heap (brk + anon RW)' : 'footprint: mapped (brk + anon RW maps)', xy(tl.footprint))
     ];
+    if (resident && nonZero(tl.mapped_footprint)) memSeries.push(line('mapped footprint (virtual)', xy(tl.mapped_footprint), { lineStyle: { type: 'dotted' } }));
+    if (resident && nonZero(tl.resident)) memSeries.push(line('resident set (RSS)', xy(tl.resident)));
     if (nonZero(tl.arena_bytes)) memSeries.push(line('pymalloc arenas', xy(tl.arena_bytes)));
     if (nonZero(tl.go_live)) memSeries.push(line('Go heap (live)', xy(tl.go_live)));
     if (nonZero(tl.go_heap_goal)) memSeries.push(line('Go heap goal', xy(tl.go_heap_goal), { lineStyle: { type: 'dashed' } }));
@@ -276,13 +284,14 @@
       yAxis: [bytesAxis, valueAxis('footprint / live', function (v) { return Number(v).toFixed(1) + '×'; })],
       dataZoom: zoomX(),
       series: [
-        line('footprint', xy(tl.footprint), { areaStyle: { opacity: 0.08 } }),
+        line(fpName, xy(tl.footprint), { areaStyle: { opacity: 0.08 } }),
         line('live bytes', xy(tl.live_bytes)),
+        resident && nonZero(tl.mapped_footprint) ? line('mapped footprint (virtual)', xy(tl.mapped_footprint), { lineStyle: { type: 'dotted' } }) : null,
         // The ratio is left out while live bytes are under 1% of their peak: at start-up a few
         // bytes live in a fresh heap make it huge and flatten the rest of the curve.
         line('footprint / live', tl.footprint.map(function (f, b) { var l = tl.live_bytes[b]; return [bucketEnd(b), l > 0 && l >= liveFloor ? f / l : null]; }), { yAxisIndex: 1, lineStyle: { type: 'dashed' }, connectNulls: false })
       ]
-    }, { note: 'Footprint: the brk heap plus anonymous writable mappings. The gap between the lines is allocator overhead, free space and unused mappings.' });
+    }, { note: (resident ? 'Footprint: resident bytes of the brk heap and anonymous writable mappings' + (t.rss_interval_ns ? ' (sampled every ' + ns(t.rss_interval_ns) + ')' : '') + '; the mapped footprint, address space reserved whether touched or not, is the dotted line.' : 'Footprint: mapped bytes of the brk heap and anonymous writable mappings (no resident samples in this trace).') + ' The gap between footprint and live bytes is allocator overhead, free space and unused memory.' });
     var occ = r.occupancy.samples.filter(function (x) { return x.regions > 0; });
     if (occ.length) {
       var ox = function (f) { return occ.map(function (x) { return [x.t_ns / 1e9, f(x)]; }); };
@@ -480,9 +489,11 @@
     kpis(sec, [
       ['peak live', bytes(pk.live_bytes), 'at ' + ns(pk.t_ns)],
       ['blocks at peak', num(pk.live_blocks)],
-      ['footprint at peak', bytes(pk.footprint)],
+      [fpName + ' at peak', bytes(pk.footprint)],
+      resident ? ['mapped footprint at peak', bytes(pk.mapped_footprint)] : null,
       pk.go_live ? ['Go heap at peak', bytes(pk.go_live)] : null,
-      ['peak footprint', bytes(pk.footprint_peak), 'at ' + ns(pk.footprint_peak_t_ns)]
+      ['peak ' + fpName, bytes(pk.footprint_peak), 'at ' + ns(pk.footprint_peak_t_ns)],
+      resident ? ['peak resident (RSS)', bytes(pk.resident_peak), 'at ' + ns(pk.resident_peak_t_ns)] : null
     ]);
     grid = el('div', { 'class': 'grid2' });
     sec.appendChild(grid);
@@ -561,8 +572,10 @@
       ['allocations', function (r) { return unit ? per(r, 'allocations') : r.summary.allocations; }, num],
       ['bytes allocated', function (r) { return unit ? per(r, 'bytes_allocated') : r.summary.bytes_allocated; }, bytes],
       ['peak live', function (r) { return unit ? per(r, 'peak_live_bytes') : r.summary.peak_live_bytes; }, bytes],
-      ['peak footprint', function (r) { return unit ? per(r, 'peak_footprint_bytes') : r.summary.peak_footprint_bytes; }, bytes],
+      ['peak footprint (resident heap; mapped where no rss samples)', function (r) { return unit ? per(r, 'peak_footprint_bytes') : r.summary.peak_footprint_bytes; }, bytes],
+      ['peak resident (RSS)', function (r) { return unit ? per(r, 'peak_resident_bytes') : r.summary.peak_resident_bytes; }, bytes],
       ['footprint / live at peak', function (r) { return r.summary.footprint_over_live_at_peak; }, function (v) { return Number(v).toFixed(2) + '×'; }],
+      ['peak mapped footprint (virtual)', function (r) { return r.summary.peak_mapped_footprint_bytes; }, bytes],
       ['temporary allocations', function (r) { return r.summary.temporary_ratio; }, pct],
       ['internal waste', function (r) { return r.summary.internal_waste_ratio; }, pct],
       ['external fragmentation (end)', function (r) { return r.summary.frag_index_end; }, function (v) { return Number(v).toFixed(2); }],
@@ -595,7 +608,8 @@
       });
     }
     overlay('live', 'Live bytes', function (r) { return r.live_bytes; }, bytes);
-    overlay('footprint', 'Footprint', function (r) { return r.footprint; }, bytes);
+    overlay('footprint', 'Footprint (resident heap; mapped for runs without rss samples)', function (r) { return r.footprint; }, bytes);
+    overlay('mapped-footprint', 'Mapped footprint (virtual)', function (r) { return r.mapped_footprint; }, bytes);
     overlay('alloc-rate', 'Allocations per second', function (r) { return r.alloc_rate; }, num);
     if (runs.some(function (r) { return r.fragmentation.length; })) {
       chart(sec, 'frag', 'External fragmentation index', {

@@ -28,7 +28,12 @@ pub struct Run {
     /// Seconds since the run's start, one per timeline bucket.
     pub t_s: Vec<f64>,
     pub live_bytes: Vec<u64>,
+    /// Resident heap when the run has rss samples, else mapped (`summary.footprint_source`).
     pub footprint: Vec<u64>,
+    /// Mapped (virtual) heap footprint.
+    pub mapped_footprint: Vec<u64>,
+    /// Resident set size (zeros without rss samples).
+    pub resident: Vec<u64>,
     /// Allocations per second in each bucket.
     pub alloc_rate: Vec<f64>,
     /// Request sizes (log2 buckets, counts).
@@ -58,6 +63,8 @@ fn digest(report: &report::Report) -> Run {
             .collect(),
         live_bytes: t.live_bytes.clone(),
         footprint: t.footprint.clone(),
+        mapped_footprint: t.mapped_footprint.clone(),
+        resident: t.resident.clone(),
         alloc_rate: t.alloc_count.iter().map(|&c| c as f64 / width_s).collect(),
         sizes: trim(&report.sizes.histogram),
         lifetimes: trim(&report.lifetimes.wall_ns),

@@ -60,7 +60,7 @@ const REQUIRED: [&str; 9] = [
     col::OLD_ADDR,
     col::RUNTIME,
 ];
-const OPTIONAL: [&str; 21] = [
+const OPTIONAL: [&str; 23] = [
     col::DOMAIN,
     col::STACK_ID,
     col::OLD_SIZE,
@@ -82,6 +82,8 @@ const OPTIONAL: [&str; 21] = [
     col::GC_CPU_NS,
     col::CPU_CAPACITY_NS,
     col::GOMAXPROCS,
+    col::RSS_BYTES,
+    col::HEAP_RSS_BYTES,
 ];
 
 fn expected_type(column: &str) -> DataType {
@@ -552,6 +554,8 @@ pub struct EventBatch {
     pub gc_cpu_ns: Option<UInt64Array>,
     pub cpu_capacity_ns: Option<UInt64Array>,
     pub gomaxprocs: Option<UInt32Array>,
+    pub rss_bytes: Option<UInt64Array>,
+    pub heap_rss_bytes: Option<UInt64Array>,
 }
 
 /// Whether `array` has a value at `row`. `Array::is_valid` does the same, but LLVM left it
@@ -640,6 +644,8 @@ impl EventBatch {
             gc_cpu_ns: column(col::GC_CPU_NS)?.map(u64s),
             cpu_capacity_ns: column(col::CPU_CAPACITY_NS)?.map(u64s),
             gomaxprocs: column(col::GOMAXPROCS)?.map(u32s),
+            rss_bytes: column(col::RSS_BYTES)?.map(u64s),
+            heap_rss_bytes: column(col::HEAP_RSS_BYTES)?.map(u64s),
         })
     }
 

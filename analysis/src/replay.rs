@@ -285,6 +285,14 @@ pub struct Totals {
     pub brk_heap: u64,
     /// Bytes given back with madvise(DONTNEED/FREE), cumulative.
     pub released: u64,
+    /// Resident set size: the last `rss` sample of each process, summed.
+    pub resident: u64,
+    /// Resident heap (brk heap and anonymous writable mappings): the last `rss` sample's
+    /// `heap_rss_bytes` of each process, summed.
+    pub heap_resident: u64,
+    /// Whether the footprint is the resident heap (the trace samples resident memory) rather
+    /// than the mapped one.
+    pub resident_footprint: bool,
 }
 
 impl Totals {
@@ -293,8 +301,19 @@ impl Totals {
         self.live_bytes.saturating_add(self.go_live)
     }
 
-    /// Heap footprint: brk heap plus anonymous writable mappings.
+    /// Heap footprint: the resident heap when the trace samples resident memory, else the
+    /// mapped heap ([`Totals::mapped_footprint`]).
     pub fn footprint(&self) -> u64 {
+        if self.resident_footprint {
+            self.heap_resident
+        } else {
+            self.mapped_footprint()
+        }
+    }
+
+    /// Mapped (virtual) heap footprint: brk heap plus anonymous writable mappings, from the
+    /// mmap/brk rows, whether their pages were ever touched or not.
+    pub fn mapped_footprint(&self) -> u64 {
         self.mapped_heap.saturating_add(self.brk_heap)
     }
 }
@@ -307,6 +326,7 @@ pub struct PeakLive {
     pub live_blocks: u64,
     pub go_live: u64,
     pub footprint: u64,
+    pub mapped_footprint: u64,
 }
 
 /// Row-level facts: what was seen, and everything that did not fit the semantics.
@@ -345,6 +365,8 @@ pub struct Counters {
     pub stw_pauses: u64,
     /// gc_end/stw_end rows without their start (the start was before the trace).
     pub unmatched_ends: u64,
+    /// `rss` rows (resident-memory samples).
+    pub rss_samples: u64,
     /// Rows whose `event` this version does not know.
     pub unknown_events: u64,
     /// Rows whose ts_ns is smaller than the previous row's (cross-CPU disorder).
@@ -364,6 +386,8 @@ struct Proc {
     brk_end: u64,
     go_live: u64,
     go_goal: u64,
+    /// The last `rss` sample: (rss_bytes, heap_rss_bytes).
+    resident: (u64, u64),
     gc_start: Option<(u64, Option<u64>, Option<u32>)>,
     stw_start: Option<(u64, Option<u16>)>,
     /// Recent (thread, address) allocations and frees, to recognise nested pairs.
@@ -402,6 +426,7 @@ impl Proc {
             brk_end: brk_start.unwrap_or(0),
             go_live: 0,
             go_goal: 0,
+            resident: (0, 0),
             gc_start: None,
             stw_start: None,
             recent_allocs: Recent::default(),
@@ -485,6 +510,16 @@ impl<'a> HeapState<'a> {
         self.replay.peak_footprint
     }
 
+    /// (bytes, ts) of the highest mapped footprint.
+    pub fn peak_mapped_footprint(&self) -> (u64, u64) {
+        self.replay.peak_mapped_footprint
+    }
+
+    /// (bytes, ts) of the highest resident set size (all processes).
+    pub fn peak_resident(&self) -> (u64, u64) {
+        self.replay.peak_resident
+    }
+
     pub fn processes(&self) -> impl Iterator<Item = ProcView<'a>> + 'a {
         self.replay.procs.iter().map(|proc| ProcView { proc })
     }
@@ -503,6 +538,8 @@ pub struct Replay {
     totals: Totals,
     peak: PeakLive,
     peak_footprint: (u64, u64),
+    peak_mapped_footprint: (u64, u64),
+    peak_resident: (u64, u64),
     counters: Counters,
     /// Runtimes seen in allocation and GC rows (indexed by `Runtime as usize`).
     seen: [bool; 3],
@@ -520,9 +557,18 @@ impl Replay {
             totals: Totals::default(),
             peak: PeakLive::default(),
             peak_footprint: (0, 0),
+            peak_mapped_footprint: (0, 0),
+            peak_resident: (0, 0),
             counters: Counters::default(),
             seen: [false; 3],
         }
+    }
+
+    /// Takes the resident heap as the footprint from the start (the trace's run.json says it
+    /// samples resident memory). The first `rss` row does so too.
+    pub fn with_resident_footprint(mut self, on: bool) -> Replay {
+        self.totals.resident_footprint = on;
+        self
     }
 
     /// Runtimes whose allocation or GC rows appeared.
@@ -589,6 +635,7 @@ impl Replay {
                 live_blocks: self.totals.live_blocks,
                 go_live: self.totals.go_live,
                 footprint: self.totals.footprint(),
+                mapped_footprint: self.totals.mapped_footprint(),
             };
         }
     }
@@ -598,10 +645,35 @@ impl Replay {
         let (mapped, brk) = (proc.space.heap_bytes(), proc.brk_heap());
         self.totals.mapped_heap = self.totals.mapped_heap - before.0 + mapped;
         self.totals.brk_heap = self.totals.brk_heap - before.1 + brk;
+        self.note_footprint_peaks(ts);
+    }
+
+    fn note_footprint_peaks(&mut self, ts: u64) {
         let footprint = self.totals.footprint();
         if footprint > self.peak_footprint.0 {
             self.peak_footprint = (footprint, ts);
         }
+        let mapped = self.totals.mapped_footprint();
+        if mapped > self.peak_mapped_footprint.0 {
+            self.peak_mapped_footprint = (mapped, ts);
+        }
+        if self.totals.resident > self.peak_resident.0 {
+            self.peak_resident = (self.totals.resident, ts);
+        }
+    }
+
+    /// An `rss` row: the process's resident memory now. Totals sum each process's last sample.
+    fn rss_row(&mut self, p: usize, batch: &EventBatch, i: usize, ts: u64) {
+        self.counters.rss_samples += 1;
+        let now = (
+            opt(&batch.rss_bytes, i).unwrap_or(0).min(MAX_SIZE),
+            opt(&batch.heap_rss_bytes, i).unwrap_or(0).min(MAX_SIZE),
+        );
+        let before = std::mem::replace(&mut self.procs[p].resident, now);
+        self.totals.resident = self.totals.resident - before.0 + now.0;
+        self.totals.heap_resident = self.totals.heap_resident - before.1 + now.1;
+        self.totals.resident_footprint = true;
+        self.note_footprint_peaks(ts);
     }
 
     /// [`Replay::apply`] of row `i`, after starting to load the live-block slots of the row
@@ -663,6 +735,7 @@ impl Replay {
             Event::GcStart | Event::GcEnd | Event::StwStart | Event::StwEnd => {
                 self.gc_row(p, batch, i, ts, out)
             }
+            Event::Rss => self.rss_row(p, batch, i, ts),
             Event::Unknown => self.counters.unknown_events += 1,
         }
     }

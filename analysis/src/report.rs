@@ -94,6 +94,14 @@ pub struct TraceInfo {
     pub work_units: Option<f64>,
     pub workload: Option<serde_json::Value>,
     pub warnings: Vec<String>,
+    /// The event categories recorded (run.json `events`; empty for traces from before
+    /// `record --events`).
+    pub events: Vec<String>,
+    /// Whether footprint figures are resident memory (the trace has `rss` samples); otherwise
+    /// they are mapped address space, the only footprint the trace can show.
+    pub footprint_resident: bool,
+    /// The resident-memory sampling period (run.json `rss.interval_ns`).
+    pub rss_interval_ns: Option<u64>,
 }
 
 /// Every section of a report.
@@ -253,12 +261,20 @@ impl pass::Consumer for Reducers {
     }
 }
 
+/// Whether run.json says the trace samples resident memory (`rss` rows).
+pub fn samples_resident(run: &trace_format::run::RunInfo) -> bool {
+    run.events
+        .iter()
+        .any(|e| e == trace_format::run::category::RSS)
+}
+
 /// Reads the trace in `dir` and builds every section.
 pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
     let trace = Trace::open(dir)?;
     let (start, end) = trace.span()?;
     let axis = Axis::new(start, end, options.buckets);
-    let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk);
+    let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk)
+        .with_resident_footprint(samples_resident(&trace.run));
     let mut reducers = Reducers::new(axis, options);
     let names = pass::run(&trace, axis, &mut replay, &mut reducers)?;
     let r = reducers;
@@ -303,6 +319,9 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
             .filter(|u| *u > 0.0),
         workload: run.workload.clone(),
         warnings: run.warnings.clone(),
+        events: run.events.clone(),
+        footprint_resident: replay.totals().resident_footprint,
+        rss_interval_ns: run.rss.as_ref().map(|r| r.interval_ns),
     };
     let mut callsites = r.callsites.finish(&end_ctx);
     // Name the call sites when the trace has been symbolized (frames.parquet). A damaged

@@ -21,6 +21,11 @@ pub const GC_CPU_GO: &str = "go runtime's own accounting: GC CPU time / (elapsed
 pub const GC_CPU_PYTHON: &str =
     "python: summed collection time (gc_start to gc_end, wall time) / trace duration";
 
+/// `footprint_source` when footprint is resident memory.
+pub const FOOTPRINT_RESIDENT: &str = "resident";
+/// `footprint_source` when the trace has no `rss` rows.
+pub const FOOTPRINT_MAPPED: &str = "mapped";
+
 /// The GC CPU share and where it comes from: Go's own accounting when the trace has it, else
 /// CPython's collections timed by the trace.
 fn gc_cpu_share(r: &Report) -> Option<(f64, &'static str)> {
@@ -47,6 +52,9 @@ pub struct PerUnit {
     pub bytes_allocated: f64,
     pub peak_live_bytes: f64,
     pub peak_footprint_bytes: f64,
+    /// `None` without `rss` rows.
+    #[serde(default)]
+    pub peak_resident_bytes: Option<f64>,
     pub temporary_allocations: f64,
     pub ns: f64,
 }
@@ -74,6 +82,12 @@ pub struct Summary {
     pub peak_live_bytes: u64,
     pub peak_live_blocks: u64,
     pub peak_live_t_ns: u64,
+    /// What the `footprint` figures measure: [`FOOTPRINT_RESIDENT`] (resident bytes of the brk
+    /// heap and anonymous writable mappings, from the trace's `rss` samples) or
+    /// [`FOOTPRINT_MAPPED`] (mapped bytes of the same, from mmap/brk rows: the trace has no
+    /// `rss` rows). The `mapped_footprint` figures are always the mapped ones.
+    #[serde(default)]
+    pub footprint_source: String,
     pub footprint_at_peak_live: u64,
     pub peak_footprint_bytes: u64,
     pub peak_footprint_t_ns: u64,
@@ -82,6 +96,27 @@ pub struct Summary {
     pub footprint_end: u64,
     /// footprint / live at the live peak (1.0 = no overhead); 0 when nothing was live.
     pub footprint_over_live_at_peak: f64,
+    /// Highest resident set size of the traced processes and when (ns from the trace start);
+    /// `None` without `rss` rows.
+    #[serde(default)]
+    pub peak_resident_bytes: Option<u64>,
+    #[serde(default)]
+    pub peak_resident_ns: Option<u64>,
+    /// Resident set size at the end (each process's last sample).
+    #[serde(default)]
+    pub resident_end: Option<u64>,
+    /// Mapped (virtual) heap footprint: brk heap plus anonymous writable mappings, whether
+    /// touched or not, from mmap/brk rows (0 when syscalls were not recorded).
+    #[serde(default)]
+    pub mapped_footprint_at_peak_live: u64,
+    #[serde(default)]
+    pub peak_mapped_footprint_bytes: u64,
+    #[serde(default)]
+    pub peak_mapped_footprint_t_ns: u64,
+    #[serde(default)]
+    pub mapped_footprint_end: u64,
+    #[serde(default)]
+    pub mapped_footprint_over_live_at_peak: f64,
 
     pub leaked_blocks: u64,
     pub leaked_bytes: u64,
@@ -149,11 +184,20 @@ impl Summary {
         let allocations = r.counters.allocs + r.counters.go_allocs;
         let go = r.gc.runtimes.iter().find(|g| g.runtime == Runtime::Go);
         let go_heap = go.and_then(|g| g.last_heap);
+        let resident = r.trace.footprint_resident;
+        let over_live = |footprint: u64| {
+            if r.peak.live_bytes > 0 {
+                footprint as f64 / r.peak.live_bytes as f64
+            } else {
+                0.0
+            }
+        };
         let per_work_unit = r.trace.work_units.map(|units| PerUnit {
             allocations: allocations as f64 / units,
             bytes_allocated: r.sizes.bytes as f64 / units,
             peak_live_bytes: r.peak.live_bytes as f64 / units,
             peak_footprint_bytes: r.peak.footprint_peak as f64 / units,
+            peak_resident_bytes: resident.then(|| r.peak.resident_peak as f64 / units),
             temporary_allocations: r.lifetimes.temporary.count as f64 / units,
             ns: r.trace.duration_ns as f64 / units,
         });
@@ -177,17 +221,27 @@ impl Summary {
             peak_live_bytes: r.peak.live_bytes,
             peak_live_blocks: r.peak.live_blocks,
             peak_live_t_ns: r.peak.t_ns,
+            footprint_source: if resident {
+                FOOTPRINT_RESIDENT
+            } else {
+                FOOTPRINT_MAPPED
+            }
+            .to_owned(),
             footprint_at_peak_live: r.peak.footprint,
             peak_footprint_bytes: r.peak.footprint_peak,
             peak_footprint_t_ns: r.peak.footprint_peak_t_ns,
             live_bytes_end: r.end.live(),
             live_blocks_end: r.end.live_blocks,
             footprint_end: r.end.footprint(),
-            footprint_over_live_at_peak: if r.peak.live_bytes > 0 {
-                r.peak.footprint as f64 / r.peak.live_bytes as f64
-            } else {
-                0.0
-            },
+            footprint_over_live_at_peak: over_live(r.peak.footprint),
+            peak_resident_bytes: resident.then_some(r.peak.resident_peak),
+            peak_resident_ns: resident.then_some(r.peak.resident_peak_t_ns),
+            resident_end: resident.then_some(r.end.resident),
+            mapped_footprint_at_peak_live: r.peak.mapped_footprint,
+            peak_mapped_footprint_bytes: r.peak.mapped_footprint_peak,
+            peak_mapped_footprint_t_ns: r.peak.mapped_footprint_peak_t_ns,
+            mapped_footprint_end: r.end.mapped_footprint(),
+            mapped_footprint_over_live_at_peak: over_live(r.peak.mapped_footprint),
             leaked_blocks: r.leaks.blocks,
             leaked_bytes: r.leaks.bytes,
             temporary_allocations: r.lifetimes.temporary.count,

@@ -611,11 +611,13 @@ fn summary_json_round_trip() {
     assert_eq!(
         Summary {
             footprint_over_live_at_peak: 0.0,
+            mapped_footprint_over_live_at_peak: 0.0,
             frag_index_end: 0.0,
             ..back.clone()
         },
         Summary {
             footprint_over_live_at_peak: 0.0,
+            mapped_footprint_over_live_at_peak: 0.0,
             frag_index_end: 0.0,
             ..original
         }
@@ -670,4 +672,65 @@ fn compare_runs() {
     let d = compare::build(&[a.path(), c.path()], &Options::default()).unwrap();
     assert!(!d.per_work_unit);
     assert!(compare::build::<&std::path::Path>(&[], &Options::default()).is_err());
+}
+
+/// An `rss` row of process `pid`.
+fn rss(ts_ns: u64, pid: u32, rss_bytes: u64, heap_rss_bytes: u64) -> Row<'static> {
+    Row {
+        ts_ns,
+        pid,
+        tid: pid,
+        event: Event::Rss,
+        func: "statm",
+        rss_bytes: Some(rss_bytes),
+        heap_rss_bytes: Some(heap_rss_bytes),
+        ..Row::default()
+    }
+}
+
+/// Check that with rss rows the footprint is the resident heap (summed over processes, each at
+/// its last sample), footprint/live uses it, the peak resident set and its time are reported,
+/// and the mapped footprint stays its own figure.
+#[test]
+fn resident_footprint_from_rss_rows() {
+    let mut rows = layout_rows();
+    // The brk heap maps 64 KiB; only 8 KiB of it is resident at first, 12 KiB at the live peak.
+    rows.insert(0, rss(40, PID, 100_000, 8192));
+    rows.insert(5, rss(250, PID, 110_000, 12288));
+    // A second process: its resident memory adds to the first's.
+    rows.push(rss(700, PID + 1, 50_000, 4096));
+    rows.push(rss(800, PID, 90_000, 8192));
+    let report = build(&rows);
+    let s = Summary::from_report(&report);
+    assert_eq!(s.footprint_source, "resident");
+    assert_eq!(report.counters.rss_samples, 4);
+    // The live peak (5112 B at ts 300) sees the sample of ts 250.
+    assert_eq!(s.footprint_at_peak_live, 12288);
+    assert!((s.footprint_over_live_at_peak - 12288.0 / 5112.0).abs() < 1e-12);
+    assert_eq!(s.mapped_footprint_at_peak_live, 0x10000);
+    assert!((s.mapped_footprint_over_live_at_peak - 65536.0 / 5112.0).abs() < 1e-12);
+    // 110,000 + 50,000 at ts 700 (trace start 40).
+    assert_eq!(s.peak_resident_bytes, Some(160_000));
+    assert_eq!(s.peak_resident_ns, Some(660));
+    assert_eq!(s.resident_end, Some(140_000));
+    assert_eq!(s.peak_footprint_bytes, 12288 + 4096);
+    assert_eq!(s.footprint_end, 8192 + 4096);
+    assert_eq!(s.peak_mapped_footprint_bytes, 0x10000);
+    assert_eq!(s.mapped_footprint_end, 0x10000);
+    let tl = &report.timeline;
+    assert_eq!(tl.footprint.last(), Some(&(8192 + 4096)));
+    assert_eq!(tl.mapped_footprint.last(), Some(&0x10000));
+    assert_eq!(tl.resident.last(), Some(&140_000));
+}
+
+/// Check that a trace without rss rows keeps the mapped footprint and says so.
+#[test]
+fn mapped_footprint_without_rss_rows() {
+    let report = build(&layout_rows());
+    let s = Summary::from_report(&report);
+    assert_eq!(s.footprint_source, "mapped");
+    assert!(!report.trace.footprint_resident);
+    assert_eq!(s.peak_resident_bytes, None);
+    assert_eq!(s.peak_footprint_bytes, s.peak_mapped_footprint_bytes);
+    assert_eq!(s.footprint_at_peak_live, 0x10000);
 }

@@ -61,6 +61,9 @@ column_values! {
         GcEnd,
         StwStart,
         StwEnd,
+        /// A sample of a process's resident memory (`rss_bytes`, `heap_rss_bytes`), taken by the
+        /// tracer at a fixed period, not by a probe.
+        Rss,
         /// A value this reader does not know (written by a newer tracer): readers count and skip
         /// such rows; the tracer never writes it.
         Unknown,
@@ -139,7 +142,7 @@ mod tests {
     /// Check that names a newer tracer might write are not mistaken for known ones.
     #[test]
     fn unknown_names() {
-        assert_eq!(Event::parse("rss"), Event::Unknown);
+        assert_eq!(Event::parse("rss_v2"), Event::Unknown);
         assert_eq!(Event::parse(""), Event::Unknown);
         assert_eq!(Runtime::parse("jvm"), None);
         assert_eq!(Domain::parse("OBJ"), None);

@@ -112,6 +112,35 @@ pub struct TracerUsage {
     pub max_rss_bytes: u64,
 }
 
+/// The event categories `alloctrace record --events` chooses from, as run.json's `events`
+/// names them.
+pub mod category {
+    /// Allocator calls (malloc & co., Go's and CPython's allocators), with their stacks.
+    pub const ALLOC: &str = "alloc";
+    /// mmap, munmap, mremap, brk, mprotect, madvise.
+    pub const SYSCALLS: &str = "syscalls";
+    /// GC cycles and stop-the-world pauses (Go), collections (CPython).
+    pub const GC: &str = "gc";
+    /// Resident-memory samples (`rss` rows).
+    pub const RSS: &str = "rss";
+    /// Every category, in the order run.json lists them.
+    pub const ALL: [&str; 4] = [ALLOC, SYSCALLS, GC, RSS];
+}
+
+/// How resident memory was sampled (the `rss` category).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RssSampling {
+    /// The sampling period.
+    pub interval_ns: u64,
+    /// What each sample reads (see docs/schema.md).
+    pub source: String,
+    /// `rss` rows written.
+    pub samples: u64,
+    /// Periods skipped because the sampler was late (the machine was busy): the rows around
+    /// them are further apart than `interval_ns`.
+    pub skipped: u64,
+}
+
 /// Everything `run.json` holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -119,6 +148,14 @@ pub struct RunInfo {
     pub tool: Tool,
     /// `spawn` or `attach`.
     pub mode: String,
+    /// The event categories recorded ([`category`]). Empty in traces written before
+    /// `record --events` existed: those hold alloc, gc and (unless `--no-syscalls`) syscalls
+    /// rows, never rss rows.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Resident-memory sampling, when the `rss` category was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss: Option<RssSampling>,
     /// The command line in spawn mode.
     #[serde(default)]
     pub command: Vec<String>,

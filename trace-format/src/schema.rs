@@ -66,6 +66,11 @@ pub mod col {
     pub const GC_CPU_NS: &str = "gc_cpu_ns";
     pub const CPU_CAPACITY_NS: &str = "cpu_capacity_ns";
     pub const GOMAXPROCS: &str = "gomaxprocs";
+    /// `rss` rows: the process's resident set size.
+    pub const RSS_BYTES: &str = "rss_bytes";
+    /// `rss` rows: resident bytes of the process's anonymous memory (brk heap and anonymous
+    /// writable mappings); see docs/schema.md for what it includes.
+    pub const HEAP_RSS_BYTES: &str = "heap_rss_bytes";
 }
 
 /// The Arrow type of the string columns: dictionary-encoded, as their values repeat. The values
@@ -109,6 +114,8 @@ static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         u64_col(col::GC_CPU_NS, true),
         u64_col(col::CPU_CAPACITY_NS, true),
         Field::new(col::GOMAXPROCS, DataType::UInt32, true),
+        u64_col(col::RSS_BYTES, true),
+        u64_col(col::HEAP_RSS_BYTES, true),
     ]))
 });
 

@@ -79,6 +79,9 @@ pub struct Row<'a> {
     pub go_type: Option<&'a str>,
     /// Go's own heap and GC CPU accounting, on `gc_end` rows.
     pub go_cycle: GoCycle,
+    /// `rss` rows: resident set size and resident heap bytes.
+    pub rss_bytes: Option<u64>,
+    pub heap_rss_bytes: Option<u64>,
 }
 
 /// The columns a Go `gc_end` row carries from the runtime's own accounting; `None` where a
@@ -126,6 +129,8 @@ impl Default for Row<'_> {
             reason: None,
             go_type: None,
             go_cycle: GoCycle::default(),
+            rss_bytes: None,
+            heap_rss_bytes: None,
         }
     }
 }
@@ -263,6 +268,8 @@ struct Columns {
     gc_cpu_ns: Vec<Option<u64>>,
     cpu_capacity_ns: Vec<Option<u64>>,
     gomaxprocs: Vec<Option<u32>>,
+    rss_bytes: Vec<Option<u64>>,
+    heap_rss_bytes: Vec<Option<u64>>,
 }
 
 /// The dictionaries of the string columns (event, func, runtime, domain, reason, go_type).
@@ -336,6 +343,8 @@ impl Columns {
         self.gc_cpu_ns.push(row.go_cycle.gc_cpu_ns);
         self.cpu_capacity_ns.push(row.go_cycle.cpu_capacity_ns);
         self.gomaxprocs.push(row.go_cycle.gomaxprocs);
+        self.rss_bytes.push(row.rss_bytes);
+        self.heap_rss_bytes.push(row.heap_rss_bytes);
         Ok(())
     }
 
@@ -376,6 +385,8 @@ impl Columns {
             opt::<UInt64Type>(c.gc_cpu_ns),
             opt::<UInt64Type>(c.cpu_capacity_ns),
             opt::<UInt32Type>(c.gomaxprocs),
+            opt::<UInt64Type>(c.rss_bytes),
+            opt::<UInt64Type>(c.heap_rss_bytes),
         ];
         Ok(RecordBatch::try_new(schema::events_schema(), columns)?)
     }

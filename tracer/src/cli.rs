@@ -176,7 +176,19 @@ pub struct RecordArgs {
     /// ... or after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub segment_secs: u64,
-    /// Do not record mmap/munmap/mremap/brk/mprotect/madvise (only allocator calls).
+    /// Event categories to record, comma-separated: `alloc` (allocator calls, with their
+    /// stacks), `syscalls` (mmap, munmap, mremap, brk, mprotect, madvise), `gc` (Go GC cycles
+    /// and stop-the-world pauses, CPython collections), `rss` (resident memory, sampled every
+    /// --rss-interval). `--events gc,rss` is the cheap mode: durations, GC figures and memory
+    /// of a run that is barely slowed down (docs/benchmarks.md).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "alloc,syscalls,gc,rss",
+          value_parser = ["alloc", "syscalls", "gc", "rss"])]
+    pub events: Vec<String>,
+    /// Resident-memory sampling period, in milliseconds (the `rss` category).
+    #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub rss_interval: u64,
+    /// Do not record mmap/munmap/mremap/brk/mprotect/madvise (same as leaving `syscalls` out
+    /// of --events).
     #[arg(long)]
     pub no_syscalls: bool,
     /// Do not capture the call stack of each allocation (on by default; see

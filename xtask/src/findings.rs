@@ -12,7 +12,10 @@ pub fn markdown(done: &[(String, String, std::path::PathBuf)]) -> String {
         "# Suite findings\n\n\
          Written by `cargo xtask suite` from each run's `summary.json`. Sizes are the same for \
          every language; \"per unit\" divides by the workload's own work-unit count. \
-         Durations are traced wall time (tracing slows every runtime, Go and Python most).\n",
+         Durations are traced wall time (tracing slows every runtime, Go and Python most). \
+         Footprint is resident memory (the heap's resident bytes, sampled while recording); a \
+         figure marked (mapped) comes from a trace without resident samples and counts mapped \
+         address space. The mapped footprint, touched or not, has its own column.\n",
     );
     // In order of first appearance (runs come language by language, not scenario by scenario).
     let mut scenarios: Vec<&str> = Vec::new();
@@ -25,12 +28,12 @@ pub fn markdown(done: &[(String, String, std::path::PathBuf)]) -> String {
         let _ = write!(
             out,
             "\n## {scenario}\n\n\
-             | run | allocs/unit | bytes/unit | peak live | peak footprint | footprint/live at peak | internal waste | ext. frag. (end) | Go span frag. / retained free (end) | GC cycles | GC+STW share | traced s |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+             | run | allocs/unit | bytes/unit | peak live | peak RSS | peak footprint | footprint/live at peak | peak mapped footprint | internal waste | ext. frag. (end) | Go span frag. / retained free (end) | GC cycles | GC+STW share | traced s |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         );
         for (_, id, dir) in done.iter().filter(|(s, _, _)| s == scenario) {
             let Some(s) = read_summary(dir) else {
-                let _ = writeln!(out, "| {id} | (no summary.json) ||||||||||");
+                let _ = writeln!(out, "| {id} | (no summary.json) ||||||||||||");
                 continue;
             };
             let _ = writeln!(out, "{}", row(id, &s));
@@ -68,13 +71,22 @@ fn row(id: &str, s: &Value) -> String {
         ),
         _ => "–".into(),
     };
+    // Traces without resident samples (older ones, or recorded without `rss`) only know the
+    // mapped footprint: say so beside the figure.
+    let mapped = if s["footprint_source"].as_str() == Some("resident") {
+        ""
+    } else {
+        " (mapped)"
+    };
     format!(
-        "| {id} | {} | {} | {} | {} | {} | {} | {} | {go_frag} | {} | {gc_share} | {:.1} |",
+        "| {id} | {} | {} | {} | {} | {}{mapped} | {}{mapped} | {} | {} | {} | {go_frag} | {} | {gc_share} | {:.1} |",
         opt(unit("allocations"), |v| format!("{v:.2}")),
         opt(unit("bytes_allocated"), |v| format!("{v:.0}")),
         opt(f("peak_live_bytes"), mib),
+        opt(f("peak_resident_bytes"), mib),
         opt(f("peak_footprint_bytes"), mib),
         opt(f("footprint_over_live_at_peak"), |v| format!("{v:.2}×")),
+        opt(f("peak_mapped_footprint_bytes"), mib),
         opt(f("internal_waste_ratio"), |v| format!("{:.1}%", 100.0 * v)),
         opt(f("frag_index_end"), |v| format!("{v:.2}")),
         opt(f("gc_cycles"), |v| format!("{v:.0}")),
@@ -102,16 +114,21 @@ mod tests {
             "duration_ns": 2e9, "gc_total_ns": 1e8, "stw_total_ns": 1e8, "gc_cycles": 10,
             "peak_live_bytes": 1048576.0, "peak_footprint_bytes": 2097152.0,
             "footprint_over_live_at_peak": 2.0, "internal_waste_ratio": 0.05, "frag_index_end": 0.5,
+            "footprint_source": "resident", "peak_resident_bytes": 4194304.0,
+            "peak_mapped_footprint_bytes": 52428800.0,
             "per_work_unit": {"allocations": 1.5, "bytes_allocated": 100.0},
             "go_span_frag_bytes_end": 524288.0, "go_heap_inuse_end": 2097152.0,
             "go_retained_free_bytes_end": 3145728.0
         });
         assert_eq!(
             row("go", &s),
-            "| go | 1.50 | 100 | 1.0 MiB | 2.0 MiB | 2.00× | 5.0% | 0.50 | 0.5 MiB (25%) / 3.0 MiB | 10 | 10.0% | 2.0 |"
+            "| go | 1.50 | 100 | 1.0 MiB | 4.0 MiB | 2.0 MiB | 2.00× | 50.0 MiB | 5.0% | 0.50 | 0.5 MiB (25%) / 3.0 MiB | 10 | 10.0% | 2.0 |"
         );
         let native = serde_json::json!({"duration_ns": 1e9, "gc_cycles": 0});
         assert!(row("c", &native).contains("| – | 0 | – | 1.0 |"));
+        // Without resident samples, footprint figures say they are mapped.
+        let old = serde_json::json!({"footprint_source": "mapped", "peak_footprint_bytes": 1048576.0, "footprint_over_live_at_peak": 3.0});
+        assert!(row("old", &old).contains("| 1.0 MiB (mapped) | 3.00× (mapped) |"));
     }
 
     /// Check one table per scenario, with each scenario's runs, when runs come language by

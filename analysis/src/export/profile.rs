@@ -129,7 +129,8 @@ impl StackProfile {
     pub fn build(dir: &Path) -> Result<StackProfile, AnalysisError> {
         let trace = Trace::open(dir)?;
         let (start, last_ts) = trace.span()?;
-        let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk);
+        let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk)
+            .with_resident_footprint(crate::report::samples_resident(&trace.run));
         let mut sums = Sums::default();
         pass::run(&trace, Axis::new(start, last_ts, 1), &mut replay, &mut sums)?;
         let realtime_start_ns = trace.run.clock.wall_ns(start);

@@ -38,13 +38,23 @@ pub fn summary(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "peak live: {} in {} blocks at {}; peak footprint: {} at {}",
+        "peak live: {} in {} blocks at {}; peak footprint ({}): {} at {}; peak mapped footprint: {}",
         bytes(s.peak_live_bytes),
         s.peak_live_blocks,
         duration(s.peak_live_t_ns),
+        s.footprint_source,
         bytes(s.peak_footprint_bytes),
-        duration(s.peak_footprint_t_ns)
+        duration(s.peak_footprint_t_ns),
+        bytes(s.peak_mapped_footprint_bytes),
     );
+    if let (Some(peak), Some(t)) = (s.peak_resident_bytes, s.peak_resident_ns) {
+        let _ = writeln!(
+            out,
+            "peak resident (RSS): {} at {}",
+            bytes(peak),
+            duration(t)
+        );
+    }
     let _ = writeln!(
         out,
         "fragmentation at end: index {:.2}, {} free in {} gaps (largest {}), {} empty pages; internal waste {:.1}%",

@@ -180,10 +180,20 @@ pub struct Peak {
     pub live_blocks: u64,
     /// The Go heap's share (heap_live at the last GC plus allocations since).
     pub go_live: u64,
+    /// Footprint at the live peak: resident heap when the trace samples resident memory, else
+    /// mapped (see `Report::trace.footprint_resident`).
     pub footprint: u64,
     /// Highest footprint and when (it need not coincide with the live peak).
     pub footprint_peak: u64,
     pub footprint_peak_t_ns: u64,
+    /// Mapped (virtual) heap footprint at the live peak, and its own highest value and when.
+    pub mapped_footprint: u64,
+    pub mapped_footprint_peak: u64,
+    pub mapped_footprint_peak_t_ns: u64,
+    /// Highest resident set size (all traced processes, each at its last sample) and when; 0
+    /// without `rss` rows.
+    pub resident_peak: u64,
+    pub resident_peak_t_ns: u64,
     /// Live native and Python blocks at the peak by log2 size bucket (label: lower bound).
     pub by_size: Vec<Part>,
     pub by_func: Vec<Part>,
@@ -253,6 +263,8 @@ impl Reducer for PeakReducer {
     fn finish(self, end: &End<'_>) -> Peak {
         let peak = end.state.peak();
         let footprint_peak = end.state.peak_footprint();
+        let mapped_peak = end.state.peak_mapped_footprint();
+        let resident_peak = end.state.peak_resident();
         let top = self.top;
         let parts = |dim: &Dimension, label: &dyn Fn(usize) -> String| -> Vec<Part> {
             dim.rows()
@@ -289,6 +301,11 @@ impl Reducer for PeakReducer {
             footprint: peak.footprint,
             footprint_peak: footprint_peak.0,
             footprint_peak_t_ns: end.rel(footprint_peak.1),
+            mapped_footprint: peak.mapped_footprint,
+            mapped_footprint_peak: mapped_peak.0,
+            mapped_footprint_peak_t_ns: end.rel(mapped_peak.1),
+            resident_peak: resident_peak.0,
+            resident_peak_t_ns: end.rel(resident_peak.1),
             by_size,
             by_func: parts(&self.func, &|k| end.func(k as u16)),
             by_kind: parts(&kind, &|k| {

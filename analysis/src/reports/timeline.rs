@@ -1,5 +1,5 @@
 //! The timeline: per time bucket, allocation and free counts and bytes, live bytes and blocks,
-//! heap footprint (brk heap plus anonymous writable mappings), pymalloc arenas, the Go heap,
+//! heap footprint (resident when the trace samples it, and mapped), resident set, pymalloc arenas, the Go heap,
 //! madvise releases and time spent in GC and stop-the-world pauses.
 //!
 //! ```no_run
@@ -26,8 +26,14 @@ pub struct Timeline {
     /// Highest live bytes within the bucket.
     pub live_bytes_max: Vec<u64>,
     pub live_blocks: Vec<u64>,
-    /// brk heap + anonymous writable mappings.
+    /// Heap footprint: resident bytes of the brk heap and anonymous writable mappings when the
+    /// trace samples resident memory (`footprint_resident` of the report), else
+    /// `mapped_footprint`.
     pub footprint: Vec<u64>,
+    /// brk heap + anonymous writable mappings, mapped (virtual) bytes from the mmap/brk rows.
+    pub mapped_footprint: Vec<u64>,
+    /// Resident set size of the traced processes (0 without `rss` rows).
+    pub resident: Vec<u64>,
     pub arena_bytes: Vec<u64>,
     pub go_live: Vec<u64>,
     pub go_heap_goal: Vec<u64>,
@@ -58,6 +64,8 @@ impl TimelineReducer {
             live_bytes_max: zeros.clone(),
             live_blocks: zeros.clone(),
             footprint: zeros.clone(),
+            mapped_footprint: zeros.clone(),
+            resident: zeros.clone(),
             arena_bytes: zeros.clone(),
             go_live: zeros.clone(),
             go_heap_goal: zeros.clone(),
@@ -136,6 +144,8 @@ impl Reducer for TimelineReducer {
             .max(totals.live());
         out.live_blocks[b] = totals.live_blocks;
         out.footprint[b] = totals.footprint();
+        out.mapped_footprint[b] = totals.mapped_footprint();
+        out.resident[b] = totals.resident;
         out.arena_bytes[b] = totals.arena_bytes;
         out.go_live[b] = totals.go_live;
         out.go_heap_goal[b] = totals.go_heap_goal;

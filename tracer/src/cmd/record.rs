@@ -46,6 +46,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
             run_as: caller,
         },
     };
+    let wants = |category: &str| args.events.iter().any(|e| e == category);
     let options = RecordOptions {
         force: args.force,
         ring_bytes: args.ring_mb.saturating_mul(1 << 20),
@@ -54,7 +55,10 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
             segment_max_duration: Duration::from_secs(args.segment_secs),
             ..WriterOptions::default()
         },
-        syscalls: !args.no_syscalls,
+        alloc: wants("alloc"),
+        syscalls: wants("syscalls") && !args.no_syscalls,
+        gc: wants("gc"),
+        rss_interval: wants("rss").then(|| Duration::from_millis(args.rss_interval)),
         stacks: !args.no_stacks,
         python_api: args.python_domains,
         python_frames: args.python_frames,
@@ -73,7 +77,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
         }
     }
     // Name the stack frames now, while the traced files are certainly on disk.
-    if options.stacks {
+    if options.stacks && options.alloc {
         match analysis::symbolize::symbolize_trace(&output) {
             Ok(summary) => {
                 if !quiet {

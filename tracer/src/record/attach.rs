@@ -155,6 +155,10 @@ pub struct Attacher {
     pub python_frames: Option<FrameLayout>,
     /// Whether to walk CPython's frames at all (with stacks).
     pub python_frames_wanted: bool,
+    /// Attach allocator probes (the `alloc` category).
+    pub alloc: bool,
+    /// Attach GC-cycle, stop-the-world and collection probes (the `gc` category).
+    pub gc: bool,
 }
 
 impl Attacher {
@@ -171,6 +175,8 @@ impl Attacher {
             stack_probes: Vec::new(),
             python_frames: None,
             python_frames_wanted: false,
+            alloc: true,
+            gc: true,
         }
     }
 
@@ -259,7 +265,7 @@ impl Attacher {
             self.warn(warning);
         }
         let mut facts = plan.facts;
-        if self.stacks && self.python_frames_wanted {
+        if self.alloc && self.stacks && self.python_frames_wanted {
             let frames = self.enable_python_frames(programs, &runtime, bias);
             if self.python_frames.is_some() {
                 self.hold_at_finalize(programs, path, finalize);
@@ -350,6 +356,10 @@ impl Attacher {
     ) -> Result<usize, AttachError> {
         let mut attached = 0;
         for mut spec in specs {
+            let wanted = if is_gc(&spec) { self.gc } else { self.alloc };
+            if !wanted {
+                continue;
+            }
             if let Some(reason) = &spec.placement.fallback {
                 log::info!(
                     "{} in {}: probe at +0 ({reason})",
@@ -432,6 +442,20 @@ fn python_stack_config(layout: &FrameLayout, bias: u64) -> tracer_common::python
         code_adaptive: small(layout.code_adaptive),
         frame_owner: small(layout.frame_owner),
     }
+}
+
+/// Whether a probe belongs to the `gc` category: GC cycles, stop-the-world pauses and
+/// collections. Every other uprobe (allocators, Go's result helpers, CPython's arenas) is `alloc`.
+fn is_gc(spec: &ProbeSpec) -> bool {
+    use tracer_common::event::EventKind;
+    [
+        EventKind::GcStart,
+        EventKind::GcEnd,
+        EventKind::StwStart,
+        EventKind::StwEnd,
+    ]
+    .iter()
+    .any(|&kind| spec.config.kind == kind as u32)
 }
 
 /// Whether a probe's rows are allocations (which get call stacks).

@@ -16,6 +16,7 @@ mod options;
 pub mod output;
 mod process;
 mod rows;
+pub mod rss;
 mod runinfo;
 mod session;
 mod signals;
@@ -110,6 +111,17 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     let mut attacher = Attacher::new(pid, options.syscalls, options.stacks);
     attacher.python_api = options.python_api;
     attacher.python_frames_wanted = options.python_frames;
+    attacher.alloc = options.alloc;
+    attacher.gc = options.gc;
+    // Resident memory from the start: the process has exec'd (or is the one attached to), so
+    // its memory is its own, not the tracer's it was forked from.
+    let sampler = match options.rss_interval {
+        Some(interval) => Some(
+            rss::RssSampler::start(interval, &[pid])
+                .map_err(io_err("starting the resident-memory sampler"))?,
+        ),
+        None => None,
+    };
     programs.add_target(pid)?;
     if options.syscalls {
         programs.attach_syscalls()?;
@@ -142,7 +154,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
             None
         }
     };
-    if loader_exit.is_none() && attacher.table.uprobe_count() == 0 {
+    if options.alloc && loader_exit.is_none() && attacher.table.uprobe_count() == 0 {
         let stripped = attacher.exe_is_stripped();
         kill_child(pid);
         return Err(RecordError::NoAllocators {
@@ -155,6 +167,12 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         run.exe = fs::read_link(format!("/proc/{pid}/exe"))
             .map(|p| p.display().to_string())
             .unwrap_or_default();
+    }
+    run.events = options.categories();
+    if !options.alloc && options.gc && loader_exit.is_none() && attacher.table.uprobe_count() == 0 {
+        let message = "no GC probes: no Go or CPython runtime found (gc rows need one)";
+        log::warn!("{message}");
+        attacher.warnings.push(message.to_owned());
     }
     log::info!(
         "{} probes attached to pid {pid}",
@@ -194,6 +212,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         rescan: false,
         released: 0,
         undecodable: 0,
+        rss: sampler,
     };
     rec.write_run_info(None)?;
 
@@ -231,7 +250,10 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
             rec.live.tick(&rec.stats, lost, pid);
         }
         // The target has exited or the recording was stopped: what is in the ring now is
-        // everything up to the stop.
+        // everything up to the stop, and so are the samples once the sampler has stopped.
+        if let Some(sampler) = rec.rss.as_mut() {
+            sampler.stop();
+        }
         rec.drain()?;
         rec.release_held()
     })();

@@ -30,8 +30,14 @@ pub struct RecordOptions {
     pub force: bool,
     pub ring_bytes: u32,
     pub writer: WriterOptions,
+    /// Record allocator calls (the `alloc` category).
+    pub alloc: bool,
     /// Also record mmap/munmap/mremap/brk/mprotect/madvise.
     pub syscalls: bool,
+    /// Record GC cycles, stop-the-world pauses and collections (the `gc` category).
+    pub gc: bool,
+    /// Sample resident memory at this period (the `rss` category); `None`: do not.
+    pub rss_interval: Option<std::time::Duration>,
     /// Capture the user call stack of every allocation.
     pub stacks: bool,
     /// Also probe CPython's public allocator functions, to tell the `obj` and `mem` domains
@@ -48,6 +54,21 @@ pub struct RecordOptions {
 }
 
 impl RecordOptions {
+    /// run.json's `events`: the categories recorded.
+    pub fn categories(&self) -> Vec<String> {
+        use trace_format::run::category;
+        [
+            (self.alloc, category::ALLOC),
+            (self.syscalls, category::SYSCALLS),
+            (self.gc, category::GC),
+            (self.rss_interval.is_some(), category::RSS),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_owned())
+        .collect()
+    }
+
     pub fn new(output: PathBuf, target: Target) -> RecordOptions {
         RecordOptions {
             output,
@@ -55,7 +76,10 @@ impl RecordOptions {
             force: false,
             ring_bytes: tracer_common::maps::DEFAULT_RING_BYTES,
             writer: WriterOptions::default(),
+            alloc: true,
             syscalls: true,
+            gc: true,
+            rss_interval: Some(super::rss::DEFAULT_INTERVAL),
             stacks: true,
             python_api: false,
             python_frames: false,

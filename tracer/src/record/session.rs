@@ -21,7 +21,7 @@ use super::{
     decode,
     error::io_err,
     live::{LiveLine, Stats},
-    process, rows, stacks,
+    process, rows, rss, stacks,
 };
 use crate::ebpf::{AttachError, LoadError, Programs};
 
@@ -60,6 +60,8 @@ pub(super) struct Recording<'a> {
     /// Ring records that did not decode (a layout mismatch between the eBPF object and this
     /// binary, which the build prevents): counted as lost, never dropped silently.
     pub(super) undecodable: u64,
+    /// The resident-memory sampler (the `rss` category).
+    pub(super) rss: Option<rss::RssSampler>,
 }
 
 /// Whatever ends the recording (an error included), a process held at `Py_FinalizeEx` is
@@ -92,12 +94,20 @@ impl Recording<'_> {
     }
 
     fn drain_ring(&mut self) -> Result<(), RecordError> {
+        // Samples taken so far are older than anything not yet in the ring: merged by time
+        // with the ring's events, they keep the rows in time order.
+        let samples = self.rss.as_ref().map(|s| s.take()).unwrap_or_default();
+        let mut samples = samples.into_iter().peekable();
         while let Some(item) = self.ring.next() {
             let Some(event) = decode::decode(&item) else {
                 self.undecodable += 1;
                 continue;
             };
             drop(item);
+            let ts_ns = event.header().ts_ns;
+            while let Some(sample) = samples.next_if(|s| s.ts_ns <= ts_ns) {
+                self.writer.push(&rss_row(&sample))?;
+            }
             self.stats.observe(&event);
             if let Some(n) = self.probe_events.get_mut(event.header().probe as usize) {
                 *n += 1;
@@ -132,6 +142,9 @@ impl Recording<'_> {
                 }
             }
             self.writer.push(&row)?;
+        }
+        for sample in samples {
+            self.writer.push(&rss_row(&sample))?;
         }
         if std::mem::take(&mut self.rescan)
             && let Some(programs) = self.programs.as_mut()
@@ -276,6 +289,7 @@ impl Recording<'_> {
                 self.python_names.frames_unnamed.into(),
             );
         }
+        run.rss = self.rss.as_ref().map(|s| s.info());
         run.segments = self.writer.segments().to_vec();
         run.events_written = self.writer.rows_written();
         if let Some(status) = final_status {
@@ -310,6 +324,20 @@ impl Recording<'_> {
             "writing {}",
             self.options.output.join(schema::RUN_JSON).display()
         )))
+    }
+}
+
+/// The `rss` row of a sample.
+fn rss_row(sample: &rss::Sample) -> trace_format::write::Row<'static> {
+    trace_format::write::Row {
+        ts_ns: sample.ts_ns,
+        pid: sample.pid,
+        tid: sample.pid,
+        event: Column::Rss,
+        func: rss::FUNC,
+        rss_bytes: Some(sample.rss_bytes),
+        heap_rss_bytes: Some(sample.heap_rss_bytes),
+        ..trace_format::write::Row::default()
     }
 }
 

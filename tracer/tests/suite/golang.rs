@@ -376,9 +376,57 @@ fn go_gogc5_slow_paths() {
     );
 }
 
-/// Record options of the GC CPU test. When `alloctrace record --events` lands, this becomes
-/// `&["--events", "gc,rss"]` (the recording): a one-line change.
-const GC_CPU_RECORD_ARGS: &[&str] = &[];
+/// Record options of the GC CPU test: the cheap recording the suite takes time and GC figures
+/// from.
+const GC_CPU_RECORD_ARGS: &[&str] = &["--events", "gc,rss"];
+
+/// Check that `--events gc,rss` on Go 1.19 and 1.27 records GC cycles and resident samples and
+/// no allocation (or syscall) rows: one gc_start and one gc_end per gctrace cycle, with heap live
+/// as gctrace reports it; output and exit status unchanged.
+#[test]
+fn go_events_gc_rss() {
+    for version in ["1.19", "1.27"] {
+        let program = build(version, Build::Normal);
+        let untraced = run(&program, None, &[]);
+        let dir = tempdir();
+        let traced = run(&program, Some((dir.path(), &["--events", "gc,rss"])), &[]);
+        assert_eq!(
+            traced.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&traced.stderr)
+        );
+        assert_eq!(traced.stdout, untraced.stdout);
+        let run_info = trace_format::run::RunInfo::read(dir.path()).unwrap();
+        assert_eq!(run_info.events, ["gc", "rss"]);
+        assert_eq!(run_info.lost_total, 0);
+        let counts = super::rss::event_counts(dir.path());
+        let trace = gctrace(&traced.stderr);
+        assert!(!trace.is_empty());
+        assert_eq!(counts.get("gc_start"), Some(&trace.len()), "{counts:?}");
+        assert_eq!(counts.get("gc_end"), Some(&trace.len()), "{counts:?}");
+        assert!(counts.get("rss").is_some_and(|&n| n > 0), "{counts:?}");
+        for absent in ["alloc", "free", "realloc", "mmap", "munmap", "brk"] {
+            assert!(!counts.contains_key(absent), "Go {version}: {counts:?}");
+        }
+        let rows = rows(dir.path());
+        for (cycle, live_mib) in &trace {
+            let row = rows
+                .iter()
+                .find(|r| r.event == "gc_end" && r.gc_cycle == Some(*cycle))
+                .unwrap_or_else(|| panic!("Go {version}: no gc_end for cycle {cycle}"));
+            let ours = row.heap_live.unwrap() as f64 / (1 << 20) as f64;
+            assert!(
+                (ours - live_mib).abs() <= (live_mib * 0.05).max(1.0),
+                "Go {version} cycle {cycle}: heap live {ours:.2} MiB, gctrace {live_mib} MB"
+            );
+        }
+        let report = analysis::report::build(dir.path(), &Default::default()).unwrap();
+        let summary = analysis::summary::Summary::from_report(&report);
+        assert_eq!(summary.footprint_source, "resident");
+        assert!(summary.peak_resident_bytes.unwrap() > 0);
+    }
+}
 
 /// gctrace's own final percentage (`gc N @Ts P%: ...` of the last cycle).
 fn gctrace_final_percent(stderr: &[u8]) -> f64 {

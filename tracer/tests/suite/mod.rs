@@ -4,6 +4,7 @@ mod common;
 mod golang;
 mod native;
 mod python;
+mod rss;
 mod stop;
 mod symbols;
 mod targets;

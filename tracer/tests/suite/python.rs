@@ -279,6 +279,52 @@ fn arenas_match_debugmallocstats() {
     }
 }
 
+/// Check that `--events gc,rss` on each CPython records every collection per generation
+/// (against the interpreter's own gc.get_stats(), the script leaving without finalization) and
+/// resident samples, and no allocation rows.
+#[test]
+fn collections_only_with_events_gc_rss() {
+    for py in interpreters("collections_only_with_events_gc_rss") {
+        let py = py.exe;
+        let dir = tempdir();
+        let out = alloctrace()
+            .args(["record", "-q", "--events", "gc,rss", "-o"])
+            .arg(dir.path())
+            .arg("--")
+            .arg(&py)
+            .arg(script("gc_only.py"))
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let expected = counters(&out.stdout);
+        let trace = Trace::load(dir.path());
+        assert_eq!(trace.run.events, ["gc", "rss"]);
+        assert_eq!(trace.run.lost_total, 0, "{:?}", trace.run.counters);
+        let rows = python_rows(dir.path());
+        for (generation, want) in expected["collections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let want = want.as_u64().unwrap();
+            let count = |event: &str| {
+                rows.iter()
+                    .filter(|r| r.1 == event && r.5 == Some(generation as u32))
+                    .count() as u64
+            };
+            assert_eq!(count("gc_start"), want, "generation {generation} starts");
+            assert_eq!(count("gc_end"), want, "generation {generation} ends");
+        }
+        assert!(rows.iter().any(|r| r.1 == "rss"));
+        assert!(
+            rows.iter()
+                .all(|r| matches!(r.1.as_str(), "gc_start" | "gc_end" | "rss")),
+            "only gc and rss rows"
+        );
+    }
+}
+
 /// The line of `script` that carries `marker` (a `# MARKER` comment).
 fn line_of(script: &std::path::Path, marker: &str) -> u32 {
     let text = std::fs::read_to_string(script).unwrap();
