@@ -23,7 +23,7 @@ pub struct Args {
     /// Interleaved rounds of each configuration.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Only these benchmarks, comma-separated: native, go, python, analysis.
+    /// Only these benchmarks, comma-separated: native, go, python, cheap, analysis.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Events in the synthetic trace of the analysis benchmark.
@@ -175,7 +175,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if wanted("native") {
         native(args)?;
     }
-    if wanted("go") || wanted("python") {
+    if wanted("go") || wanted("python") || wanted("cheap") {
         crate::targets::run(&crate::targets::Args::default())?;
     }
     if wanted("go") {
@@ -183,6 +183,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     if wanted("python") {
         python(args)?;
+    }
+    if wanted("cheap") {
+        cheap(args)?;
     }
     if wanted("analysis") {
         analysis(args)?;
@@ -522,6 +525,94 @@ fn python(args: &Args) -> anyhow::Result<()> {
         per(m),
         memray_bytes as f64 / events.max(1) as f64
     );
+    Ok(())
+}
+
+/// The cheap recording mode, `record --events gc,rss` (GC-cycle, stop-the-world and collection
+/// probes plus resident-memory sampling), against untraced runs of a Go and a Python workload,
+/// interleaved in each round. Two figures: the program's own elapsed time of its loop, and the
+/// whole command's wall time (for the traced run, `alloctrace record` from start to exit:
+/// loading the eBPF programs and finding the probes included).
+fn cheap(args: &Args) -> anyhow::Result<()> {
+    let alloctrace = util::alloctrace_bin();
+    let bin = crate::targets::out_dir().join("bin");
+    let workloads: [(&str, Vec<PathBuf>); 2] = [
+        (
+            "alloc-go1.27 churn --size 300000",
+            vec![
+                bin.join("alloc-go1.27"),
+                "churn".into(),
+                "--size".into(),
+                "300000".into(),
+            ],
+        ),
+        (
+            "alloc-python.py churn --size 200000 (CPython 3.11.7)",
+            vec![
+                crate::toolchains::python(),
+                bin.join("alloc-python.py"),
+                "churn".into(),
+                "--size".into(),
+                "200000".into(),
+            ],
+        ),
+    ];
+    // [workload][untraced, traced] → (own elapsed ms, command wall ms) per round.
+    let mut runs = vec![[(Vec::new(), Vec::new()), (Vec::new(), Vec::new())]; workloads.len()];
+    let mut samples = vec![0u64; workloads.len()];
+    let mut lost = vec![0u64; workloads.len()];
+    for round in 1..=args.rounds {
+        eprintln!("bench cheap: round {round}/{}", args.rounds);
+        for (w, (_, command)) in workloads.iter().enumerate() {
+            let start = std::time::Instant::now();
+            let own = untraced_target(command, &[])?.0;
+            let wall = start.elapsed().as_secs_f64() * 1e3;
+            runs[w][0].0.push(own);
+            runs[w][0].1.push(wall);
+            let start = std::time::Instant::now();
+            let (own, traced) = traced_target(&alloctrace, command, &["--events", "gc,rss"], &[])?;
+            let wall = start.elapsed().as_secs_f64() * 1e3;
+            runs[w][1].0.push(own);
+            runs[w][1].1.push(wall);
+            samples[w] = traced.events;
+            lost[w] += traced.lost;
+        }
+    }
+    println!(
+        "cheap mode, record --events gc,rss ({} interleaved rounds, medians [min–max])",
+        args.rounds
+    );
+    let mut results = serde_json::Map::new();
+    for (w, (name, _)) in workloads.iter().enumerate() {
+        let [(base_own, base_wall), (own, wall)] = &runs[w];
+        let m = |v: &Vec<f64>| median(&mut v.clone());
+        let added = |traced: f64, base: f64| 100.0 * (traced / base - 1.0);
+        let (bo, bw, to, tw) = (m(base_own), m(base_wall), m(own), m(wall));
+        let ((olo, ohi), (wlo, whi)) = (range(own), range(wall));
+        println!("  {name}");
+        println!(
+            "    untraced: {bo:8.1} ms own, {bw:8.1} ms command wall; gc,rss: {to:8.1} ms own [{olo:.1}–{ohi:.1}] ({:+.1}%),              {tw:8.1} ms command wall [{wlo:.1}–{whi:.1}] ({:+.1}%); {} rows, {} lost",
+            added(to, bo),
+            added(tw, bw),
+            samples[w],
+            lost[w]
+        );
+        results.insert(
+            (*name).to_owned(),
+            serde_json::json!({
+                "untraced_own_ms_runs": base_own, "untraced_wall_ms_runs": base_wall,
+                "gc_rss_own_ms_runs": own, "gc_rss_wall_ms_runs": wall,
+                "own_added_percent": added(to, bo), "wall_added_percent": added(tw, bw),
+                "rows": samples[w], "rows_lost": lost[w],
+            }),
+        );
+    }
+    fs::write(
+        bench_dir().join("cheap.json"),
+        serde_json::to_string_pretty(&serde_json::Value::Object(results))?
+            + "
+",
+    )?;
     Ok(())
 }
 
