@@ -391,7 +391,7 @@ mod tests {
     }
 
     /// Check the sampler on this very process: rows keep coming, on the trace's clock, and the
-    /// heap part grows with memory this process touches.
+    /// heap part holds a block this process has written.
     #[test]
     fn samples_own_process() {
         let pid = std::process::id();
@@ -417,7 +417,13 @@ mod tests {
         assert!(before.ts_ns >= t0 && after.ts_ns > before.ts_ns);
         assert_eq!(after.pid, pid);
         assert!(after.rss_bytes >= after.heap_rss_bytes);
-        let grew = after.heap_rss_bytes.saturating_sub(before.heap_rss_bytes);
-        assert!(grew >= 60 << 20, "heap resident grew by {grew}");
+        // Other tests of this binary allocate and free meanwhile: check the level, not the
+        // growth. The 64 MiB block is written and held, so it is resident heap.
+        assert!(
+            after.heap_rss_bytes >= 64 << 20,
+            "heap resident {} with 64 MiB held (before: {})",
+            after.heap_rss_bytes,
+            before.heap_rss_bytes
+        );
     }
 }
