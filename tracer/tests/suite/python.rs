@@ -279,16 +279,16 @@ fn arenas_match_debugmallocstats() {
     }
 }
 
-/// Check that `--events gc,rss` on CPython 3.11 records every collection per generation
+/// Check that `--events gc,rss` on CPython 3.11 and 3.12 records every collection per generation
 /// (against the interpreter's own gc.get_stats(), the script leaving without finalization) and
 /// resident samples, and no allocation rows.
 #[test]
 fn collections_only_with_events_gc_rss() {
-    // 3.11 only for now: on a later interpreter of this machine the gc-only recording saw 2 of
-    // 270 generation-0 collections (not yet investigated; the full recording counts them all).
+    // Not 3.13: its collection rows are all there (298 = 270 + 25 + 3 on this script), but most
+    // carry no generation (gc_generation null), so the per-generation oracle cannot hold yet.
     for py in interpreters("collections_only_with_events_gc_rss")
         .into_iter()
-        .filter(|py| py.version_text().starts_with("3.11"))
+        .filter(|py| !py.version_text().starts_with("3.13"))
     {
         let py = py.exe;
         let dir = tempdir();
