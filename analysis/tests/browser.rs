@@ -54,6 +54,11 @@ fn screenshot_dir() -> PathBuf {
 
 /// Runs headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
 fn run_chromium(page: &Path, extra: &[String]) -> (String, String) {
+    run_chromium_url(&format!("file://{}", page.display()), extra)
+}
+
+/// [`run_chromium`] on a URL.
+fn run_chromium_url(url: &str, extra: &[String]) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let out = tempfile::NamedTempFile::new().unwrap();
     let err = tempfile::NamedTempFile::new().unwrap();
@@ -77,7 +82,7 @@ fn run_chromium(page: &Path, extra: &[String]) -> (String, String) {
             "--timeout=60000",
         ])
         .args(extra)
-        .arg(format!("file://{}", page.display()))
+        .arg(url)
         .stdin(Stdio::null())
         .stdout(out.reopen().unwrap())
         .stderr(err.reopen().unwrap())
@@ -88,25 +93,34 @@ fn run_chromium(page: &Path, extra: &[String]) -> (String, String) {
         None => {
             child.kill().unwrap();
             child.wait().unwrap();
-            panic!(
-                "chromium did not finish within {WATCHDOG:?} on {}",
-                page.display()
-            );
+            panic!("chromium did not finish within {WATCHDOG:?} on {url}");
         }
     };
     let stdout = fs::read_to_string(out.path()).unwrap();
     let stderr = fs::read_to_string(err.path()).unwrap();
     assert!(
         status.success(),
-        "chromium failed ({status}) on {}:\n{stderr}",
-        page.display()
+        "chromium failed ({status}) on {url}:\n{stderr}"
     );
     (stdout, stderr)
 }
 
 /// The page's verdict: Ok(number of charts, DOM) or Err(what failed).
 fn check_page(page: &Path) -> Result<(usize, String), String> {
-    let (dom, stderr) = run_chromium(page, &["--dump-dom".to_owned()]);
+    check_url(&format!("file://{}", page.display()))
+}
+
+/// A number attribute of the status element.
+fn status_attr(tag: &str, name: &str) -> Option<usize> {
+    tag.split(&format!("{name}=\""))
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// [`check_page`] of a URL (a `file://` page, possibly with a `#fragment`).
+fn check_url(url: &str) -> Result<(usize, String), String> {
+    let (dom, stderr) = run_chromium_url(url, &["--dump-dom".to_owned()]);
     let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
     let start = dom
         .find("<div id=\"alloctrace-status\"")
@@ -127,12 +141,7 @@ fn check_page(page: &Path) -> Result<(usize, String), String> {
     if !console.is_empty() {
         return Err(format!("console messages: {console:?}"));
     }
-    let charts = tag
-        .split("data-charts=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|n| n.parse().ok())
-        .ok_or("no chart count")?;
+    let charts = status_attr(tag, "data-charts").ok_or("no chart count")?;
     Ok((charts, dom))
 }
 
@@ -293,17 +302,26 @@ fn broken_page_is_detected() {
 }
 
 /// Check the pages named in `ALLOCTRACE_CHECK_HTML` (a path list; `cargo xtask test` sets it to
-/// the quick suite's dashboards of real traces) the same way: loaded from file in headless
-/// Chromium, no console errors, every chart rendered; and save their screenshots. Without the
-/// variable there is nothing extra to check.
+/// the quick suite's landing page and dashboards of real traces) the same way: loaded from file
+/// in headless Chromium, no console errors, every chart rendered (the landing page has no chart:
+/// its own check counts its rows, sorts each column and finds each report link); and save
+/// their screenshots. Without the variable there is nothing extra to check.
 #[test]
 fn extra_pages_render_in_chromium() {
     let Some(list) = env::var_os("ALLOCTRACE_CHECK_HTML") else {
         return;
     };
     for page in env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()) {
-        let (charts, _) = check_page(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
-        assert!(charts >= 1, "{} rendered no chart", page.display());
+        let (charts, dom) = check_page(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        let rows = dom
+            .find("<div id=\"alloctrace-status\"")
+            .and_then(|start| status_attr(&dom[start..], "data-rows"))
+            .unwrap_or(0);
+        assert!(
+            charts >= 1 || rows >= 1,
+            "{} rendered no chart and no row",
+            page.display()
+        );
         let name = page
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -17,14 +17,7 @@ pub fn markdown(done: &[(String, String, std::path::PathBuf)]) -> String {
          figure marked (mapped) comes from a trace without resident samples and counts mapped \
          address space. The mapped footprint, touched or not, has its own column.\n",
     );
-    // In order of first appearance (runs come language by language, not scenario by scenario).
-    let mut scenarios: Vec<&str> = Vec::new();
-    for (scenario, _, _) in done {
-        if !scenarios.contains(&scenario.as_str()) {
-            scenarios.push(scenario);
-        }
-    }
-    for scenario in scenarios {
+    for scenario in scenarios_in_order(done) {
         let _ = write!(
             out,
             "\n## {scenario}\n\n\
@@ -40,6 +33,19 @@ pub fn markdown(done: &[(String, String, std::path::PathBuf)]) -> String {
         }
     }
     out
+}
+
+/// Each scenario of `done` once, in order of first appearance: runs come language by language,
+/// not scenario by scenario, so equal scenarios are not adjacent (`Vec::dedup` would keep
+/// repeats, and the suite would build each dashboard several times).
+pub fn scenarios_in_order(done: &[(String, String, std::path::PathBuf)]) -> Vec<&str> {
+    let mut scenarios: Vec<&str> = Vec::new();
+    for (scenario, _, _) in done {
+        if !scenarios.contains(&scenario.as_str()) {
+            scenarios.push(scenario);
+        }
+    }
+    scenarios
 }
 
 fn read_summary(dir: &Path) -> Option<Value> {

@@ -1,7 +1,9 @@
 //! Project automation. `cargo xtask --help` lists the tasks; README.md says which to run.
 
 mod bench;
+mod figures;
 mod findings;
+mod landing;
 mod notebooks;
 mod setup;
 mod suite;

@@ -3,7 +3,6 @@
 //! builds one comparison dashboard per scenario and an index page, and prints where to open it.
 
 use std::{
-    fmt::Write as _,
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -14,7 +13,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::{findings, setup, targets, toolchains, util};
+use crate::{findings, landing, setup, targets, toolchains, util};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -44,6 +43,9 @@ pub struct Args {
     #[arg(skip)]
     pub alloctrace: Option<PathBuf>,
 }
+
+/// The landing page's group of the CPython versions runs.
+const PYTHON_VERSIONS_GROUP: &str = "python-versions";
 
 /// The workload and scenario the CPython versions are compared on.
 const VERSIONS_RUNNABLE: &str = "python-pymalloc";
@@ -232,6 +234,32 @@ fn record(alloctrace: &Path, run: &Run, dir: &Path) -> anyhow::Result<Value> {
     Ok(counters)
 }
 
+/// Builds each scenario's dashboard once, from every run of that scenario, with `compare`
+/// (dirs, output file); returns each scenario's dashboard file name (relative to `out_dir`) or
+/// why it failed.
+fn build_dashboards<'a>(
+    done: &[(String, String, PathBuf)],
+    scenarios: &[&'a str],
+    out_dir: &Path,
+    mut compare: impl FnMut(&[PathBuf], &Path) -> anyhow::Result<()>,
+) -> Vec<(&'a str, anyhow::Result<String>)> {
+    scenarios
+        .iter()
+        .map(|&scenario| {
+            let dirs: Vec<PathBuf> = done
+                .iter()
+                .filter(|(s, _, _)| s == scenario)
+                .map(|(_, _, d)| d.clone())
+                .collect();
+            let file = format!("dashboard-{scenario}.html");
+            (
+                scenario,
+                compare(&dirs, &out_dir.join(&file)).map(|()| file),
+            )
+        })
+        .collect()
+}
+
 fn alloctrace_cmd(alloctrace: &Path, args: &[&str], paths: &[PathBuf]) -> anyhow::Result<()> {
     let out = Command::new(alloctrace)
         .args(args)
@@ -324,80 +352,53 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
 
-    // One dashboard per scenario, and an index linking everything.
-    let mut index = String::from(
-        "<!doctype html><meta charset=utf-8><title>alloctrace suite</title><h1>alloctrace suite</h1>\n",
-    );
-    let mut scenarios: Vec<&str> = done.iter().map(|(s, _, _)| s.as_str()).collect();
-    scenarios.dedup();
-    for scenario in scenarios {
-        let dirs: Vec<PathBuf> = done
-            .iter()
-            .filter(|(s, _, _)| s == scenario)
-            .map(|(_, _, d)| d.clone())
-            .collect();
-        let dashboard = out_dir.join(format!("dashboard-{scenario}.html"));
-        let mut args: Vec<PathBuf> = dirs.clone();
+    // One dashboard per scenario, then the findings and the landing page linking everything.
+    let scenarios = findings::scenarios_in_order(&done);
+    let dashboards = build_dashboards(&done, &scenarios, &out_dir, |dirs, dashboard| {
+        let mut args: Vec<PathBuf> = dirs.to_vec();
         args.push(PathBuf::from("-o"));
-        args.push(dashboard.clone());
-        if let Err(err) = alloctrace_cmd(&alloctrace, &["compare", "-q"], &args) {
-            failures.push(format!("dashboard {scenario}: {err:#}"));
-            continue;
-        }
-        let _ = writeln!(
-            index,
-            "<h2>{scenario}: <a href=\"dashboard-{scenario}.html\">dashboard</a></h2><ul>"
-        );
-        for (_, id, dir) in done.iter().filter(|(s, _, _)| s == scenario) {
-            let rel = dir
-                .strip_prefix(&out_dir)
-                .unwrap_or(dir)
-                .display()
-                .to_string();
-            let _ = writeln!(index, "<li><a href=\"{rel}/report.html\">{id}</a></li>");
-        }
-        index.push_str("</ul>\n");
-    }
+        args.push(dashboard.to_owned());
+        alloctrace_cmd(&alloctrace, &["compare", "-q"], &args)
+    });
+    let mut dashboards: Vec<(&str, Option<String>)> = dashboards
+        .into_iter()
+        .map(|(scenario, result)| match result {
+            Ok(file) => (scenario, Some(file)),
+            Err(err) => {
+                failures.push(format!("dashboard {scenario}: {err:#}"));
+                (scenario, None)
+            }
+        })
+        .collect();
+    // The CPython versions run one workload on each interpreter: their own group of the landing
+    // page, with their own dashboard.
+    let mut listed = done.clone();
+    let mut scenarios = scenarios;
     if version_dirs.len() >= 2 {
-        let dashboard = out_dir.join("dashboard-python-versions.html");
+        let file = "dashboard-python-versions.html";
         let mut args: Vec<PathBuf> = version_dirs.iter().map(|(_, d)| d.clone()).collect();
         args.push(PathBuf::from("-o"));
-        args.push(dashboard);
-        match alloctrace_cmd(&alloctrace, &["compare", "-q"], &args) {
-            Err(err) => failures.push(format!("dashboard python-versions: {err:#}")),
-            Ok(()) => {
-                let _ = writeln!(
-                    index,
-                    "<h2>CPython versions ({VERSIONS_RUNNABLE}, {VERSIONS_SCENARIO}): \
-                     <a href=\"dashboard-python-versions.html\">dashboard</a></h2><ul>"
-                );
-                for (id, dir) in &version_dirs {
-                    let rel = dir
-                        .strip_prefix(&out_dir)
-                        .unwrap_or(dir)
-                        .display()
-                        .to_string();
-                    let _ = writeln!(index, "<li><a href=\"{rel}/report.html\">{id}</a></li>");
-                }
-                index.push_str("</ul>\n");
+        args.push(out_dir.join(file));
+        let built = match alloctrace_cmd(&alloctrace, &["compare", "-q"], &args) {
+            Err(err) => {
+                failures.push(format!("dashboard python-versions: {err:#}"));
+                None
             }
-        }
-    }
-    if !failures.is_empty() {
-        index.push_str("<h2>Failed runs</h2><ul>");
-        for f in &failures {
-            let _ = write!(index, "<li>{}</li>", f.replace('<', "&lt;"));
-        }
-        index.push_str("</ul>\n");
+            Ok(()) => Some(file.to_owned()),
+        };
+        dashboards.push((PYTHON_VERSIONS_GROUP, built));
+        scenarios.push(PYTHON_VERSIONS_GROUP);
+        listed.extend(
+            version_dirs
+                .iter()
+                .map(|(id, dir)| (PYTHON_VERSIONS_GROUP.to_owned(), id.clone(), dir.clone())),
+        );
     }
     let findings_path = out_dir.join("findings.md");
     fs::write(&findings_path, findings::markdown(&done))?;
-    let _ = writeln!(
-        index,
-        "<p><a href=\"findings.md\">findings.md</a>: every run's headline numbers in one table per scenario.</p>"
-    );
+    let rows = landing::rows(&listed, &scenarios, &out_dir);
     let index_path = out_dir.join("index.html");
-    fs::write(&index_path, index)?;
+    fs::write(&index_path, landing::html(&rows, &dashboards, &failures))?;
     println!(
         "suite: {} runs traced in {:.0?}; open {} (numbers: {})",
         done.len(),
@@ -436,5 +437,58 @@ mod tests {
         );
         let err = python_for("three", &found).unwrap_err().to_string();
         assert!(err.contains("expected a version such as 3.13"), "{err}");
+    }
+
+    /// Check that each scenario's dashboard is built once, from all of its runs, when runs come
+    /// language by language (the scenarios interleave), and that a failed dashboard is reported
+    /// without stopping the others.
+    #[test]
+    fn one_dashboard_per_scenario() {
+        let mut done = Vec::new();
+        for id in ["rust", "cpp", "go"] {
+            for scenario in ["binary-trees", "churn", "fragmentation"] {
+                done.push((
+                    scenario.to_owned(),
+                    id.to_owned(),
+                    PathBuf::from(format!("/s/{scenario}/{id}")),
+                ));
+            }
+        }
+        let scenarios = findings::scenarios_in_order(&done);
+        let mut calls: Vec<(Vec<PathBuf>, PathBuf)> = Vec::new();
+        let built = build_dashboards(&done, &scenarios, Path::new("/s"), |dirs, out| {
+            calls.push((dirs.to_vec(), out.to_owned()));
+            if out.ends_with("dashboard-churn.html") {
+                bail!("boom");
+            }
+            Ok(())
+        });
+        assert_eq!(calls.len(), 3);
+        for (scenario, (dirs, out)) in ["binary-trees", "churn", "fragmentation"]
+            .iter()
+            .zip(&calls)
+        {
+            assert_eq!(out, &PathBuf::from(format!("/s/dashboard-{scenario}.html")));
+            assert_eq!(dirs.len(), 3);
+            assert!(dirs.iter().all(|d| d.starts_with(format!("/s/{scenario}"))));
+        }
+        let names: Vec<_> = built
+            .iter()
+            .map(|(s, r)| (*s, r.as_ref().ok().cloned()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (
+                    "binary-trees",
+                    Some("dashboard-binary-trees.html".to_owned())
+                ),
+                ("churn", None),
+                (
+                    "fragmentation",
+                    Some("dashboard-fragmentation.html".to_owned())
+                ),
+            ]
+        );
     }
 }

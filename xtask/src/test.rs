@@ -46,7 +46,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         })?;
         for entry in std::fs::read_dir(&suite_dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("dashboard-") && name.ends_with(".html") {
+            if name == "index.html" || (name.starts_with("dashboard-") && name.ends_with(".html")) {
                 check_html.push(entry.path().into_os_string());
             }
         }
@@ -82,7 +82,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .arg("--test-threads=1")
             .args(&args.filter)
             .env("ALLOCTRACE_BUILD_EBPF", "1")
-            // The browser test also loads the quick suite's dashboards.
+            // The browser test also loads the quick suite's landing page and dashboards.
             .env("ALLOCTRACE_CHECK_HTML", env::join_paths(&check_html)?)
             .current_dir(ws),
     )
