@@ -133,6 +133,68 @@
   function valueAxis(name, fmt) { return { type: 'value', name: name, axisLabel: { formatter: fmt || function (v) { return num(v); } } }; }
   // x values are seconds since the trace start; labels pick the unit that fits.
   var timeAxis = { type: 'value', axisLabel: { formatter: function (v) { return ns(v * 1e9); } }, min: 'dataMin', max: 'dataMax' };
+
+  // ---------- over-time x axis: wall time or allocation progress ----------
+  // Tracing slows each runtime by its own factor, so wall time compares tracer speed as much as
+  // runtime behaviour; allocation progress puts the same work at the same x. Progress is the
+  // allocations so far, or work units when the workload reports them (estimated as allocations
+  // so far × work units ÷ all allocations: the suite's workloads allocate evenly per unit).
+  // Over-time charts are built by a function that reads the current axis `X`, so switching the
+  // axis rebuilds them. X.at(seconds) maps a time to the axis, X.b(bucket) a timeline bucket's
+  // end; the dashboard's X.run(run) gives one such mapping per run.
+  var X = null, xModes = null, timeCharts = [];
+  function progressMap(allocCounts, widthS, units) {
+    var cum = [], total = 0;
+    allocCounts.forEach(function (c) { total += c; cum.push(total); });
+    var scale = units && total ? units / total : 1, n = cum.length;
+    return {
+      total: total,
+      b: function (b) { return cum[Math.min(Math.max(b, 0), n - 1)] * scale; },
+      at: function (t) {
+        var b = Math.min(Math.max(Math.floor(t / widthS), 0), n - 1);
+        var prev = b > 0 ? cum[b - 1] : 0, frac = Math.min(Math.max(t / widthS - b, 0), 1);
+        return (prev + frac * (cum[b] - prev)) * scale;
+      }
+    };
+  }
+  function progressAxis(units) {
+    return { type: 'value', name: units ? 'work units' : 'allocations', nameLocation: 'end', nameGap: 6, min: 0, max: 'dataMax', axisLabel: { formatter: function (v) { return num(v); } } };
+  }
+  function timeChart(parent, id, title, build, opts) {
+    var c = chart(parent, id, title, build(), opts);
+    var entry = charts[charts.length - 1];
+    entry.build = build;
+    timeCharts.push(entry);
+    return c;
+  }
+  function setXMode(mode) {
+    X = xModes[mode];
+    var box = document.getElementById('xswitch');
+    if (box) box.setAttribute('data-x', mode);
+    timeCharts.forEach(function (e) {
+      var o = e.build();
+      if (Array.isArray(o.series)) o.series = o.series.filter(Boolean);
+      e.chart.setOption(baseOption(o), true);
+    });
+  }
+  // The switch above the over-time charts; `modes` maps 'time' / 'progress' to an axis (no
+  // progress for a trace without allocations). `#x=time` or `#x=progress` in the URL picks the
+  // starting axis.
+  function xSwitch(parent, modes, fallback, what) {
+    xModes = modes;
+    var wanted = (/[#&]x=(time|progress)/.exec(location.hash) || [])[1];
+    var mode = modes[wanted] ? wanted : fallback;
+    X = modes[mode];
+    if (!modes.progress) return;
+    var box = el('div', { 'class': 'xswitch', id: 'xswitch', 'data-x': mode }, 'x axis of the over-time charts: ');
+    [['time', 'wall time'], ['progress', what]].forEach(function (m) {
+      var input = el('input', { type: 'radio', name: 'xmode', value: m[0], id: 'xmode-' + m[0] });
+      input.checked = m[0] === mode;
+      input.addEventListener('change', function () { if (input.checked) setXMode(m[0]); });
+      box.appendChild(el('label', { 'for': 'xmode-' + m[0] }, input, ' ' + m[1]));
+    });
+    parent.appendChild(box);
+  }
   function zoomX() { return [{ type: 'inside', xAxisIndex: 0 }, { type: 'slider', xAxisIndex: 0, height: 16, bottom: 8 }]; }
   function line(name, data, extra) {
     var s = { name: name, type: 'line', showSymbol: false, data: data, sampling: 'lttb' };
@@ -208,9 +270,12 @@
   // ---------- report ----------
   function renderReport(app, data) {
     var r = data.report, s = data.summary, t = r.trace, tl = r.timeline, axis = tl.axis || { start_ns: 0, width_ns: 1, count: tl.live_bytes.length };
-    var bucketEnd = function (b) { return (b + 1) * axis.width_ns / 1e9; };
-    var xy = function (series) { return series.map(function (v, b) { return [bucketEnd(b), v]; }); };
     var widthS = Math.max(axis.width_ns / 1e9, 1e-9);
+    var bucketEnd = function (b) { return (b + 1) * widthS; };
+    var progress = progressMap(tl.alloc_count, widthS, t.work_units);
+    var modes = { time: { mode: 'time', axis: timeAxis, at: function (sec) { return sec; }, b: bucketEnd } };
+    if (progress.total > 0) modes.progress = { mode: 'progress', axis: progressAxis(t.work_units), at: progress.at, b: progress.b };
+    var xy = function (series) { return series.map(function (v, b) { return [X.b(b), v]; }); };
 
     app.appendChild(el('h1', null, 'alloctrace report: ' + t.label));
     note(app, (t.command && t.command.length ? t.command.join(' ') : t.exe) + ' · ' + t.mode + ' · ' + t.status + ' · pids ' + t.pids.join(', ') + ' · ' + num(t.rows) + ' rows in ' + t.segments + ' segments over ' + ns(t.duration_ns), 'meta');
@@ -236,40 +301,49 @@
       s.per_work_unit ? ['per work unit', num(s.per_work_unit.allocations) + ' allocs', bytes(s.per_work_unit.bytes_allocated) + ' requested · ' + num(s.work_units) + ' units'] : null
     ]);
 
+    xSwitch(app, modes, 'time', t.work_units ? 'work units (estimated from allocations so far)' : 'allocations so far');
+
     // Timeline
     var sec = section(app, 'Timeline', 'timeline');
-    var gcAreas = r.gc.cycles.map(function (c) { return [{ xAxis: c.start_ns / 1e9, name: c.label }, { xAxis: Math.max(c.end_ns, c.start_ns + 1) / 1e9 }]; });
-    var stwLines = r.gc.stw.map(function (p) { return { xAxis: p.start_ns / 1e9, name: p.label }; });
-    var memSeries = [
-      line('live bytes', xy(tl.live_bytes), {
-        markArea: gcAreas.length ? { silent: true, itemStyle: { color: 'rgba(154,103,0,0.12)' }, label: { show: false }, data: gcAreas } : undefined,
-        markLine: stwLines.length ? { silent: true, symbol: 'none', label: { show: false }, lineStyle: { color: '#cf222e', width: 1, type: 'solid', opacity: 0.5 }, data: stwLines } : undefined
-      }),
-      line(resident ? 'footprint: resident heap (brk + anon RW)' : 'footprint: mapped (brk + anon RW maps)', xy(tl.footprint))
-    ];
-    if (resident && nonZero(tl.mapped_footprint)) memSeries.push(line('mapped footprint (virtual)', xy(tl.mapped_footprint), { lineStyle: { type: 'dotted' } }));
-    if (resident && nonZero(tl.resident)) memSeries.push(line('resident set (RSS)', xy(tl.resident)));
-    if (nonZero(tl.arena_bytes)) memSeries.push(line('pymalloc arenas', xy(tl.arena_bytes)));
-    if (nonZero(tl.go_live)) memSeries.push(line('Go heap (live)', xy(tl.go_live)));
-    if (nonZero(tl.go_heap_goal)) memSeries.push(line('Go heap goal', xy(tl.go_heap_goal), { lineStyle: { type: 'dashed' } }));
-    chart(sec, 'memory', 'Memory over time', {
-      tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-      xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(), series: memSeries
-    }, { tall: true, note: gcAreas.length ? 'Shaded: GC cycles (the ' + gcAreas.length + ' longest); red lines: stop-the-world pauses.' : null });
+    var gcCount = r.gc.cycles.length;
+    timeChart(sec, 'memory', 'Memory over time', function () {
+      var gcAreas = r.gc.cycles.map(function (c) { return [{ xAxis: X.at(c.start_ns / 1e9), name: c.label }, { xAxis: X.at(Math.max(c.end_ns, c.start_ns + 1) / 1e9) }]; });
+      var stwLines = r.gc.stw.map(function (p) { return { xAxis: X.at(p.start_ns / 1e9), name: p.label }; });
+      var memSeries = [
+        line('live bytes', xy(tl.live_bytes), {
+          markArea: gcAreas.length ? { silent: true, itemStyle: { color: 'rgba(154,103,0,0.12)' }, label: { show: false }, data: gcAreas } : undefined,
+          markLine: stwLines.length ? { silent: true, symbol: 'none', label: { show: false }, lineStyle: { color: '#cf222e', width: 1, type: 'solid', opacity: 0.5 }, data: stwLines } : undefined
+        }),
+        line(resident ? 'footprint: resident heap (brk + anon RW)' : 'footprint: mapped (brk + anon RW maps)', xy(tl.footprint))
+      ];
+      if (resident && nonZero(tl.mapped_footprint)) memSeries.push(line('mapped footprint (virtual)', xy(tl.mapped_footprint), { lineStyle: { type: 'dotted' } }));
+      if (resident && nonZero(tl.resident)) memSeries.push(line('resident set (RSS)', xy(tl.resident)));
+      if (nonZero(tl.arena_bytes)) memSeries.push(line('pymalloc arenas', xy(tl.arena_bytes)));
+      if (nonZero(tl.go_live)) memSeries.push(line('Go heap (live)', xy(tl.go_live)));
+      if (nonZero(tl.go_heap_goal)) memSeries.push(line('Go heap goal', xy(tl.go_heap_goal), { lineStyle: { type: 'dashed' } }));
+      return {
+        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+        xAxis: X.axis, yAxis: bytesAxis, dataZoom: zoomX(), series: memSeries
+      };
+    }, { tall: true, note: gcCount ? 'Shaded: GC cycles (the ' + gcCount + ' longest); red lines: stop-the-world pauses.' : null });
     var grid = el('div', { 'class': 'grid2' });
     sec.appendChild(grid);
-    if (nonZero(tl.live_blocks)) chart(grid, 'blocks', 'Live blocks', { xAxis: timeAxis, yAxis: valueAxis('blocks'), dataZoom: zoomX(), series: [line('live blocks', xy(tl.live_blocks))] });
+    if (nonZero(tl.live_blocks)) timeChart(grid, 'blocks', 'Live blocks', function () { return { xAxis: X.axis, yAxis: valueAxis('blocks'), dataZoom: zoomX(), series: [line('live blocks', xy(tl.live_blocks))] }; });
     else note(grid, 'No native or Python block was ever live (Go objects are not tracked one by one).');
-    chart(grid, 'rates', 'Allocation and free rates', {
-      xAxis: timeAxis, yAxis: valueAxis('per s'), dataZoom: zoomX(),
-      series: [line('allocations/s', tl.alloc_count.map(function (c, b) { return [bucketEnd(b), c / widthS]; })), line('frees/s', tl.free_count.map(function (c, b) { return [bucketEnd(b), c / widthS]; }))]
+    timeChart(grid, 'rates', 'Allocation and free rates', function () {
+      return {
+        xAxis: X.axis, yAxis: valueAxis('per s'), dataZoom: zoomX(),
+        series: [line('allocations/s', tl.alloc_count.map(function (c, b) { return [X.b(b), c / widthS]; })), line('frees/s', tl.free_count.map(function (c, b) { return [X.b(b), c / widthS]; }))]
+      };
     });
     var hasGcTime = nonZero(tl.gc_ns) || nonZero(tl.stw_ns);
     if (hasGcTime) {
-      chart(sec, 'gc-time', 'Time in GC per bucket', {
-        tooltip: { trigger: 'axis', confine: true, valueFormatter: function (v) { return ns(v); } },
-        xAxis: timeAxis, yAxis: valueAxis('ns', function (v) { return ns(v); }), dataZoom: zoomX(),
-        series: [{ name: 'GC cycles', type: 'bar', data: xy(tl.gc_ns), barMaxWidth: 6 }, { name: 'stop-the-world', type: 'bar', data: xy(tl.stw_ns), barMaxWidth: 6 }]
+      timeChart(sec, 'gc-time', 'Time in GC per bucket', function () {
+        return {
+          tooltip: { trigger: 'axis', confine: true, valueFormatter: function (v) { return ns(v); } },
+          xAxis: X.axis, yAxis: valueAxis('ns', function (v) { return ns(v); }), dataZoom: zoomX(),
+          series: [{ name: 'GC cycles', type: 'bar', data: xy(tl.gc_ns), barMaxWidth: 6 }, { name: 'stop-the-world', type: 'bar', data: xy(tl.stw_ns), barMaxWidth: 6 }]
+        };
       });
     }
 
@@ -278,9 +352,9 @@
     var goHeap = goGc ? goGc.heap_series : [];
     sec = section(app, 'Fragmentation', 'fragmentation');
     var liveFloor = Math.max.apply(null, tl.live_bytes.concat([0])) / 100;
-    chart(sec, 'footprint-vs-live', '(a) Footprint versus live bytes', {
+    timeChart(sec, 'footprint-vs-live', '(a) Footprint versus live bytes', function () { return {
       tooltip: { trigger: 'axis', confine: true },
-      xAxis: timeAxis,
+      xAxis: X.axis,
       yAxis: [bytesAxis, valueAxis('footprint / live', function (v) { return Number(v).toFixed(1) + '×'; })],
       dataZoom: zoomX(),
       series: [
@@ -289,25 +363,25 @@
         resident && nonZero(tl.mapped_footprint) ? line('mapped footprint (virtual)', xy(tl.mapped_footprint), { lineStyle: { type: 'dotted' } }) : null,
         // The ratio is left out while live bytes are under 1% of their peak: at start-up a few
         // bytes live in a fresh heap make it huge and flatten the rest of the curve.
-        line('footprint / live', tl.footprint.map(function (f, b) { var l = tl.live_bytes[b]; return [bucketEnd(b), l > 0 && l >= liveFloor ? f / l : null]; }), { yAxisIndex: 1, lineStyle: { type: 'dashed' }, connectNulls: false })
+        line('footprint / live', tl.footprint.map(function (f, b) { var l = tl.live_bytes[b]; return [X.b(b), l > 0 && l >= liveFloor ? f / l : null]; }), { yAxisIndex: 1, lineStyle: { type: 'dashed' }, connectNulls: false })
       ]
-    }, { note: (resident ? 'Footprint: resident bytes of the brk heap and anonymous writable mappings' + (t.rss_interval_ns ? ' (sampled every ' + ns(t.rss_interval_ns) + ')' : '') + '; the mapped footprint, address space reserved whether touched or not, is the dotted line.' : 'Footprint: mapped bytes of the brk heap and anonymous writable mappings (no resident samples in this trace).') + ' The gap between footprint and live bytes is allocator overhead, free space and unused memory.' });
+    }; }, { note: (resident ? 'Footprint: resident bytes of the brk heap and anonymous writable mappings' + (t.rss_interval_ns ? ' (sampled every ' + ns(t.rss_interval_ns) + ')' : '') + '; the mapped footprint, address space reserved whether touched or not, is the dotted line.' : 'Footprint: mapped bytes of the brk heap and anonymous writable mappings (no resident samples in this trace).') + ' The gap between footprint and live bytes is allocator overhead, free space and unused memory.' });
     var occ = r.occupancy.samples.filter(function (x) { return x.regions > 0; });
     if (occ.length) {
-      var ox = function (f) { return occ.map(function (x) { return [x.t_ns / 1e9, f(x)]; }); };
+      var ox = function (f) { return occ.map(function (x) { return [X.at(x.t_ns / 1e9), f(x)]; }); };
       grid = el('div', { 'class': 'grid2' });
       sec.appendChild(grid);
-      chart(grid, 'gaps', '(b) Free gaps between live blocks', {
+      timeChart(grid, 'gaps', '(b) Free gaps between live blocks', function () { return {
         tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(),
+        xAxis: X.axis, yAxis: bytesAxis, dataZoom: zoomX(),
         series: [line('free bytes in gaps', ox(function (x) { return x.free_bytes; }), { showSymbol: occ.length < 40 }), line('largest gap', ox(function (x) { return x.largest_gap; }), { showSymbol: occ.length < 40 }), line('headers/alignment (< 32 B gaps)', ox(function (x) { return x.overhead_bytes; }), { showSymbol: occ.length < 40 })]
-      }, { note: 'Inside each heap region (brk heap, anonymous writable mappings holding a live block), sampled ' + occ.length + ' times.' });
-      chart(grid, 'frag-index', '(b) External fragmentation index and empty pages', {
-        xAxis: timeAxis,
+      }; }, { note: 'Inside each heap region (brk heap, anonymous writable mappings holding a live block), sampled ' + occ.length + ' times.' });
+      timeChart(grid, 'frag-index', '(b) External fragmentation index and empty pages', function () { return {
+        xAxis: X.axis,
         yAxis: [{ type: 'value', name: 'index', min: 0, max: 1 }, valueAxis('pages')],
         dataZoom: zoomX(),
         series: [line('1 − largest gap / free', ox(function (x) { return x.frag_index; }), { showSymbol: occ.length < 40 }), line('empty 4 KiB pages', ox(function (x) { return x.empty_pages; }), { yAxisIndex: 1, showSymbol: occ.length < 40 })]
-      });
+      }; });
       var last = r.occupancy.last;
       if (last) note(sec, 'At the end: ' + num(last.regions) + ' regions, ' + bytes(last.region_bytes) + ' mapped, ' + bytes(last.used_bytes) + ' in live blocks, ' + bytes(last.free_bytes) + ' free in ' + num(last.gaps) + ' gaps (largest ' + bytes(last.largest_gap) + '), ' + num(last.empty_pages) + ' empty pages' + (last.outside_bytes ? ', ' + bytes(last.outside_bytes) + ' live outside any known region' : '') + '.');
     } else {
@@ -317,10 +391,10 @@
     grid = el('div', { 'class': 'grid2' });
     sec.appendChild(grid);
     if (nonZero(inr.live_waste)) {
-      chart(grid, 'internal-live', '(c) Internal waste in live blocks', {
+      timeChart(grid, 'internal-live', '(c) Internal waste in live blocks', function () { return {
         tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(), series: [line('usable − requested', xy(inr.live_waste), { areaStyle: { opacity: 0.1 } })]
-      });
+        xAxis: X.axis, yAxis: bytesAxis, dataZoom: zoomX(), series: [line('usable − requested', xy(inr.live_waste), { areaStyle: { opacity: 0.1 } })]
+      }; });
     }
     if (inr.classes.length) {
       var cls = inr.classes.slice(0, 20);
@@ -334,13 +408,13 @@
       table(sec, [['allocator', function (c) { return c.allocator; }, true], ['class', function (c) { return bytes(c.class_bytes); }], ['allocations', function (c) { return num(c.count); }], ['requested', function (c) { return bytes(c.requested_bytes); }], ['usable', function (c) { return bytes(c.usable_bytes); }], ['waste', function (c) { return bytes(c.waste_bytes); }], ['waste %', function (c) { return pct(c.usable_bytes ? c.waste_bytes / c.usable_bytes : 0); }]], inr.classes, 'table-classes');
     }
     if (goHeap.length) {
-      var gx = function (f) { return goHeap.map(function (p) { return [p.t_ns / 1e9, f(p)]; }); };
+      var gx = function (f) { return goHeap.map(function (p) { return [X.at(p.t_ns / 1e9), f(p)]; }); };
       var sym = goHeap.length < 40;
       grid = el('div', { 'class': 'grid2' });
       sec.appendChild(grid);
-      chart(grid, 'go-heap', "(d) Go heap at each cycle end (the runtime's own span accounting)", {
+      timeChart(grid, 'go-heap', "(d) Go heap at each cycle end (the runtime's own span accounting)", function () { return {
         tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(),
+        xAxis: X.axis, yAxis: bytesAxis, dataZoom: zoomX(),
         series: [
           line('in-use spans (heap_inuse)', gx(function (p) { return p.inuse; }), { showSymbol: sym }),
           line('marked live (heap_live)', gx(function (p) { return p.heap_live; }), { showSymbol: sym }),
@@ -348,15 +422,15 @@
           line('returned to the OS (heap_released)', gx(function (p) { return p.released; }), { showSymbol: sym, lineStyle: { type: 'dashed' } }),
           line('stack spans (stack_inuse)', gx(function (p) { return p.stacks; }), { showSymbol: sym })
         ]
-      }, { note: 'Read from the Go runtime at the end of each GC cycle (gcController.heapInUse/heapFree/heapReleased, memstats.heapStats): runtime.MemStats HeapInuse, HeapIdle, HeapReleased, StackInuse.' });
-      chart(grid, 'go-frag', '(d) Go span fragmentation and retained free memory', {
+      }; }, { note: 'Read from the Go runtime at the end of each GC cycle (gcController.heapInUse/heapFree/heapReleased, memstats.heapStats): runtime.MemStats HeapInuse, HeapIdle, HeapReleased, StackInuse.' });
+      timeChart(grid, 'go-frag', '(d) Go span fragmentation and retained free memory', function () { return {
         tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(),
+        xAxis: X.axis, yAxis: bytesAxis, dataZoom: zoomX(),
         series: [
           line('span fragmentation (heap_inuse − heap_live)', gx(function (p) { return p.heap_live === null ? null : Math.max(p.inuse - p.heap_live, 0); }), { showSymbol: sym, areaStyle: { opacity: 0.08 } }),
           line('retained free (heap_idle − heap_released)', gx(function (p) { return Math.max(p.idle - p.released, 0); }), { showSymbol: sym })
         ]
-      }, { note: "Go's counterpart of the gap view: bytes of in-use spans not holding marked objects (free slots in partly used spans, and objects allocated since the mark), and free spans the runtime keeps mapped instead of returning them." });
+      }; }, { note: "Go's counterpart of the gap view: bytes of in-use spans not holding marked objects (free slots in partly used spans, and objects allocated since the mark), and free spans the runtime keeps mapped instead of returning them." });
       if (s.go_span_frag_bytes_end !== null && s.go_heap_inuse_end) note(sec, 'Go at its last cycle end: ' + bytes(s.go_heap_inuse_end) + ' in in-use spans, ' + bytes(s.go_span_frag_bytes_end) + ' of them not marked live (' + pct(s.go_span_frag_bytes_end / s.go_heap_inuse_end) + '); ' + bytes(s.go_retained_free_bytes_end) + ' of free spans retained, ' + bytes(s.go_heap_released_end) + ' returned to the OS; ' + bytes(s.go_stack_inuse_end) + ' of stacks.');
     }
     // Patterns
@@ -568,6 +642,13 @@
     app.appendChild(el('h1', null, 'alloctrace compare: ' + runs.length + ' runs'));
     note(app, unit ? 'Every run reports work_units: counts and bytes are per unit of work.' : 'Not every run reports work_units in run.json: numbers are totals, not per unit of work.', 'meta');
     var per = function (r, key) { return unit ? r.summary.per_work_unit[key] : null; };
+    // Time and GC figures come from the run's cheap `--events gc,rss` recording when it has one
+    // (`light`); taken from the fully traced run instead, they are marked traced (†).
+    var anyLight = runs.some(function (r) { return r.light; });
+    var timing = function (r) { return r.light ? r.light.summary : r.summary; };
+    var traced = function (r) { return !r.light; };
+    if (anyLight) note(app, "Duration and GC figures come from each run's `--events gc,rss` recording (GC cycles, pauses and resident memory only, a few percent of overhead); † marks those taken from the fully traced run, which tracing slows by its own factor per runtime. Everything else comes from the full trace.", 'meta');
+    else note(app, 'Duration and GC figures come from the fully traced run (†): tracing slows each runtime by its own factor. Record each run also with `alloctrace record --events gc,rss` into <trace>/gc-rss/ for untraced-speed figures.', 'meta');
     var metrics = [
       ['allocations', function (r) { return unit ? per(r, 'allocations') : r.summary.allocations; }, num],
       ['bytes allocated', function (r) { return unit ? per(r, 'bytes_allocated') : r.summary.bytes_allocated; }, bytes],
@@ -579,17 +660,24 @@
       ['temporary allocations', function (r) { return r.summary.temporary_ratio; }, pct],
       ['internal waste', function (r) { return r.summary.internal_waste_ratio; }, pct],
       ['external fragmentation (end)', function (r) { return r.summary.frag_index_end; }, function (v) { return Number(v).toFixed(2); }],
-      ['time in GC + pauses', function (r) { return r.summary.gc_total_ns + r.summary.stw_total_ns; }, ns],
-      ['duration', function (r) { return unit ? per(r, 'ns') : r.summary.duration_ns; }, ns]
+      ['GC CPU share', function (r) { return timing(r).gc_cpu_share; }, pct, traced],
+      ['time in GC + pauses (wall)', function (r) { return timing(r).gc_total_ns + timing(r).stw_total_ns; }, ns, traced],
+      ['duration' + (unit ? ' per work unit' : ''), function (r) { var d = timing(r).duration_ns; return unit ? d / r.summary.work_units : d; }, ns, traced]
     ];
     var sec = section(app, 'Side by side', 'side-by-side');
     var cols = [['metric' + (unit ? ' (per work unit where it applies)' : ''), function (m) { return m[0]; }, true]];
-    runs.forEach(function (run) { cols.push([run.label, function (m) { return m[2](m[1](run)); }]); });
+    runs.forEach(function (run) {
+      cols.push([run.label, function (m) {
+        var v = m[1](run);
+        if (v === null || v === undefined) return '–';
+        return m[2](v) + (m[3] && m[3](run) ? ' †' : '');
+      }]);
+    });
     table(sec, cols, metrics, 'table-compare');
     var grid = el('div', { 'class': 'grid2' });
     sec.appendChild(grid);
     metrics.forEach(function (m, i) {
-      chart(grid, 'metric-' + i, m[0] + (unit && i < 4 ? ' per work unit' : ''), {
+      chart(grid, 'metric-' + i, m[0] + (unit && i < 4 ? ' per work unit' : '') + (m[3] && runs.some(m[3]) ? ' († traced)' : ''), {
         tooltip: { trigger: 'axis', confine: true, valueFormatter: function (v) { return m[2](v); } },
         grid: { left: 90, right: 30, top: 30, bottom: 60 },
         xAxis: { type: 'category', data: labels, axisLabel: { interval: 0, rotate: labels.length > 3 ? 20 : 0 } },
@@ -598,13 +686,22 @@
       });
     });
     sec = section(app, 'Over time', 'over-time');
+    // Cross-run overlays start on allocation progress: every run traced at its own slowed pace
+    // on one wall-time axis would overlay tracer speed, not runtime behaviour.
+    var maps = runs.map(function (r) { return progressMap(r.alloc_count, r.bucket_s, unit ? r.summary.work_units : null); });
+    var modes = { time: { mode: 'time', axis: timeAxis, run: function (i) { return { at: function (sec) { return sec; }, b: function (b) { return runs[i].t_s[b]; } }; } } };
+    if (maps.every(function (m) { return m.total > 0; })) modes.progress = { mode: 'progress', axis: progressAxis(unit), run: function (i) { return maps[i]; } };
+    xSwitch(sec, modes, 'progress', unit ? 'work units (estimated from allocations so far)' : 'allocations so far');
+    if (modes.progress) note(sec, 'Allocation progress: ' + (unit ? "each run's work units, estimated as allocations so far × work units ÷ all its allocations" : 'allocations so far') + ', so the same work lines up whatever each runtime\'s speed under tracing. Wall time is traced time.');
     function overlay(id, title, pick, fmt) {
-      chart(sec, id, title, {
-        tooltip: { trigger: 'axis', confine: true, valueFormatter: fmt },
-        xAxis: timeAxis,
-        yAxis: { type: 'value', axisLabel: { formatter: fmt } },
-        dataZoom: zoomX(),
-        series: runs.map(function (r) { return line(r.label, pick(r).map(function (v, b) { return [r.t_s[b], v]; })); })
+      timeChart(sec, id, title, function () {
+        return {
+          tooltip: { trigger: 'axis', confine: true, valueFormatter: fmt },
+          xAxis: X.axis,
+          yAxis: { type: 'value', axisLabel: { formatter: fmt } },
+          dataZoom: zoomX(),
+          series: runs.map(function (r, i) { var m = X.run(i); return line(r.label, pick(r).map(function (v, b) { return [m.b(b), v]; })); })
+        };
       });
     }
     overlay('live', 'Live bytes', function (r) { return r.live_bytes; }, bytes);
@@ -612,9 +709,11 @@
     overlay('mapped-footprint', 'Mapped footprint (virtual)', function (r) { return r.mapped_footprint; }, bytes);
     overlay('alloc-rate', 'Allocations per second', function (r) { return r.alloc_rate; }, num);
     if (runs.some(function (r) { return r.fragmentation.length; })) {
-      chart(sec, 'frag', 'External fragmentation index', {
-        xAxis: timeAxis, yAxis: { type: 'value', min: 0, max: 1 }, dataZoom: zoomX(),
-        series: runs.map(function (r) { return line(r.label, r.fragmentation.map(function (x) { return [x[0], x[1]]; }), { showSymbol: r.fragmentation.length < 40 }); })
+      timeChart(sec, 'frag', 'External fragmentation index', function () {
+        return {
+          xAxis: X.axis, yAxis: { type: 'value', min: 0, max: 1 }, dataZoom: zoomX(),
+          series: runs.map(function (r, i) { var m = X.run(i); return line(r.label, r.fragmentation.map(function (x) { return [m.at(x[0]), x[1]]; }), { showSymbol: r.fragmentation.length < 40 }); })
+        };
       });
     }
     sec = section(app, 'Distributions', 'distributions');
@@ -659,6 +758,22 @@
       else if (painted(canvas) < 20) problems.push(c.id + ': blank');
     });
     if (!charts.length) problems.push('no chart rendered');
+    // The other x axis is not drawn until the user picks it: build its options now and check
+    // that each over-time chart would hold data there too.
+    if (xModes) {
+      Object.keys(xModes).forEach(function (mode) {
+        if (xModes[mode] === X) return;
+        var shown = X;
+        X = xModes[mode];
+        timeCharts.forEach(function (c) {
+          try {
+            var points = (c.build().series || []).filter(Boolean).reduce(function (n, s) { return n + (s.data || []).filter(function (d) { return Array.isArray(d) && isFinite(d[0]); }).length; }, 0);
+            if (points === 0) problems.push(c.id + ': no data on the ' + mode + ' axis');
+          } catch (e) { problems.push(c.id + ' on the ' + mode + ' axis: ' + e); }
+        });
+        X = shown;
+      });
+    }
     verified = true;
     var ok = problems.length === 0;
     statusEl.setAttribute('data-state', ok ? 'ok' : 'fail');

@@ -2,6 +2,13 @@
 //! allocators, side by side on the same axes. Each run is reduced to its summary and a few
 //! series; numbers are divided by the workload's `work_units` when every run reports it.
 //!
+//! A trace directory may hold, in its [`LIGHT_DIR`] subdirectory, a second recording of the
+//! same command made with `alloctrace record --events gc,rss` (what `cargo xtask suite` does).
+//! Tracing every allocation slows each runtime by its own factor; that recording only sees GC
+//! cycles, pauses and resident memory, at a few percent of cost, so the dashboard takes
+//! duration, GC and resident figures from it and marks those it had to take from the full
+//! trace.
+//!
 //! ```no_run
 //! use analysis::{compare, render, report::Options};
 //! let dirs = ["traces/rust", "traces/go", "traces/python"];
@@ -10,6 +17,8 @@
 //! ```
 
 use std::path::Path;
+
+use trace_format::schema;
 
 use serde::Serialize;
 
@@ -20,6 +29,17 @@ use crate::{
     util::Log2Hist,
 };
 
+/// The subdirectory of a trace that holds its cheap `--events gc,rss` recording (the same name
+/// in `xtask/src/figures.rs`, which reads the suite's summaries without this crate).
+pub const LIGHT_DIR: &str = "gc-rss";
+
+/// The figures of a run's cheap `--events gc,rss` recording.
+#[derive(Clone, Debug, Serialize)]
+pub struct Light {
+    /// Its summary: duration, GC cycles, pauses, GC CPU share, resident peak.
+    pub summary: Summary,
+}
+
 /// One run of the dashboard.
 #[derive(Clone, Debug, Serialize)]
 pub struct Run {
@@ -27,6 +47,10 @@ pub struct Run {
     pub summary: Summary,
     /// Seconds since the run's start, one per timeline bucket.
     pub t_s: Vec<f64>,
+    /// Width of a timeline bucket, seconds.
+    pub bucket_s: f64,
+    /// Allocations in each bucket: the dashboard's progress axis sums them.
+    pub alloc_count: Vec<u64>,
     pub live_bytes: Vec<u64>,
     /// Resident heap when the run has rss samples, else mapped (`summary.footprint_source`).
     pub footprint: Vec<u64>,
@@ -42,6 +66,8 @@ pub struct Run {
     pub lifetimes: Vec<u64>,
     /// (seconds, external fragmentation index, free gap bytes) per occupancy sample.
     pub fragmentation: Vec<(f64, f64, u64)>,
+    /// The cheap recording in the trace's [`LIGHT_DIR`], when there is one.
+    pub light: Option<Light>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +87,8 @@ fn digest(report: &report::Report) -> Run {
         t_s: (0..t.live_bytes.len())
             .map(|b| b as f64 * width_s)
             .collect(),
+        bucket_s: width_s,
+        alloc_count: t.alloc_count.clone(),
         live_bytes: t.live_bytes.clone(),
         footprint: t.footprint.clone(),
         mapped_footprint: t.mapped_footprint.clone(),
@@ -74,7 +102,20 @@ fn digest(report: &report::Report) -> Run {
             .iter()
             .map(|s| (s.t_ns as f64 / 1e9, s.frag_index, s.free_bytes))
             .collect(),
+        light: None,
     }
+}
+
+/// The cheap recording of the trace in `dir`, if it has one.
+fn light(dir: &Path, options: &Options) -> Result<Option<Light>, AnalysisError> {
+    let light_dir = dir.join(LIGHT_DIR);
+    if !light_dir.join(schema::RUN_JSON).is_file() {
+        return Ok(None);
+    }
+    let report = report::build(&light_dir, options)?;
+    Ok(Some(Light {
+        summary: Summary::from_report(&report),
+    }))
 }
 
 /// Builds the report of every trace (one at a time, so memory is that of the largest) and
@@ -85,7 +126,9 @@ pub fn build<P: AsRef<Path>>(dirs: &[P], options: &Options) -> Result<Dashboard,
     }
     let mut runs = Vec::with_capacity(dirs.len());
     for dir in dirs {
-        runs.push(digest(&report::build(dir.as_ref(), options)?));
+        let mut run = digest(&report::build(dir.as_ref(), options)?);
+        run.light = light(dir.as_ref(), options)?;
+        runs.push(run);
     }
     // Two runs with the same label (same program twice) are told apart by directory name.
     let labels: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();

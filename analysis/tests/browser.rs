@@ -233,6 +233,8 @@ fn synth(dir: &Path, flavor: Flavor, label: &str, work_units: u64) {
 
 /// Check in headless Chromium that reports of native, Go and Python traces and their
 /// comparison dashboard render every chart with data, with no script error or console message,
+/// on either x axis of the over-time charts (wall time, allocation progress; the page itself
+/// checks that the axis not shown would hold data too),
 /// that the symbolized native report draws both flame graphs (bytes allocated, live at the
 /// peak) and names its call sites, and save screenshots of each.
 #[test]
@@ -249,6 +251,11 @@ fn reports_and_dashboard_render_in_chromium() {
         synth(&dir, flavor, name, 500);
         if flavor == Flavor::Native {
             symbolize_synthetic(&dir);
+        }
+        if flavor == Flavor::Go {
+            // A cheap gc,rss recording beside the full trace: the dashboard takes its time and
+            // GC figures from it.
+            synth(&dir.join(compare::LIGHT_DIR), flavor, name, 500);
         }
         let report = report::build(&dir, &Options::default()).unwrap();
         let page = work.path().join(format!("report-{name}.html"));
@@ -273,13 +280,38 @@ fn reports_and_dashboard_render_in_chromium() {
             "report-{name}.html rendered only {charts} charts"
         );
         screenshot(&page, &format!("report-{name}.png"));
+        // The over-time charts start on wall time and render on allocation progress too.
+        assert!(
+            dom.contains("data-x=\"time\""),
+            "report-{name}.html: no x-axis switch on wall time"
+        );
+        let (progress_charts, dom) = check_url(&format!("file://{}#x=progress", page.display()))
+            .unwrap_or_else(|e| panic!("report-{name}.html#x=progress: {e}"));
+        assert_eq!(progress_charts, charts);
+        assert!(
+            dom.contains("data-x=\"progress\""),
+            "report-{name}.html#x=progress is not on progress"
+        );
         traces.push(dir);
     }
     let dashboard = compare::build(&traces, &Options::default()).unwrap();
     let page = work.path().join("dashboard.html");
     std::fs::write(&page, render::html::dashboard_html(&dashboard).unwrap()).unwrap();
-    let (charts, _) = check_page(&page).unwrap_or_else(|e| panic!("dashboard.html: {e}"));
+    let (charts, dom) = check_page(&page).unwrap_or_else(|e| panic!("dashboard.html: {e}"));
     assert!(charts >= 10, "dashboard rendered only {charts} charts");
+    // Cross-run overlays start on allocation progress, and render on wall time too.
+    assert!(
+        dom.contains("data-x=\"progress\""),
+        "the dashboard does not start on progress"
+    );
+    assert!(
+        dom.contains("gc,rss` recording") && dom.contains(" †"),
+        "the dashboard does not say which figures come from the fully traced runs"
+    );
+    let (time_charts, dom) = check_url(&format!("file://{}#x=time", page.display()))
+        .unwrap_or_else(|e| panic!("dashboard.html#x=time: {e}"));
+    assert_eq!(time_charts, charts);
+    assert!(dom.contains("data-x=\"time\""));
     screenshot(&page, "dashboard.png");
 }
 

@@ -634,6 +634,36 @@ fn summary_json_round_trip() {
     );
 }
 
+/// Check that a trace's cheap recording in its `gc-rss` subdirectory is found and summarised
+/// beside the full trace (the dashboard takes duration and GC figures from it), and that a
+/// trace without one has none.
+#[test]
+fn compare_pairs_the_cheap_recording() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for dir in [a.path(), b.path()] {
+        write_trace_with(dir, &layout_rows(), usize::MAX, None);
+    }
+    let light = a.path().join(compare::LIGHT_DIR);
+    analysis::synth::Synth {
+        events: 2_000,
+        flavor: analysis::synth::Flavor::Python,
+        mean_gap_ns: 1_000,
+        ..analysis::synth::Synth::default()
+    }
+    .write(&light)
+    .unwrap();
+    let expected = Summary::from_report(&report::build(&light, &Options::default()).unwrap());
+    assert!(expected.gc_cycles > 0);
+    let d = compare::build(&[a.path(), b.path()], &Options::default()).unwrap();
+    let got = &d.runs[0].light.as_ref().unwrap().summary;
+    assert_eq!(got.duration_ns, expected.duration_ns);
+    assert_ne!(got.duration_ns, d.runs[0].summary.duration_ns);
+    assert_eq!(got.gc_cycles, expected.gc_cycles);
+    assert_eq!(got.gc_cpu_share, expected.gc_cpu_share);
+    assert!(d.runs[1].light.is_none());
+}
+
 /// Check the dashboard: labels from run.json (made unique), per-unit normalisation only when
 /// every run reports work units, and one series per run.
 #[test]
@@ -669,6 +699,13 @@ fn compare_runs() {
     };
     assert!((per(0) - 2.0 * per(1)).abs() < 1e-9);
     assert_eq!(d.runs[0].live_bytes.len(), d.runs[0].t_s.len());
+    // The progress axis sums the allocations per bucket: every allocation is in one bucket.
+    assert_eq!(d.runs[0].alloc_count.len(), d.runs[0].t_s.len());
+    assert_eq!(
+        d.runs[0].alloc_count.iter().sum::<u64>(),
+        d.runs[0].summary.allocations
+    );
+    assert!(d.runs.iter().all(|r| r.light.is_none()));
     let d = compare::build(&[a.path(), c.path()], &Options::default()).unwrap();
     assert!(!d.per_work_unit);
     assert!(compare::build::<&std::path::Path>(&[], &Options::default()).is_err());

@@ -46,7 +46,8 @@ pub struct Headline {
     /// Heap footprint ÷ live bytes at the live peak, from the full trace (it alone knows the
     /// live bytes).
     pub footprint_over_live: Option<f64>,
-    /// Whether that footprint is resident (sampled RSS of the heap) rather than mapped.
+    /// Whether that footprint is resident (sampled RSS of the heap) rather than mapped:
+    /// summary.json's `footprint_source`.
     pub footprint_resident: bool,
     pub allocs_per_unit: Option<f64>,
     pub bytes_per_unit: Option<f64>,
@@ -80,7 +81,7 @@ impl Headline {
         Headline {
             peak_resident: Figure::light_first(light, full, "peak_resident_bytes"),
             footprint_over_live: positive(full["footprint_over_live_at_peak"].as_f64()),
-            footprint_resident: full["peak_resident_bytes"].as_f64().is_some(),
+            footprint_resident: full["footprint_source"].as_str() == Some("resident"),
             allocs_per_unit: full["per_work_unit"]["allocations"].as_f64(),
             bytes_per_unit: full["per_work_unit"]["bytes_allocated"].as_f64(),
             peak_live: full["peak_live_bytes"].as_f64(),

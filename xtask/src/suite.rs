@@ -1,6 +1,8 @@
 //! `cargo xtask suite`: the main job. Sets the machine up, builds alloctrace and the workload
-//! targets, traces every target × scenario × variant of the manifest, reports each trace,
-//! builds one comparison dashboard per scenario and an index page, and prints where to open it.
+//! targets, records every target × scenario × variant of the manifest twice (the full trace,
+//! and a cheap `--events gc,rss` recording for time, GC and resident figures: see
+//! [`crate::figures`]), reports each, builds one comparison dashboard per scenario, the
+//! findings and the landing page, and prints where to open it.
 
 use std::{
     fs,
@@ -13,7 +15,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::{findings, landing, setup, targets, toolchains, util};
+use crate::{figures, findings, landing, setup, targets, toolchains, util};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -204,10 +206,12 @@ fn planned_runs(manifest: &Value, args: &Args) -> Vec<Run> {
     runs
 }
 
-/// Records one run; returns the program's own JSON counters.
-fn record(alloctrace: &Path, run: &Run, dir: &Path) -> anyhow::Result<Value> {
+/// Records one run with `extra` record options; returns the program's own JSON counters.
+fn record(alloctrace: &Path, run: &Run, dir: &Path, extra: &[&str]) -> anyhow::Result<Value> {
     let out = Command::new(alloctrace)
-        .args(["record", "-q", "--force", "-o"])
+        .args(["record", "-q", "--force"])
+        .args(extra)
+        .arg("-o")
         .arg(dir)
         .arg("--")
         .args(&run.command)
@@ -258,6 +262,43 @@ fn build_dashboards<'a>(
             )
         })
         .collect()
+}
+
+/// The cheap recording's options: GC cycles, pauses and resident memory only.
+const LIGHT_EVENTS: &[&str] = &["--events", "gc,rss"];
+
+/// Whether this alloctrace can record a chosen subset of events (`record --events`).
+fn supports_events(alloctrace: &Path) -> bool {
+    util::output(alloctrace, &["record", "--help"]).is_some_and(|help| help.contains("--events"))
+}
+
+/// Records `run` twice and reports both: the full trace in `dir` (patterns, sizes, lifetimes,
+/// fragmentation), then, with `light`, an `--events gc,rss` recording in `dir/gc-rss` (duration,
+/// GC CPU share, pauses and resident memory at near-untraced speed). A failed cheap recording
+/// leaves the full trace standing (its figures are then marked traced) and is returned as the
+/// second result.
+fn record_twice(
+    alloctrace: &Path,
+    run: &Run,
+    dir: &Path,
+    light: bool,
+) -> anyhow::Result<Option<anyhow::Error>> {
+    record(alloctrace, run, dir, &[])?;
+    alloctrace_cmd(alloctrace, &["report", "-q"], &[dir.to_owned()])?;
+    // A cheap recording left by an earlier suite run must not pass for this one's.
+    let light_dir = dir.join(figures::LIGHT_DIR);
+    let _ = fs::remove_dir_all(&light_dir);
+    if !light {
+        return Ok(None);
+    }
+    let result = record(alloctrace, run, &light_dir, LIGHT_EVENTS).and_then(|_| {
+        alloctrace_cmd(
+            alloctrace,
+            &["report", "-q"],
+            std::slice::from_ref(&light_dir),
+        )
+    });
+    Ok(result.err())
 }
 
 fn alloctrace_cmd(alloctrace: &Path, args: &[&str], paths: &[PathBuf]) -> anyhow::Result<()> {
@@ -315,15 +356,28 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(500));
     let started = Instant::now();
     let mut failures = Vec::new();
+    let light = supports_events(&alloctrace);
+    if !light {
+        bar.println(
+            "suite: this alloctrace has no `record --events`: no cheap gc,rss recordings, \
+             time and GC figures come from the fully traced runs (marked †)",
+        );
+    }
     let mut done: Vec<(String, String, PathBuf)> = Vec::new();
     for run in &runs {
         bar.set_message(format!("{} {}", run.id, run.scenario));
         let dir = out_dir.join(&run.scenario).join(&run.id);
-        let result = record(&alloctrace, run, &dir).and_then(|_| {
-            alloctrace_cmd(&alloctrace, &["report", "-q"], std::slice::from_ref(&dir))
-        });
-        match result {
-            Ok(()) => done.push((run.scenario.clone(), run.id.clone(), dir)),
+        match record_twice(&alloctrace, run, &dir, light) {
+            Ok(light_failure) => {
+                if let Some(err) = light_failure {
+                    bar.println(format!(
+                        "suite: {} {} gc,rss recording failed: {err:#}",
+                        run.id, run.scenario
+                    ));
+                    failures.push(format!("{} {} (gc,rss): {err:#}", run.id, run.scenario));
+                }
+                done.push((run.scenario.clone(), run.id.clone(), dir));
+            }
             Err(err) => {
                 bar.println(format!(
                     "suite: {} {} failed: {err:#}",
@@ -338,11 +392,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for (version, run) in &versions {
         bar.set_message(format!("CPython {version} {}", run.scenario));
         let dir = out_dir.join("python-versions").join(&run.id);
-        let result = record(&alloctrace, run, &dir).and_then(|_| {
-            alloctrace_cmd(&alloctrace, &["report", "-q"], std::slice::from_ref(&dir))
-        });
-        match result {
-            Ok(()) => version_dirs.push((run.id.clone(), dir)),
+        match record_twice(&alloctrace, run, &dir, light) {
+            Ok(light_failure) => {
+                if let Some(err) = light_failure {
+                    failures.push(format!("{} (gc,rss): {err:#}", run.id));
+                }
+                version_dirs.push((run.id.clone(), dir));
+            }
             Err(err) => {
                 bar.println(format!("suite: {} failed: {err:#}", run.id));
                 failures.push(format!("{}: {err:#}", run.id));
