@@ -95,6 +95,41 @@ impl Headline {
     }
 }
 
+/// Why the footprint/live of a run's full trace (summary `s`) is not computed from resident
+/// memory, or None when it is: the footprint is the heap's resident bytes
+/// (`footprint_source` = resident), the ratio is that footprint over the live peak, and the
+/// heap's resident bytes fit in the process's peak resident set.
+pub fn footprint_not_resident(s: &Value) -> Option<String> {
+    if s["footprint_source"].as_str() != Some("resident") {
+        return Some(format!(
+            "footprint_source is {}, not \"resident\"",
+            s["footprint_source"]
+        ));
+    }
+    let (Some(footprint), Some(live), Some(ratio), Some(peak_resident)) = (
+        s["footprint_at_peak_live"].as_f64(),
+        s["peak_live_bytes"].as_f64(),
+        s["footprint_over_live_at_peak"].as_f64(),
+        s["peak_resident_bytes"].as_f64(),
+    ) else {
+        return Some("footprint, live peak, ratio or peak resident missing".into());
+    };
+    if live <= 0.0 || footprint <= 0.0 {
+        return Some(format!("footprint {footprint} over live {live}"));
+    }
+    if (ratio - footprint / live).abs() > 1e-6 * ratio.max(1.0) {
+        return Some(format!(
+            "footprint/live {ratio} is not footprint {footprint} / live {live}"
+        ));
+    }
+    if footprint > peak_resident {
+        return Some(format!(
+            "heap footprint {footprint} exceeds the peak resident set {peak_resident}"
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +173,29 @@ mod tests {
         assert!(h.gc_cpu_share.traced);
         assert_eq!(h.gc_cpu_share_source.as_deref(), Some("traced source"));
         assert_eq!(h.peak_resident.value, None);
+    }
+
+    /// Check the resident-footprint check: it accepts a resident footprint over the live peak
+    /// that fits in the resident set, and names what is wrong otherwise.
+    #[test]
+    fn resident_footprint_check() {
+        let ok = serde_json::json!({
+            "footprint_source": "resident", "footprint_at_peak_live": 3e6,
+            "peak_live_bytes": 2e6, "footprint_over_live_at_peak": 1.5, "peak_resident_bytes": 8e6
+        });
+        assert_eq!(footprint_not_resident(&ok), None);
+        let mut mapped = ok.clone();
+        mapped["footprint_source"] = "mapped".into();
+        assert!(footprint_not_resident(&mapped).unwrap().contains("mapped"));
+        let mut wrong = ok.clone();
+        wrong["footprint_over_live_at_peak"] = 500.0.into();
+        assert!(footprint_not_resident(&wrong).unwrap().contains("is not"));
+        let mut too_big = ok;
+        too_big["peak_resident_bytes"] = 1e6.into();
+        assert!(
+            footprint_not_resident(&too_big)
+                .unwrap()
+                .contains("exceeds")
+        );
     }
 }

@@ -19,7 +19,8 @@ use crate::{figures, findings, landing, setup, targets, toolchains, util};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// A one-minute version: one variant per language, three scenarios, small sizes.
+    /// A one-minute version: one variant per language and Rust with mimalloc, three scenarios,
+    /// small sizes.
     #[arg(long)]
     pub quick: bool,
     /// Only these languages or runnable ids, comma-separated (e.g. `go,python` or `rust-system`).
@@ -42,7 +43,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_name = "X.Y")]
     pub python_versions: Option<Vec<String>>,
     /// The alloctrace binary to use (already built); default: build and use the release one.
-    #[arg(skip)]
+    #[arg(long, value_name = "BIN")]
     pub alloctrace: Option<PathBuf>,
 }
 
@@ -128,8 +129,11 @@ fn size(scenario: &str, quick: bool) -> u64 {
     }
 }
 
+/// mimalloc is in the quick suite for its 1 GiB arena reservation: the test checks that its
+/// footprint/live is resident-based (as Go's).
 const QUICK_RUNNABLES: &[&str] = &[
     "rust-system",
+    "rust-mimalloc",
     "cpp-new",
     "go1.27-gogc100",
     "python-pymalloc",
@@ -267,8 +271,49 @@ fn build_dashboards<'a>(
 /// The cheap recording's options: GC cycles, pauses and resident memory only.
 const LIGHT_EVENTS: &[&str] = &["--events", "gc,rss"];
 
+/// Checks that the suite's runs whose mapped footprint is mostly reservations (mimalloc's
+/// arena, Go's heap arenas) have footprint/live computed from resident memory, in every
+/// scenario under `out_dir`; fails naming each run that does not.
+pub fn check_resident_footprint(out_dir: &Path) -> anyhow::Result<()> {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for scenario in fs::read_dir(out_dir)?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+    {
+        for run in fs::read_dir(scenario.path())?.flatten() {
+            let id = run.file_name().to_string_lossy().into_owned();
+            if !(id.starts_with("rust-mimalloc") || id.starts_with("go")) {
+                continue;
+            }
+            let path = run.path().join("summary.json");
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let summary: Value = serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
+            checked += 1;
+            if let Some(problem) = figures::footprint_not_resident(&summary) {
+                problems.push(format!("{}: {problem}", run.path().display()));
+            }
+        }
+    }
+    if checked == 0 {
+        bail!("no mimalloc or Go run under {}", out_dir.display());
+    }
+    if !problems.is_empty() {
+        bail!(
+            "footprint/live is not resident-based in {} of {checked} runs:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        );
+    }
+    println!("suite: footprint/live of {checked} mimalloc and Go runs is resident-based");
+    Ok(())
+}
+
 /// Whether this alloctrace can record a chosen subset of events (`record --events`).
-fn supports_events(alloctrace: &Path) -> bool {
+pub fn supports_events(alloctrace: &Path) -> bool {
     util::output(alloctrace, &["record", "--help"]).is_some_and(|help| help.contains("--events"))
 }
 
