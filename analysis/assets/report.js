@@ -685,6 +685,17 @@
         series: [{ name: m[0], type: 'bar', colorBy: 'data', data: runs.map(function (r) { return m[1](r) || 0; }) }]
       });
     });
+    // Resident memory at near-untraced speed: each cheap recording's own samples, on its own
+    // wall time (it has no allocations, hence no progress axis).
+    var residentRuns = runs.filter(function (r) { return r.light && r.light.resident && nonZero(r.light.resident); });
+    if (residentRuns.length) {
+      sec = section(app, 'Resident memory (gc,rss recordings)', 'resident');
+      chart(sec, 'resident', 'Resident set (RSS) over wall time', {
+        tooltip: { trigger: 'axis', confine: true, valueFormatter: bytes },
+        xAxis: timeAxis, yAxis: bytesAxis, dataZoom: zoomX(),
+        series: residentRuns.map(function (r) { return line(r.label, r.light.resident.map(function (v, b) { return [r.light.t_s[b], v]; })); })
+      }, { note: "From each run's `--events gc,rss` recording, which runs at close to untraced speed: wall time here is comparable across runs." });
+    }
     sec = section(app, 'Over time', 'over-time');
     // Cross-run overlays start on allocation progress: every run traced at its own slowed pace
     // on one wall-time axis would overlay tracer speed, not runtime behaviour.
