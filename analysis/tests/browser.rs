@@ -11,6 +11,8 @@
 // Tests may unwrap (the project rule); helpers outside #[test] functions need it said.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     env, fs,
     path::{Path, PathBuf},
@@ -313,6 +315,24 @@ fn reports_and_dashboard_render_in_chromium() {
     assert_eq!(time_charts, charts);
     assert!(dom.contains("data-x=\"time\""));
     screenshot(&page, "dashboard.png");
+}
+
+/// Check that the report of a trace without allocations (a `--events gc,rss` recording)
+/// renders, on wall time only: no progress axis without allocations.
+#[test]
+fn gc_only_report_renders_in_chromium() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("trace");
+    common::write_trace(&dir, &common::gc_only_rows());
+    let report = report::build(&dir, &Options::default()).unwrap();
+    let page = work.path().join("gc-only.html");
+    fs::write(&page, render::html::report_html(&report).unwrap()).unwrap();
+    let (charts, dom) = check_page(&page).unwrap_or_else(|e| panic!("gc-only.html: {e}"));
+    assert!(charts >= 2, "gc-only.html rendered only {charts} charts");
+    assert!(
+        !dom.contains("id=\"xswitch\""),
+        "a progress axis without allocations"
+    );
 }
 
 /// Check that the check can fail: a page whose chart library is broken reports failure

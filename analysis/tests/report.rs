@@ -634,6 +634,20 @@ fn summary_json_round_trip() {
     );
 }
 
+/// Check that a trace without allocations (a `--events gc,rss` recording) reports: its
+/// duration, GC cycles and collection share, and nothing allocated.
+#[test]
+fn gc_only_trace() {
+    let report = build(&gc_only_rows());
+    let s = Summary::from_report(&report);
+    assert_eq!((s.allocations, s.peak_live_bytes), (0, 0));
+    assert_eq!(s.duration_ns, 9_000);
+    assert_eq!((s.gc_cycles, s.gc_total_ns), (3, 500));
+    let share = s.gc_cpu_share.unwrap();
+    assert!((share - 500.0 / 9_000.0).abs() < 1e-12, "{share}");
+    assert_eq!(report.timeline.alloc_count.iter().sum::<u64>(), 0);
+}
+
 /// Check that a trace's cheap recording in its `gc-rss` subdirectory is found and summarised
 /// beside the full trace (the dashboard takes duration and GC figures from it), and that a
 /// trace without one has none.

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use trace_format::{
-    names::Event,
+    names::{Event, Runtime},
     run::{Clock, RunInfo, Status},
     write::{Row, TraceWriter, WriterOptions},
 };
@@ -122,4 +122,25 @@ pub fn write_trace_opts(
 
 pub fn write_trace(dir: &Path, rows: &[Row<'_>]) {
     write_trace_with(dir, rows, usize::MAX, None);
+}
+
+/// GC rows only, as `record --events gc` writes them: two CPython collections.
+pub fn gc_only_rows() -> Vec<Row<'static>> {
+    let gc = |ts, event| Row {
+        ts_ns: ts,
+        pid: PID,
+        tid: PID,
+        event,
+        func: "gc_collect_main",
+        runtime: Runtime::Python,
+        ..Row::default()
+    };
+    vec![
+        gc(1_000, Event::GcStart),
+        gc(1_400, Event::GcEnd),
+        gc(5_000, Event::GcStart),
+        gc(5_100, Event::GcEnd),
+        gc(10_000, Event::GcStart),
+        gc(10_000, Event::GcEnd),
+    ]
 }
