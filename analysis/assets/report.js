@@ -646,6 +646,10 @@
     // (`light`); taken from the fully traced run instead, they are marked traced (†).
     var anyLight = runs.some(function (r) { return r.light; });
     var timing = function (r) { return r.light ? r.light.summary : r.summary; };
+    // Peak resident from the cheap recording when it sampled resident memory, else the full
+    // trace's (marked traced).
+    var lightResident = function (r) { return r.light && r.light.summary.peak_resident_bytes !== null && r.light.summary.peak_resident_bytes !== undefined; };
+    var peakResident = function (r) { return lightResident(r) ? r.light.summary.peak_resident_bytes : r.summary.peak_resident_bytes; };
     var traced = function (r) { return !r.light; };
     if (anyLight) note(app, "Duration and GC figures come from each run's `--events gc,rss` recording (GC cycles, pauses and resident memory only, a few percent of overhead); † marks those taken from the fully traced run, which tracing slows by its own factor per runtime. Everything else comes from the full trace.", 'meta');
     else note(app, 'Duration and GC figures come from the fully traced run (†): tracing slows each runtime by its own factor. Record each run also with `alloctrace record --events gc,rss` into <trace>/gc-rss/ for untraced-speed figures.', 'meta');
@@ -654,7 +658,7 @@
       ['bytes allocated', function (r) { return unit ? per(r, 'bytes_allocated') : r.summary.bytes_allocated; }, bytes],
       ['peak live', function (r) { return unit ? per(r, 'peak_live_bytes') : r.summary.peak_live_bytes; }, bytes],
       ['peak footprint (resident heap; mapped where no rss samples)', function (r) { return unit ? per(r, 'peak_footprint_bytes') : r.summary.peak_footprint_bytes; }, bytes],
-      ['peak resident (RSS)', function (r) { return unit ? per(r, 'peak_resident_bytes') : r.summary.peak_resident_bytes; }, bytes],
+      ['peak resident (RSS)', function (r) { var v = peakResident(r); return unit && v !== null && v !== undefined ? v / r.summary.work_units : v; }, bytes, function (r) { return !lightResident(r); }],
       ['footprint / live at peak', function (r) { return r.summary.footprint_over_live_at_peak; }, function (v) { return Number(v).toFixed(2) + '×'; }],
       ['peak mapped footprint (virtual)', function (r) { return r.summary.peak_mapped_footprint_bytes; }, bytes],
       ['temporary allocations', function (r) { return r.summary.temporary_ratio; }, pct],
@@ -677,7 +681,7 @@
     var grid = el('div', { 'class': 'grid2' });
     sec.appendChild(grid);
     metrics.forEach(function (m, i) {
-      chart(grid, 'metric-' + i, m[0] + (unit && i < 4 ? ' per work unit' : '') + (m[3] && runs.some(m[3]) ? ' († traced)' : ''), {
+      chart(grid, 'metric-' + i, m[0] + (unit && i < 5 ? ' per work unit' : '') + (m[3] && runs.some(m[3]) ? ' († traced)' : ''), {
         tooltip: { trigger: 'axis', confine: true, valueFormatter: function (v) { return m[2](v); } },
         grid: { left: 90, right: 30, top: 30, bottom: 60 },
         xAxis: { type: 'category', data: labels, axisLabel: { interval: 0, rotate: labels.length > 3 ? 20 : 0 } },

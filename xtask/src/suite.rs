@@ -268,8 +268,11 @@ fn build_dashboards<'a>(
         .collect()
 }
 
-/// The cheap recording's options: GC cycles, pauses and resident memory only.
-const LIGHT_EVENTS: &[&str] = &["--events", "gc,rss"];
+/// The cheap recording's options: GC cycles, pauses and resident memory only, sampled every
+/// millisecond: untraced, some suite runs allocate for only a few milliseconds (fragmentation
+/// at the quick size: 6 ms), which the default 10 ms period can miss; a sample reads
+/// `/proc/PID/statm`, in the tracer's own thread.
+const LIGHT_EVENTS: &[&str] = &["--events", "gc,rss", "--rss-interval", "1"];
 
 /// Checks that the suite's runs whose mapped footprint is mostly reservations (mimalloc's
 /// arena, Go's heap arenas) have footprint/live computed from resident memory, in every
