@@ -71,7 +71,14 @@ impl Headline {
     }
 
     pub fn from_summaries(full: &Value, light: Option<&Value>) -> Headline {
-        let gc_cpu_share = Figure::light_first(light, full, "gc_cpu_share");
+        // A cheap recording without GC cycles has no share to give; the full trace's (taken
+        // under other timing) would only look like one.
+        let light_gc_free = light.is_some_and(|l| l["gc_cycles"].as_f64() == Some(0.0));
+        let gc_cpu_share = if light_gc_free {
+            Figure::default()
+        } else {
+            Figure::light_first(light, full, "gc_cpu_share")
+        };
         let source_of = if gc_cpu_share.traced {
             Some(full)
         } else {
@@ -173,6 +180,10 @@ mod tests {
         assert!(h.gc_cpu_share.traced);
         assert_eq!(h.gc_cpu_share_source.as_deref(), Some("traced source"));
         assert_eq!(h.peak_resident.value, None);
+
+        let no_gc = serde_json::json!({"duration_ns": 1e9, "gc_cycles": 0});
+        let h = Headline::from_summaries(&full, Some(&no_gc));
+        assert_eq!(h.gc_cpu_share, Figure::default());
     }
 
     /// Check the resident-footprint check: it accepts a resident footprint over the live peak
