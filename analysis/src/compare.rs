@@ -38,6 +38,10 @@ pub const LIGHT_DIR: &str = "gc-rss";
 pub struct Light {
     /// Its summary: duration, GC cycles, pauses, GC CPU share, resident peak.
     pub summary: Summary,
+    /// Seconds since its start, one per timeline bucket.
+    pub t_s: Vec<f64>,
+    /// Resident set size at each bucket's end (zeros without rss rows).
+    pub resident: Vec<u64>,
 }
 
 /// One run of the dashboard.
@@ -113,8 +117,12 @@ fn light(dir: &Path, options: &Options) -> Result<Option<Light>, AnalysisError> 
         return Ok(None);
     }
     let report = report::build(&light_dir, options)?;
+    let t = &report.timeline;
+    let width_s = t.axis.map_or(1.0, |a| a.width_ns as f64 / 1e9).max(1e-9);
     Ok(Some(Light {
         summary: Summary::from_report(&report),
+        t_s: (1..=t.resident.len()).map(|b| b as f64 * width_s).collect(),
+        resident: t.resident.clone(),
     }))
 }
 

@@ -315,30 +315,16 @@ pub fn check_resident_footprint(out_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether this alloctrace can record a chosen subset of events (`record --events`).
-pub fn supports_events(alloctrace: &Path) -> bool {
-    util::output(alloctrace, &["record", "--help"]).is_some_and(|help| help.contains("--events"))
-}
-
 /// Records `run` twice and reports both: the full trace in `dir` (patterns, sizes, lifetimes,
-/// fragmentation), then, with `light`, an `--events gc,rss` recording in `dir/gc-rss` (duration,
-/// GC CPU share, pauses and resident memory at near-untraced speed). A failed cheap recording
-/// leaves the full trace standing (its figures are then marked traced) and is returned as the
-/// second result.
-fn record_twice(
-    alloctrace: &Path,
-    run: &Run,
-    dir: &Path,
-    light: bool,
-) -> anyhow::Result<Option<anyhow::Error>> {
+/// fragmentation), then an `--events gc,rss` recording in `dir/gc-rss` (duration, GC CPU share,
+/// pauses and resident memory at near-untraced speed). A failed cheap recording leaves the full
+/// trace standing (its figures are then marked traced) and is returned as the second result.
+fn record_twice(alloctrace: &Path, run: &Run, dir: &Path) -> anyhow::Result<Option<anyhow::Error>> {
     record(alloctrace, run, dir, &[])?;
     alloctrace_cmd(alloctrace, &["report", "-q"], &[dir.to_owned()])?;
     // A cheap recording left by an earlier suite run must not pass for this one's.
     let light_dir = dir.join(figures::LIGHT_DIR);
     let _ = fs::remove_dir_all(&light_dir);
-    if !light {
-        return Ok(None);
-    }
     let result = record(alloctrace, run, &light_dir, LIGHT_EVENTS).and_then(|_| {
         alloctrace_cmd(
             alloctrace,
@@ -404,18 +390,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(500));
     let started = Instant::now();
     let mut failures = Vec::new();
-    let light = supports_events(&alloctrace);
-    if !light {
-        bar.println(
-            "suite: this alloctrace has no `record --events`: no cheap gc,rss recordings, \
-             time and GC figures come from the fully traced runs (marked †)",
-        );
-    }
     let mut done: Vec<(String, String, PathBuf)> = Vec::new();
     for run in &runs {
         bar.set_message(format!("{} {}", run.id, run.scenario));
         let dir = out_dir.join(&run.scenario).join(&run.id);
-        match record_twice(&alloctrace, run, &dir, light) {
+        match record_twice(&alloctrace, run, &dir) {
             Ok(light_failure) => {
                 if let Some(err) = light_failure {
                     bar.println(format!(
