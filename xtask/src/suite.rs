@@ -419,7 +419,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for (version, run) in &versions {
         bar.set_message(format!("CPython {version} {}", run.scenario));
         let dir = out_dir.join("python-versions").join(&run.id);
-        match record_twice(&alloctrace, run, &dir, light) {
+        match record_twice(&alloctrace, run, &dir) {
             Ok(light_failure) => {
                 if let Some(err) = light_failure {
                     failures.push(format!("{} (gc,rss): {err:#}", run.id));
