@@ -126,6 +126,22 @@ fn light(dir: &Path, options: &Options) -> Result<Option<Light>, AnalysisError> 
     }))
 }
 
+/// `TRACE:PID` → (TRACE, PID): one process of a trace holding a process tree. A directory
+/// whose own name ends in `:digits` is taken as it is.
+pub fn split_pid(arg: &Path) -> (std::path::PathBuf, Option<u32>) {
+    if arg.is_dir() {
+        return (arg.to_owned(), None);
+    }
+    let text = arg.to_string_lossy();
+    match text.rsplit_once(':') {
+        Some((dir, pid)) if !dir.is_empty() => match pid.parse::<u32>() {
+            Ok(pid) => (std::path::PathBuf::from(dir), Some(pid)),
+            Err(_) => (arg.to_owned(), None),
+        },
+        _ => (arg.to_owned(), None),
+    }
+}
+
 /// Builds the report of every trace (one at a time, so memory is that of the largest) and
 /// keeps what the dashboard shows.
 pub fn build<P: AsRef<Path>>(dirs: &[P], options: &Options) -> Result<Dashboard, AnalysisError> {
@@ -134,8 +150,19 @@ pub fn build<P: AsRef<Path>>(dirs: &[P], options: &Options) -> Result<Dashboard,
     }
     let mut runs = Vec::with_capacity(dirs.len());
     for dir in dirs {
-        let mut run = digest(&report::build(dir.as_ref(), options)?);
-        run.light = light(dir.as_ref(), options)?;
+        let (dir, pid) = split_pid(dir.as_ref());
+        let mut run = digest(&report::build(
+            &dir,
+            &Options {
+                pid: pid.or(options.pid),
+                ..options.clone()
+            },
+        )?);
+        if let Some(pid) = pid {
+            run.label = format!("{} (pid {pid})", run.label);
+            run.summary.label = run.label.clone();
+        }
+        run.light = light(&dir, options)?;
         runs.push(run);
     }
     // Two runs with the same label (same program twice) are told apart by directory name.

@@ -79,4 +79,6 @@ pub enum AnalysisError {
     },
     #[error("compare needs at least one trace directory")]
     NothingToCompare,
+    #[error("{} has no rows of process {pid}", dir.display())]
+    NoSuchProcess { dir: PathBuf, pid: u32 },
 }

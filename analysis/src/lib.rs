@@ -24,6 +24,7 @@ pub mod export;
 pub mod flame;
 pub mod load;
 pub mod pass;
+pub mod processes;
 pub mod render;
 pub mod replay;
 pub mod report;

@@ -141,6 +141,8 @@ pub struct Trace {
     pub dir: PathBuf,
     pub run: RunInfo,
     pub segments: Vec<Segment>,
+    /// Read only the rows of this process (`report --pid`, `compare TRACE:PID`).
+    pub only_pid: Option<u32>,
 }
 
 impl Trace {
@@ -170,6 +172,7 @@ impl Trace {
             dir: dir.to_owned(),
             run,
             segments,
+            only_pid: None,
         })
     }
 

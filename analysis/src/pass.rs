@@ -44,7 +44,11 @@ pub fn run(
     let mut bucket_end = axis.end_ns(0);
     while let Some(batch) = reader.next_batch()? {
         let ts = batch.ts.values();
+        let pids = batch.pid.values();
         for (i, &t) in ts.iter().enumerate().take(batch.rows) {
+            if trace.only_pid.is_some_and(|only| pids[i] != only) {
+                continue;
+            }
             if t >= bucket_end && bucket + 1 < axis.count {
                 flush(bucket, &mut pending, consumer);
                 let next = axis.bucket(t);

@@ -21,6 +21,7 @@ use crate::{
     error::AnalysisError,
     load::Trace,
     pass,
+    processes::{self, ProcessSummary},
     replay::{Counters, Pending, Replay, Totals},
     reports::{
         Axis, Chunk, End, EvKind, Reducer, Via,
@@ -53,6 +54,8 @@ pub struct Options {
     pub short_lived_ns: u64,
     /// GC cycles and pauses kept for the timeline overlay (the longest).
     pub gc_overlay: usize,
+    /// Report on this process only (its rows; the trace may hold a whole process tree).
+    pub pid: Option<u32>,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
             max_leaks: 100,
             short_lived_ns: 1_000_000,
             gc_overlay: 400,
+            pid: None,
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct Report {
     pub callsites: CallSites,
     pub peak: Peak,
     pub gc: Gc,
+    /// Every process of the trace (or the one of `Options::pid`) with its totals.
+    pub processes: Vec<ProcessSummary>,
 }
 
 /// The name of a run: the workload's own `label`/`variant`/`allocator` when it printed one,
@@ -270,7 +276,8 @@ pub fn samples_resident(run: &trace_format::run::RunInfo) -> bool {
 
 /// Reads the trace in `dir` and builds every section.
 pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
-    let trace = Trace::open(dir)?;
+    let mut trace = Trace::open(dir)?;
+    trace.only_pid = options.pid;
     let (start, end) = trace.span()?;
     let axis = Axis::new(start, end, options.buckets);
     let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk)
@@ -323,6 +330,20 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
         footprint_resident: replay.totals().resident_footprint,
         rss_interval_ns: run.rss.as_ref().map(|r| r.interval_ns),
     };
+    let threads = r.threads.finish(&end_ctx);
+    let mut processes = processes::join(processes::read(dir)?, &threads.per_process);
+    if let Some(pid) = options.pid {
+        processes.retain(|p| p.pid == pid);
+        if processes
+            .iter()
+            .all(|p| p.allocs == 0 && p.events.unwrap_or(0) == 0)
+        {
+            return Err(AnalysisError::NoSuchProcess {
+                dir: dir.to_owned(),
+                pid,
+            });
+        }
+    }
     let mut callsites = r.callsites.finish(&end_ctx);
     // Name the call sites when the trace has been symbolized (frames.parquet). A damaged
     // frames file leaves them as ids, with a note on the page, rather than failing the report.
@@ -346,7 +367,8 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
         lifetimes: r.lifetimes.finish(&end_ctx),
         leaks: r.leaks.finish(&end_ctx),
         reallocs: r.reallocs.finish(&end_ctx),
-        threads: r.threads.finish(&end_ctx),
+        threads,
+        processes,
         callsites,
         peak: r.peak.finish(&end_ctx),
         gc: r.gc.finish(&end_ctx),

@@ -146,6 +146,8 @@ pub struct Summary {
 
     pub threads: u64,
     pub cross_thread_frees: u64,
+    /// Processes in the report (a trace of a process tree, or the one `--pid` chose).
+    pub processes: u64,
 
     pub gc_cycles: u64,
     pub gc_total_ns: u64,
@@ -268,6 +270,7 @@ impl Summary {
                 .first()
                 .map_or(0, |c| u64::from(c.reallocs)),
             threads: r.threads.threads,
+            processes: (r.processes.len() as u64).max(1),
             cross_thread_frees: r.threads.cross_thread_frees,
             gc_cycles: r.gc.runtimes.iter().map(|g| g.cycles).sum(),
             gc_total_ns: r

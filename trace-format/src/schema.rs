@@ -134,6 +134,7 @@ pub fn schema_snapshot() -> String {
         ("stacks", stacks_schema()),
         ("modules", modules_schema()),
         ("frames", frames_schema()),
+        ("processes", processes_schema()),
     ] {
         out.push_str(&format!("[{table}]\n"));
         for field in schema.fields() {
@@ -220,6 +221,57 @@ pub fn modules_schema() -> SchemaRef {
     ]))
 }
 
+/// Column names of `processes.parquet`.
+pub mod process_col {
+    pub const PID: &str = "pid";
+    /// The parent's pid when the process was made (null: unknown).
+    pub const PPID: &str = "ppid";
+    /// When the process was made (fork, or alloctrace starting the command), on the events'
+    /// clock (`ts_ns`). With `pid` it is the key of a process: a pid the kernel reuses during
+    /// the recording gives a second row with a later `start_ns`.
+    pub const START_NS: &str = "start_ns";
+    /// When its last thread exited; null while it was still running at the end.
+    pub const END_NS: &str = "end_ns";
+    /// `end_ns - start_ns`: how long the process ran (null while running at the end).
+    pub const DURATION_NS: &str = "duration_ns";
+    /// The program it ran last (after its last exec), from `/proc/PID/exe`.
+    pub const EXE: &str = "exe";
+    /// Its command line after its last exec, from `/proc/PID/cmdline`.
+    pub const ARGV: &str = "argv";
+    /// Execs seen during the recording.
+    pub const EXECS: &str = "execs";
+    /// Exit code (`exit_group`), null if it did not exit that way or was still running.
+    pub const EXIT_CODE: &str = "exit_code";
+    /// The signal that ended it, null if none.
+    pub const EXIT_SIGNAL: &str = "exit_signal";
+    /// The language runtimes whose probes it hit (`native`, `go`, `python`, comma-separated).
+    pub const RUNTIME: &str = "runtime";
+    /// Rows of `events` with this pid between `start_ns` and `end_ns`.
+    pub const EVENTS: &str = "events";
+}
+
+/// `processes.parquet`: every process traced (the top process and, unless `--no-follow`, its
+/// descendants). Rows of `events` belong to the process with their `pid` whose
+/// `[start_ns, end_ns]` holds their `ts_ns`.
+pub fn processes_schema() -> SchemaRef {
+    use process_col::*;
+    let item = Arc::new(Field::new("item", DataType::Utf8, false));
+    Arc::new(Schema::new(vec![
+        Field::new(PID, DataType::UInt32, false),
+        Field::new(PPID, DataType::UInt32, true),
+        Field::new(START_NS, DataType::UInt64, false),
+        Field::new(END_NS, DataType::UInt64, true),
+        Field::new(DURATION_NS, DataType::UInt64, true),
+        Field::new(EXE, DataType::Utf8, true),
+        Field::new(ARGV, DataType::List(item), false),
+        Field::new(EXECS, DataType::UInt32, false),
+        Field::new(EXIT_CODE, DataType::Int32, true),
+        Field::new(EXIT_SIGNAL, DataType::Int32, true),
+        Field::new(RUNTIME, DataType::Utf8, false),
+        Field::new(EVENTS, DataType::UInt64, false),
+    ]))
+}
+
 /// Column names of `frames.parquet`.
 pub mod frame_col {
     pub const PID: &str = "pid";
@@ -285,6 +337,7 @@ pub fn frames_schema() -> SchemaRef {
 pub const STACKS_FILE: &str = "stacks.parquet";
 pub const MODULES_FILE: &str = "modules.parquet";
 pub const FRAMES_FILE: &str = "frames.parquet";
+pub const PROCESSES_FILE: &str = "processes.parquet";
 
 /// Name of the events folder inside a trace directory.
 pub const EVENTS_DIR: &str = "events";
@@ -295,10 +348,11 @@ pub const REPORT_FILE: &str = "report.html";
 pub const SUMMARY_FILE: &str = "summary.json";
 
 /// Every file of a trace directory besides `events/`: what `record --force` replaces.
-pub const TRACE_FILES: [&str; 6] = [
+pub const TRACE_FILES: [&str; 7] = [
     RUN_JSON,
     STACKS_FILE,
     MODULES_FILE,
+    PROCESSES_FILE,
     FRAMES_FILE,
     REPORT_FILE,
     SUMMARY_FILE,

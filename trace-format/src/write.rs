@@ -821,6 +821,74 @@ pub fn stack_rows_batch(rows: &[StackRow]) -> Result<RecordBatch, WriteError> {
     )?)
 }
 
+/// One traced process, for `processes.parquet` (see `schema::process_col`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessRow {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub start_ns: u64,
+    pub end_ns: Option<u64>,
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+    pub execs: u32,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub runtime: String,
+    pub events: u64,
+}
+
+/// The `processes.parquet` batch.
+pub fn processes_batch(processes: &[ProcessRow]) -> Result<RecordBatch, WriteError> {
+    use arrow::{
+        array::{ListBuilder, StringBuilder},
+        datatypes::Field,
+    };
+    let mut argv = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "item",
+        arrow::datatypes::DataType::Utf8,
+        false,
+    )));
+    for p in processes {
+        for arg in &p.argv {
+            argv.values().append_value(arg);
+        }
+        argv.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(
+            processes.iter().map(|p| p.pid),
+        )),
+        Arc::new(UInt32Array::from_iter(processes.iter().map(|p| p.ppid))),
+        Arc::new(UInt64Array::from_iter_values(
+            processes.iter().map(|p| p.start_ns),
+        )),
+        Arc::new(UInt64Array::from_iter(processes.iter().map(|p| p.end_ns))),
+        Arc::new(UInt64Array::from_iter(
+            processes
+                .iter()
+                .map(|p| p.end_ns.map(|end| end.saturating_sub(p.start_ns))),
+        )),
+        Arc::new(StringArray::from_iter(
+            processes.iter().map(|p| p.exe.as_deref()),
+        )),
+        Arc::new(argv.finish()),
+        Arc::new(UInt32Array::from_iter_values(
+            processes.iter().map(|p| p.execs),
+        )),
+        Arc::new(Int32Array::from_iter(processes.iter().map(|p| p.exit_code))),
+        Arc::new(Int32Array::from_iter(
+            processes.iter().map(|p| p.exit_signal),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            processes.iter().map(|p| p.runtime.as_str()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            processes.iter().map(|p| p.events),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema::processes_schema(), columns)?)
+}
+
 /// One executable mapping of a traced process, for `modules.parquet`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModuleRow {

@@ -24,11 +24,13 @@ pub enum EventKind {
     RegionAlloc = 14,
     /// Its release (`arg` = address). Written as `event = free`.
     RegionFree = 15,
+    /// A change in the traced process tree (`process::ProcessEvent`); not a row of `events`.
+    Process = 16,
 }
 
 impl EventKind {
     /// All kinds, in discriminant order.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Alloc,
         EventKind::Free,
         EventKind::Realloc,
@@ -44,6 +46,7 @@ impl EventKind {
         EventKind::StwEnd,
         EventKind::RegionAlloc,
         EventKind::RegionFree,
+        EventKind::Process,
     ];
 
     pub const fn from_u32(v: u32) -> Option<EventKind> {
@@ -63,6 +66,7 @@ impl EventKind {
             13 => EventKind::StwEnd,
             14 => EventKind::RegionAlloc,
             15 => EventKind::RegionFree,
+            16 => EventKind::Process,
             _ => return None,
         })
     }

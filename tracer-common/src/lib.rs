@@ -20,6 +20,7 @@ pub mod golang;
 pub mod maps;
 pub mod mem;
 pub mod probe;
+pub mod process;
 pub mod python;
 pub mod stack;
 pub mod thread;

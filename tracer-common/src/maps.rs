@@ -34,5 +34,12 @@ pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
 /// Entries of the per-thread state maps.
 pub const MAX_THREADS: u32 = 65536;
-/// Entries of [`TARGETS`]: processes traced at once.
+/// Entries of per-process hash maps (`PYTHON_STACKS`): processes configured at once.
 pub const MAX_TARGETS: u32 = 1024;
+/// Default entries of [`TARGETS`] (an array indexed by tgid, `process::flags` bits): the
+/// kernel's default `pid_max`. User space sizes it to the running kernel's `pid_max` at load.
+pub const DEFAULT_PID_MAX: u32 = 32768;
+/// Largest `pid_max` the kernel allows (`PID_MAX_LIMIT` on 64-bit).
+pub const PID_MAX_LIMIT: u32 = 4 << 20;
+/// Executable file mmaps in progress of held processes, per thread.
+pub const HOLD_MMAPS: &str = "HOLD_MMAPS";

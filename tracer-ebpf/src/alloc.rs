@@ -20,7 +20,7 @@ use tracer_common::{
 
 use crate::{
     emit::{bump, emit, header},
-    maps::THREADS,
+    maps::{THREADS, is_traced},
     regs::{capture_stack, config, cookie, read, stack_pointer},
 };
 
@@ -85,14 +85,20 @@ fn enter(ctx: &ProbeContext, probe: u32, call: Call) -> u32 {
 /// Shared return probe of every allocation function: writes the row of the outermost call.
 #[uretprobe]
 pub fn alloc_return(ctx: RetProbeContext) -> u32 {
+    // Untraced processes never enter a call (`alloc_enter` filters them), so the traced check
+    // is only paid on the way out of a call that has no entry.
     let Some(state) = THREADS.current(false) else {
-        bump(Counter::ReturnWithoutEntry);
+        if is_traced(bpf_get_current_pid_tgid()) {
+            bump(Counter::ReturnWithoutEntry);
+        }
         return 0;
     };
     // SAFETY: as in `enter`.
     let state = unsafe { &mut *state };
     if state.depth == 0 {
-        bump(Counter::ReturnWithoutEntry);
+        if is_traced(bpf_get_current_pid_tgid()) {
+            bump(Counter::ReturnWithoutEntry);
+        }
         return 0;
     }
     state.depth -= 1;
@@ -135,6 +141,9 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
 /// posix_memalign(memptr, alignment, size), `_PyObject_Malloc(ctx, size)`, ...).
 #[uprobe]
 pub fn alloc_enter(ctx: ProbeContext) -> u32 {
+    if !is_traced(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
     let probe = cookie(&ctx);
     let Some(cfg) = config(probe) else {
         bump(Counter::NoConfig);
@@ -168,6 +177,9 @@ pub fn alloc_enter(ctx: ProbeContext) -> u32 {
 /// Entry of every release function (free, operator delete, `_PyObject_Free`, ...).
 #[uprobe]
 pub fn release(ctx: ProbeContext) -> u32 {
+    if !is_traced(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
     let probe = cookie(&ctx);
     let Some(cfg) = config(probe) else {
         bump(Counter::NoConfig);

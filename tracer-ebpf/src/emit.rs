@@ -47,6 +47,17 @@ pub fn emit<T: 'static>(record: T) {
     entry.submit(submit_flags(core::mem::size_of::<T>() as u64 + 8));
 }
 
+/// Write `record` to the ring and wake the reader now: a process waits for user space.
+#[inline(always)]
+pub fn emit_now<T: 'static>(record: T) {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        bump(Counter::RingFull);
+        return;
+    };
+    entry.write(record);
+    entry.submit(BPF_RB_FORCE_WAKEUP.into());
+}
+
 pub fn header(kind: u32, probe: u32, pid_tgid: u64, flags: u32) -> EventHeader {
     EventHeader {
         // SAFETY: helper without preconditions.

@@ -19,7 +19,7 @@ use tracer_common::{
 
 use crate::{
     emit::{bump, emit, header},
-    maps::{GO_CALLS, THREADS},
+    maps::{GO_CALLS, THREADS, is_traced},
     regs::{capture_stack, config, cookie, full_cookie, read},
 };
 
@@ -33,6 +33,9 @@ fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
 /// Entry of `runtime.mallocgc` (Go ≤ 1.25) or an allocator leaf (Go 1.26+).
 #[uprobe]
 pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
+    if !is_traced(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
     let probe = cookie(&ctx);
     let Some(cfg) = config(probe) else {
         bump(Counter::NoConfig);
@@ -108,6 +111,9 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return 0;
+    }
     let key = key(&ctx, pid_tgid);
     let Some(call) = GO_CALLS.get_ptr_mut(key) else {
         bump(Counter::GoReturnWithoutEntry);

@@ -12,7 +12,9 @@ use tracer_common::{
     counter::Counter,
     gc::StatReads,
     golang::{GoCall, GoKey},
-    maps::{DEFAULT_RING_BYTES, MAX_STACKS, MAX_STAT_PROBES, MAX_TARGETS, MAX_THREADS},
+    maps::{
+        DEFAULT_PID_MAX, DEFAULT_RING_BYTES, MAX_STACKS, MAX_STAT_PROBES, MAX_TARGETS, MAX_THREADS,
+    },
     mem::PendingSyscall,
     probe::{MAX_PROBES, ProbeConfig},
     python::PyStackConfig,
@@ -121,10 +123,29 @@ pub static STACKS: HashMap<u64, StackValue> =
 #[map]
 pub static PYTHON_STACKS: HashMap<u32, PyStackConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// Processes (tgid) whose syscalls are traced. Uprobes are filtered by the kernel per process at
-/// attach time; syscall tracepoints fire system-wide and check this map first.
+/// The traced processes: `process::flags` bits indexed by tgid (sized to `pid_max` at load).
+/// Uprobes are attached per file for every process and syscall tracepoints fire system-wide:
+/// every program checks this first. An array, not a hash: its lookup is an indexed load, which
+/// keeps the check cheap on the per-allocation path.
 #[map]
-pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
+pub static TARGETS: Array<u32> = Array::with_max_entries(DEFAULT_PID_MAX, 0);
+
+/// Threads of held processes inside an mmap of an executable file (between the syscall's entry
+/// and exit).
+#[map]
+pub static HOLD_MMAPS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// The `TARGETS` bits of the process `pid_tgid` belongs to (0: not traced).
+#[inline(always)]
+pub fn target_flags(pid_tgid: u64) -> u32 {
+    TARGETS.get((pid_tgid >> 32) as u32).copied().unwrap_or(0)
+}
+
+/// Whether the process `pid_tgid` belongs to is traced.
+#[inline(always)]
+pub fn is_traced(pid_tgid: u64) -> bool {
+    target_flags(pid_tgid) & tracer_common::process::flags::TRACED != 0
+}
 
 /// Bytes waiting in `EVENTS` above which a submit wakes the reader (set by user space at load).
 #[unsafe(no_mangle)]

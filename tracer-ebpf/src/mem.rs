@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::{
     emit::{bump, emit, header},
-    maps::{SYSCALLS, TARGETS},
+    maps::{SYSCALLS, is_traced},
 };
 
 // x86-64 syscall numbers.
@@ -41,9 +41,7 @@ fn syscall_nr(ctx: &TracePointContext) -> u64 {
 }
 
 fn is_target(pid_tgid: u64) -> bool {
-    let tgid = (pid_tgid >> 32) as u32;
-    // SAFETY: the value is only tested for presence.
-    unsafe { TARGETS.get(tgid) }.is_some()
+    is_traced(pid_tgid)
 }
 
 fn kind_and_probe(nr: u64) -> Option<(EventKind, u32)> {

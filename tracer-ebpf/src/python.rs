@@ -13,7 +13,10 @@ use tracer_common::{
     stack::StackValue,
 };
 
-use crate::{emit::bump, maps::PYTHON_STACKS};
+use crate::{
+    emit::{bump, emit_now, header},
+    maps::{PYTHON_STACKS, is_traced},
+};
 
 const PREFIX_WORDS: usize = FRAME_PREFIX / 8;
 const READ_WORDS: usize = FRAME_READ / 8;
@@ -116,8 +119,25 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
 #[uprobe]
 pub fn python_finalize(_ctx: ProbeContext) -> u32 {
     const SIGSTOP: u32 = 19;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return 0;
+    }
     // SAFETY: a helper call with a constant signal number; it signals the current process.
     let _ = unsafe { bpf_send_signal(SIGSTOP) };
     bump(Counter::PyHeldAtFinalize);
+    // Tell user space which process waits (several may, when the tree is followed).
+    emit_now(tracer_common::process::ProcessEvent {
+        header: header(
+            tracer_common::event::EventKind::Process as u32,
+            0,
+            pid_tgid,
+            0,
+        ),
+        change: tracer_common::process::ProcessChange::Finalize as u32,
+        other: 0,
+        status: 0,
+        held: 1,
+    });
     0
 }

@@ -15,7 +15,7 @@ use tracer_common::{
 
 use crate::{
     emit::{bump, emit, header},
-    maps::{STAT_READS, THREADS},
+    maps::{STAT_READS, THREADS, is_traced},
     regs::{config, cookie, read},
 };
 
@@ -61,6 +61,9 @@ fn stash(ctx: &ProbeContext, cfg: &ProbeConfig) {
 /// A runtime event at a function entry or USDT site.
 #[uprobe]
 pub fn runtime_event(ctx: ProbeContext) -> u32 {
+    if !is_traced(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
     let probe = cookie(&ctx);
     let Some(cfg) = config(probe) else {
         bump(Counter::NoConfig);
@@ -86,6 +89,9 @@ pub fn runtime_event(ctx: ProbeContext) -> u32 {
 /// return value.
 #[uretprobe]
 pub fn runtime_return(ctx: RetProbeContext) -> u32 {
+    if !is_traced(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
     let probe = cookie(&ctx);
     let Some(cfg) = config(probe) else {
         bump(Counter::NoConfig);
@@ -117,6 +123,9 @@ pub fn runtime_return(ctx: RetProbeContext) -> u32 {
 /// read from the addresses in the probe's `STAT_READS` entry.
 #[uprobe]
 pub fn runtime_stats(ctx: ProbeContext) -> u32 {
+    if !is_traced(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
     let probe = cookie(&ctx);
     let Some(cfg) = config(probe) else {
         bump(Counter::NoConfig);

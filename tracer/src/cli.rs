@@ -133,11 +133,16 @@ pub struct ReportArgs {
     /// Where to write the headline numbers as JSON (default: TRACE/summary.json).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Report on one process of the trace only (a trace of a process tree holds every
+    /// descendant's rows under its own pid; processes.parquet lists them).
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub pid: Option<u32>,
 }
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Trace directories to compare (one or more).
+    /// Trace directories to compare (one or more); `TRACE:PID` compares one process of a
+    /// trace.
     #[arg(value_name = "TRACE", required = true, num_args = 1..)]
     pub traces: Vec<PathBuf>,
     /// Where to write the dashboard.
@@ -187,6 +192,11 @@ pub struct RecordArgs {
     /// Resident-memory sampling period, in milliseconds (the `rss` category).
     #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub rss_interval: u64,
+    /// Trace the top process only: not the processes it starts (forks, and the programs they
+    /// exec). By default every descendant is traced, each under its own pid
+    /// (processes.parquet lists them).
+    #[arg(long)]
+    pub no_follow: bool,
     /// Do not record mmap/munmap/mremap/brk/mprotect/madvise (same as leaving `syscalls` out
     /// of --events).
     #[arg(long)]

@@ -32,7 +32,38 @@ const UPROBE_PROGRAMS: &[&str] = &[
     probes::RUNTIME_STATS_PROGRAM,
     probes::PYTHON_FINALIZE_PROGRAM,
 ];
-const TRACEPOINT_PROGRAMS: &[&str] = &["sys_enter", "sys_exit"];
+const TRACEPOINT_PROGRAMS: &[&str] = &[
+    "sys_enter",
+    "sys_exit",
+    "task_newtask",
+    "process_exec",
+    "process_exit",
+    "exit_group",
+    "signal_deliver",
+    "hold_mmap_enter",
+    "hold_mmap_exit",
+];
+
+/// The tracepoints that follow the process tree (tracer-ebpf's `tree.rs`): program, category,
+/// event.
+const TREE_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("task_newtask", "task", "task_newtask"),
+    ("process_exec", "sched", "sched_process_exec"),
+    ("process_exit", "sched", "sched_process_exit"),
+    ("exit_group", "syscalls", "sys_enter_exit_group"),
+    ("signal_deliver", "signal", "signal_deliver"),
+    ("hold_mmap_enter", "syscalls", "sys_enter_mmap"),
+    ("hold_mmap_exit", "syscalls", "sys_exit_mmap"),
+];
+
+/// The kernel's `pid_max`: the size of the `TARGETS` array (indexed by tgid).
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(maps::PID_MAX_LIMIT)
+        .clamp(maps::DEFAULT_PID_MAX, maps::PID_MAX_LIMIT)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -141,6 +172,7 @@ impl Programs {
                 .allow_unsupported_maps()
                 .override_global(maps::WAKEUP_BYTES, &wakeup_bytes, true)
                 .map_max_entries(maps::EVENTS, ring_bytes)
+                .map_max_entries(maps::TARGETS, pid_max())
                 .load(OBJECT)
                 .map_err(|e| match &e {
                     aya::EbpfError::MapError(aya::maps::MapError::CreateError {
@@ -184,17 +216,40 @@ impl Programs {
         self.ebpf.take_map(name)
     }
 
-    /// Adds a process to those whose syscalls are recorded.
-    pub fn add_target(&mut self, pid: u32) -> Result<(), LoadError> {
+    /// Sets the `process::flags` of process `pid` (0 stops tracing it).
+    pub fn set_target(&mut self, pid: u32, flags: u32) -> Result<(), LoadError> {
         let map = self.ebpf.map_mut(maps::TARGETS).ok_or(LoadError::Missing {
             what: "map",
             name: maps::TARGETS,
         })?;
-        let mut targets: HashMap<_, u32, u32> =
-            HashMap::try_from(map).map_err(|e| LoadError::Object(e.into()))?;
+        let mut targets: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(map).map_err(|e| LoadError::Object(e.into()))?;
         targets
-            .insert(pid, 1, 0)
+            .set(pid, flags, 0)
             .map_err(|e| LoadError::Object(e.into()))
+    }
+
+    /// The `process::flags` of process `pid`.
+    pub fn target(&self, pid: u32) -> u32 {
+        self.ebpf
+            .map(maps::TARGETS)
+            .and_then(|map| aya::maps::Array::<_, u32>::try_from(map).ok())
+            .and_then(|targets| targets.get(&pid, 0).ok())
+            .unwrap_or(0)
+    }
+
+    /// Attaches the tracepoints that follow the process tree (forks, execs, exits and the
+    /// holds of processes whose new code must be probed first).
+    pub fn attach_tree(&mut self) -> Result<(), LoadError> {
+        ensure_tracefs()?;
+        for &(name, category, event) in TREE_TRACEPOINTS {
+            let prog: &mut TracePoint = program(&mut self.ebpf, name)?;
+            let link = prog
+                .attach(category, event)
+                .map_err(|source| load_error(name, source))?;
+            self.tracepoint_links.push((name, link));
+        }
+        Ok(())
     }
 
     /// Attaches the address-space syscall tracepoints (system-wide, filtered by target pid in

@@ -89,9 +89,22 @@ fn run_alloctrace(
     pairs: u64,
     stacks: bool,
 ) -> anyhow::Result<Traced> {
-    let flags = [if stacks { "--stacks" } else { "--no-stacks" }];
+    run_alloctrace_with(
+        alloctrace,
+        churn,
+        pairs,
+        &[if stacks { "--stacks" } else { "--no-stacks" }],
+    )
+}
+
+fn run_alloctrace_with(
+    alloctrace: &Path,
+    churn: &Path,
+    pairs: u64,
+    flags: &[&str],
+) -> anyhow::Result<Traced> {
     let command = [churn.to_owned(), PathBuf::from(pairs.to_string())];
-    let (stdout, mut traced) = record_traced(alloctrace, &command, &flags, &[])?;
+    let (stdout, mut traced) = record_traced(alloctrace, &command, flags, &[])?;
     traced.ns_per_pair = ns_per_pair(&stdout)?;
     Ok(traced)
 }
@@ -198,10 +211,23 @@ fn native(args: &Args) -> anyhow::Result<()> {
     let alloctrace = util::alloctrace_bin();
     let (mut untraced, mut traced, mut with_stacks, mut bpftrace) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut no_follow = Vec::new();
     for round in 1..=args.rounds {
         eprintln!("bench: round {round}/{}", args.rounds);
         untraced.push(run_untraced(&churn, args.pairs)?);
         traced.push(run_alloctrace(&alloctrace, &churn, args.pairs, false)?);
+        // The top process only: its probes are its own (the kernel filters by process), where
+        // by default they are every process's and the eBPF programs check the traced-process
+        // array first.
+        no_follow.push(
+            run_alloctrace_with(
+                &alloctrace,
+                &churn,
+                args.pairs,
+                &["--no-stacks", "--no-follow"],
+            )?
+            .ns_per_pair,
+        );
         with_stacks.push(run_alloctrace(&alloctrace, &churn, args.pairs, true)?);
         bpftrace.push(run_bpftrace(&churn, args.pairs)?);
     }
@@ -214,6 +240,8 @@ fn native(args: &Args) -> anyhow::Result<()> {
     let base = median(&mut untraced);
     let with_alloctrace = median(&mut traced.iter().map(|t| t.ns_per_pair).collect::<Vec<_>>());
     let with_bpftrace = median(&mut bpftrace);
+    let with_no_follow = median(&mut no_follow);
+    let added_no_follow = (with_no_follow - base) / 2.0;
     let added = (with_alloctrace - base) / 2.0;
     let added_bpftrace = (with_bpftrace - base) / 2.0;
     let lost: u64 = traced.iter().map(|t| t.lost).sum();
@@ -230,6 +258,9 @@ fn native(args: &Args) -> anyhow::Result<()> {
         "alloctrace_ns_added_per_event": added,
         "bpftrace_ns_added_per_event": added_bpftrace,
         "bpftrace_over_alloctrace": added_bpftrace / added,
+        "alloctrace_no_follow_ns_per_pair": with_no_follow,
+        "alloctrace_no_follow_ns_added_per_event": added_no_follow,
+        "follow_over_no_follow": added / added_no_follow,
         "alloctrace_with_stacks_ns_per_pair": stacks_ns,
         "alloctrace_with_stacks_ns_added_per_event": (stacks_ns - base) / 2.0,
         "stacks_lost": with_stacks.iter().map(|t| t.lost).sum::<u64>(),
@@ -248,6 +279,13 @@ fn native(args: &Args) -> anyhow::Result<()> {
     println!("  untraced                    {base:8.1} ns/pair");
     println!(
         "  alloctrace                  {with_alloctrace:8.1} ns/pair  → {added:6.0} ns added per event"
+    );
+    println!(
+        "  alloctrace --no-follow      {with_no_follow:8.1} ns/pair  → {added_no_follow:6.0} ns added per event"
+    );
+    println!(
+        "  following / --no-follow     {:8.3}×",
+        added / added_no_follow
     );
     println!(
         "  alloctrace with stacks      {stacks_ns:8.1} ns/pair  → {:6.0} ns added per event",

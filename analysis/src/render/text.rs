@@ -74,6 +74,39 @@ pub fn summary(report: &Report) -> String {
         s.temporary_ratio * 100.0,
         s.lifetime_p50_ns.map_or_else(|| "n/a".to_owned(), duration)
     );
+    if report.processes.len() > 1 {
+        let _ = writeln!(out, "processes: {}", report.processes.len());
+        let mut by_bytes: Vec<_> = report.processes.iter().collect();
+        by_bytes.sort_by(|a, b| b.alloc_bytes.cmp(&a.alloc_bytes).then(a.pid.cmp(&b.pid)));
+        for p in by_bytes.iter().take(10) {
+            let exe = p
+                .exe
+                .as_deref()
+                .map_or("?", |e| e.rsplit('/').next().unwrap_or(e));
+            let end = match (p.exit_code, p.exit_signal, p.end_ns) {
+                (Some(code), _, _) => format!("exit {code}"),
+                (None, Some(sig), _) => format!("signal {sig}"),
+                (None, None, Some(_)) => "ended".to_owned(),
+                (None, None, None) => "running".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  pid {} {exe}: {} allocations ({}), {} frees, {} live at end, {end}",
+                p.pid,
+                p.allocs,
+                bytes(p.alloc_bytes),
+                p.frees,
+                bytes(p.live_bytes),
+            );
+        }
+        if by_bytes.len() > 10 {
+            let _ = writeln!(
+                out,
+                "  ... {} more in processes.parquet",
+                by_bytes.len() - 10
+            );
+        }
+    }
     if s.gc_cycles > 0 || s.stw_pauses > 0 {
         let _ = writeln!(
             out,

@@ -31,6 +31,9 @@ pub struct ThreadRow {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Threads {
+    /// Per process, over all its threads: (pid, allocs, alloc_bytes, frees, live_bytes).
+    #[serde(skip)]
+    pub per_process: Vec<(u32, u64, u64, u64, u64)>,
     pub threads: u64,
     pub cross_thread_frees: u64,
     /// Threads by bytes allocated, largest first.
@@ -124,10 +127,23 @@ impl Reducer for ThreadsReducer {
                 .cmp(&a.alloc_bytes)
                 .then((a.pid, a.tid).cmp(&(b.pid, b.tid)))
         });
+        let mut per_process: Vec<(u32, u64, u64, u64, u64)> = Vec::new();
+        for r in &rows {
+            match per_process.iter_mut().find(|p| p.0 == r.pid) {
+                Some(p) => {
+                    p.1 += r.allocs;
+                    p.2 = p.2.saturating_add(r.alloc_bytes);
+                    p.3 += r.frees;
+                    p.4 = p.4.saturating_add(r.live_bytes);
+                }
+                None => per_process.push((r.pid, r.allocs, r.alloc_bytes, r.frees, r.live_bytes)),
+            }
+        }
         let threads = rows.len() as u64;
         let cross_thread_frees = rows.iter().map(|r| r.cross_thread_frees).sum();
         rows.truncate(self.top);
         Threads {
+            per_process,
             threads,
             cross_thread_frees,
             rows,

@@ -65,6 +65,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
         live: !quiet && std::io::stderr().is_terminal(),
         owner: caller,
         announce: !quiet,
+        follow: !args.no_follow,
         ..RecordOptions::new(output.clone(), target)
     };
     let mut outcome = record(&options)?;
@@ -109,12 +110,17 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
     };
     if !quiet {
         eprintln!(
-            "alloctrace: {} events ({} alloc, {} free, {} realloc, {} other) in {secs:.2} s, {} lost; peak live {}; {} in {} blocks live at the end; trace {} ({}, {per_event:.1} B/event)",
+            "alloctrace: {} events ({} alloc, {} free, {} realloc, {} other) from {} in {secs:.2} s, {} lost; peak live {}; {} in {} blocks live at the end; trace {} ({}, {per_event:.1} B/event)",
             thousands(run.events_written),
             thousands(s.allocs),
             thousands(s.frees),
             thousands(s.reallocs),
             thousands(s.other),
+            if s.processes == 1 {
+                "1 process".to_owned()
+            } else {
+                format!("{} processes", s.processes)
+            },
             thousands(run.lost_total),
             bytes(s.peak_live_bytes),
             bytes(s.live_bytes),

@@ -9,7 +9,13 @@ use trace_format::schema;
 use crate::cli::{CompareArgs, ReportArgs};
 
 pub fn run(args: ReportArgs, quiet: bool) -> anyhow::Result<i32> {
-    let report = report::build(&args.trace, &report::Options::default())?;
+    let report = report::build(
+        &args.trace,
+        &report::Options {
+            pid: args.pid,
+            ..report::Options::default()
+        },
+    )?;
     let html = args
         .output
         .unwrap_or_else(|| args.trace.join(schema::REPORT_FILE));

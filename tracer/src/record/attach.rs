@@ -135,13 +135,34 @@ impl ProbeTable {
     }
 }
 
-/// The probes of one traced process.
+/// The probes of the traced processes.
+///
+/// Following the tree, each file is probed once for every process (`scope` 0): a process that
+/// maps a file already probed (a forked child, an exec'd program using the same libc) has
+/// its probes as soon as the mapping exists, and the eBPF programs keep only traced processes'
+/// calls. With `--no-follow` the probes are the top process's own (`scope` = its pid).
 pub struct Attacher {
+    /// The top process (the command started, or the process attached to).
     pub pid: u32,
+    /// The uprobes' process filter: 0 for every process, else that pid only.
+    scope: u32,
     pub table: ProbeTable,
+    /// Each file probed, as first mapped (run.json's `modules`).
     pub modules: Vec<Module>,
+    /// Each process's executable file mappings (modules.parquet).
+    pub process_modules: Vec<(u32, Module)>,
     pub warnings: Vec<String>,
+    /// Files probed, by (device, inode).
     scanned: HashSet<(String, u64)>,
+    /// Mappings recorded per process, by (pid, device, inode, start).
+    mapped: HashSet<(u32, String, u64, u64)>,
+    /// The language runtime each probed file holds (`go`, `python`).
+    file_runtimes: std::collections::HashMap<(String, u64), &'static str>,
+    /// The CPython interpreter files, with their link-time frame layout (per process, the
+    /// frame walk needs the load bias).
+    python_files: HashSet<(String, u64)>,
+    /// Processes whose Python frame walk is configured.
+    python_pids: HashSet<u32>,
     /// Capture call stacks at allocation probes.
     stacks: bool,
     /// Also probe CPython's public allocator API (tells `obj` from `mem`; costlier).
@@ -162,13 +183,20 @@ pub struct Attacher {
 }
 
 impl Attacher {
-    pub fn new(pid: u32, syscalls: bool, stacks: bool) -> Attacher {
+    /// `follow`: probe files for every process (the eBPF side filters by traced process).
+    pub fn new(pid: u32, syscalls: bool, stacks: bool, follow: bool) -> Attacher {
         Attacher {
             pid,
+            scope: if follow { 0 } else { pid },
             table: ProbeTable::new(syscalls),
             modules: Vec::new(),
+            process_modules: Vec::new(),
             warnings: Vec::new(),
             scanned: HashSet::new(),
+            mapped: HashSet::new(),
+            file_runtimes: std::collections::HashMap::new(),
+            python_files: HashSet::new(),
+            python_pids: HashSet::new(),
             stacks,
             python_api: false,
             runtimes: std::collections::BTreeMap::new(),
@@ -180,28 +208,110 @@ impl Attacher {
         }
     }
 
-    /// Reads the process's mappings and attaches probes in every executable file not seen yet.
-    /// Per-probe failures become warnings; a conflict with another tool or the process vanishing
-    /// are errors.
+    /// Reads the top process's mappings and attaches probes in every executable file not seen
+    /// yet.
     pub fn scan(&mut self, programs: &mut Programs) -> Result<usize, AttachError> {
-        let maps =
-            procmaps::read(self.pid).map_err(|_| AttachError::ProcessGone { pid: self.pid })?;
+        self.scan_process(programs, self.pid)
+    }
+
+    /// Reads process `pid`'s mappings and attaches probes in every executable file not seen
+    /// yet. Per-probe failures become warnings; a conflict with another tool or the process
+    /// vanishing are errors.
+    pub fn scan_process(
+        &mut self,
+        programs: &mut Programs,
+        pid: u32,
+    ) -> Result<usize, AttachError> {
+        let maps = procmaps::read(pid).map_err(|_| AttachError::ProcessGone { pid })?;
         let mut attached = 0;
         for mapping in maps.iter().filter(|m| m.is_file() && m.is_executable()) {
-            if !self.scanned.insert((mapping.dev.clone(), mapping.inode)) {
-                continue;
+            let file = (mapping.dev.clone(), mapping.inode);
+            if self.scanned.insert(file.clone()) {
+                attached += self.attach_module(programs, mapping, pid)?;
+            } else if self.python_files.contains(&file) && !self.python_pids.contains(&pid) {
+                self.configure_python_process(programs, mapping, pid);
             }
-            attached += self.attach_module(programs, mapping)?;
+            if self.mapped.insert((pid, file.0, file.1, mapping.start)) {
+                let build_id = self
+                    .modules
+                    .iter()
+                    .find(|m| m.path == mapping.path)
+                    .map(|m| m.build_id.clone())
+                    .unwrap_or_default();
+                self.process_modules
+                    .push((pid, module_of(mapping, build_id)));
+            }
         }
         Ok(attached)
+    }
+
+    /// A fork: the child has its parent's mappings until it maps more or execs.
+    pub fn inherit(&mut self, parent: u32, child: u32) {
+        let inherited: Vec<(u32, Module)> = self
+            .process_modules
+            .iter()
+            .filter(|(p, _)| *p == parent)
+            .map(|(_, m)| (child, m.clone()))
+            .collect();
+        let keys: Vec<(u32, String, u64, u64)> = self
+            .mapped
+            .iter()
+            .filter(|(p, ..)| *p == parent)
+            .map(|(_, dev, inode, start)| (child, dev.clone(), *inode, *start))
+            .collect();
+        self.mapped.extend(keys);
+        self.process_modules.extend(inherited);
+    }
+
+    /// The language runtimes found in the files process `pid` maps (`native` when none).
+    pub fn runtimes_of(&self, pid: u32) -> Vec<&'static str> {
+        let mut found: Vec<&'static str> = self
+            .mapped
+            .iter()
+            .filter(|(p, ..)| *p == pid)
+            .filter_map(|(_, dev, inode, _)| self.file_runtimes.get(&(dev.clone(), *inode)))
+            .copied()
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        if found.is_empty() {
+            found.push("native");
+        }
+        found
+    }
+
+    /// A CPython interpreter already probed, mapped by another process: that process's frame
+    /// walk needs its own load bias.
+    fn configure_python_process(&mut self, programs: &mut Programs, mapping: &Mapping, pid: u32) {
+        let Some(layout) = self.python_frames.clone() else {
+            return;
+        };
+        let path = mapping.open_path(pid);
+        let Ok(image) = ElfImage::open(&path) else {
+            return;
+        };
+        let bias = image
+            .address_of(mapping.offset)
+            .map_or(0, |vaddr| mapping.start.wrapping_sub(vaddr & !0xfff));
+        let config = python_stack_config(&layout, bias);
+        match programs.set_python_stacks(pid, &config) {
+            Ok(()) => {
+                self.python_pids.insert(pid);
+            }
+            Err(err) => self.warn(format!(
+                "Python frames of process {pid} unavailable: {err}: {}",
+                error_chain(&err)
+            )),
+        }
     }
 
     fn attach_module(
         &mut self,
         programs: &mut Programs,
         mapping: &Mapping,
+        pid: u32,
     ) -> Result<usize, AttachError> {
-        let path = mapping.open_path(self.pid);
+        let path = mapping.open_path(pid);
         let image = match ElfImage::open(&path) {
             Ok(image) => image,
             Err(err) => {
@@ -209,14 +319,11 @@ impl Attacher {
                 return Ok(0);
             }
         };
-        self.modules.push(Module {
-            path: mapping.path.clone(),
-            start: mapping.start,
-            end: mapping.end,
-            file_offset: mapping.offset,
-            perms: mapping.perms.clone(),
-            build_id: image.build_id().unwrap_or_default().to_owned(),
-        });
+        self.modules.push(module_of(
+            mapping,
+            image.build_id().unwrap_or_default().to_owned(),
+        ));
+        let file = (mapping.dev.clone(), mapping.inode);
         let mut attached = self.attach_specs(programs, probes::plan(&image), None)?;
         // Runtime data is found at link-time addresses plus the load bias (non-zero for PIE
         // executables and shared libraries such as libpython).
@@ -230,6 +337,7 @@ impl Attacher {
                     self.warn(warning);
                 }
                 self.runtimes.insert("go".to_owned(), plan.facts);
+                self.file_runtimes.insert(file.clone(), "go");
                 attached += self.attach_specs(programs, plan.specs, Some(plan.types))?;
             }
             Ok(None) => {}
@@ -241,7 +349,9 @@ impl Attacher {
                 .iter()
                 .find(|s| s.name == "Py_FinalizeEx")
                 .and_then(|s| image.file_offset(s.address));
-            attached += self.attach_python(programs, &path, bias, finalize)?;
+            self.file_runtimes.insert(file.clone(), "python");
+            self.python_files.insert(file);
+            attached += self.attach_python(programs, &path, bias, finalize, pid)?;
         }
         Ok(attached)
     }
@@ -252,6 +362,7 @@ impl Attacher {
         path: &std::path::Path,
         bias: u64,
         finalize: Option<u64>,
+        pid: u32,
     ) -> Result<usize, AttachError> {
         let runtime = match PythonRuntime::from_file(path) {
             Ok(runtime) => runtime,
@@ -266,7 +377,7 @@ impl Attacher {
         }
         let mut facts = plan.facts;
         if self.alloc && self.stacks && self.python_frames_wanted {
-            let frames = self.enable_python_frames(programs, &runtime, bias);
+            let frames = self.enable_python_frames(programs, &runtime, bias, pid);
             if self.python_frames.is_some() {
                 self.hold_at_finalize(programs, path, finalize);
             }
@@ -287,6 +398,7 @@ impl Attacher {
         programs: &mut Programs,
         runtime: &PythonRuntime,
         bias: u64,
+        pid: u32,
     ) -> serde_json::Value {
         if self.python_frames.is_some() {
             return serde_json::json!({"enabled": true});
@@ -299,7 +411,7 @@ impl Attacher {
             }
         };
         let config = python_stack_config(&layout, bias);
-        if let Err(err) = programs.set_python_stacks(self.pid, &config) {
+        if let Err(err) = programs.set_python_stacks(pid, &config) {
             self.warn(format!(
                 "Python frames unavailable: {err}: {}",
                 error_chain(&err)
@@ -318,6 +430,7 @@ impl Attacher {
             }
         }
         self.python_frames = Some(layout);
+        self.python_pids.insert(pid);
         serde_json::json!({
             "enabled": true,
             "tstate_current": format!("{:#x}", config.tstate_current),
@@ -335,7 +448,7 @@ impl Attacher {
     ) {
         let result = match finalize {
             Some(offset) => programs
-                .attach_python_hold(path, offset, self.pid)
+                .attach_python_hold(path, offset, self.scope)
                 .map_err(|err| format!("{err}: {}", error_chain(&err))),
             None => Err("no Py_FinalizeEx symbol".to_owned()),
         };
@@ -388,7 +501,7 @@ impl Attacher {
             if captures_stack {
                 self.stack_probes.push((id, spec.config));
             }
-            match programs.attach(&spec, id, self.pid) {
+            match programs.attach(&spec, id, self.scope) {
                 Ok(()) => attached += 1,
                 Err(err) if ebpf::is_fatal(&err) => return Err(err),
                 Err(err) => self.warn(format!("{}: {}", err, error_chain(&err))),
@@ -409,6 +522,17 @@ impl Attacher {
         ElfImage::open(&exe)
             .map(|image| !image.has_symtab())
             .unwrap_or(false)
+    }
+}
+
+fn module_of(mapping: &Mapping, build_id: String) -> Module {
+    Module {
+        path: mapping.path.clone(),
+        start: mapping.start,
+        end: mapping.end,
+        file_offset: mapping.offset,
+        perms: mapping.perms.clone(),
+        build_id,
     }
 }
 

@@ -10,6 +10,7 @@ use tracer_common::{
     event::{EventHeader, EventKind, FLAG_STATS},
     gc::{MAX_STAT_READS, RuntimeEvent, StatsEvent},
     mem::MapEvent,
+    process::{ProcessChange, ProcessEvent},
 };
 
 /// One decoded record.
@@ -35,6 +36,12 @@ pub enum Event {
         header: EventHeader,
         kind: EventKind,
         event: StatsEvent,
+    },
+    /// A change in the process tree (not a row of `events`).
+    Process {
+        header: EventHeader,
+        change: ProcessChange,
+        event: ProcessEvent,
     },
 }
 
@@ -63,6 +70,24 @@ pub fn decode(b: &[u8]) -> Option<Event> {
     let header = header(b)?;
     let kind = EventKind::from_u32(header.kind)?;
     match kind {
+        EventKind::Process => {
+            if b.len() < size_of::<ProcessEvent>() {
+                return None;
+            }
+            let change = ProcessChange::from_u32(u32_at(b, offset_of!(ProcessEvent, change))?)?;
+            let event = ProcessEvent {
+                header,
+                change: change as u32,
+                other: u32_at(b, offset_of!(ProcessEvent, other))?,
+                status: u32_at(b, offset_of!(ProcessEvent, status))?,
+                held: u32_at(b, offset_of!(ProcessEvent, held))?,
+            };
+            Some(Event::Process {
+                header,
+                change,
+                event,
+            })
+        }
         EventKind::Alloc | EventKind::Free | EventKind::Realloc => {
             if b.len() < size_of::<AllocEvent>() {
                 return None;
@@ -158,7 +183,8 @@ impl Event {
             Event::Alloc { header, .. }
             | Event::Map { header, .. }
             | Event::Runtime { header, .. }
-            | Event::Stats { header, .. } => header,
+            | Event::Stats { header, .. }
+            | Event::Process { header, .. } => header,
         }
     }
 

@@ -23,6 +23,9 @@ pub struct Stats {
     live: FxHashMap<(u32, u64), u64>,
     pub live_bytes: u64,
     pub peak_live_bytes: u64,
+    /// Processes traced so far, and how many of them run now.
+    pub processes: usize,
+    pub processes_running: usize,
 }
 
 impl Stats {
@@ -138,6 +141,14 @@ impl LiveLine {
     }
 
     pub fn tick(&mut self, stats: &Stats, lost: u64, pid: u32) {
+        let who = if stats.processes > 1 {
+            format!(
+                "{} processes ({} running, top pid {pid})",
+                stats.processes, stats.processes_running
+            )
+        } else {
+            format!("pid {pid}")
+        };
         let now = Instant::now();
         let since = now - self.last_draw;
         if !self.enabled || since < Duration::from_millis(250) {
@@ -150,7 +161,7 @@ impl LiveLine {
         let mut line = String::new();
         let _ = write!(
             line,
-            "\r\x1b[2Krecording pid {pid}: {} events, {:.0}/s, live {} in {} blocks, lost {}, {:02}:{:02}",
+            "\r\x1b[2Krecording {who}: {} events, {:.0}/s, live {} in {} blocks, lost {}, {:02}:{:02}",
             thousands(stats.events),
             rate,
             bytes(stats.live_bytes),

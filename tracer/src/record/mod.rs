@@ -22,6 +22,7 @@ mod session;
 mod signals;
 pub mod spawn;
 mod stacks;
+pub mod tree;
 
 use std::{ffi::OsString, fs, os::fd::AsFd, path::Path};
 
@@ -34,6 +35,7 @@ use nix::{
     unistd::Pid,
 };
 use trace_format::{run::Status, write::TraceWriter};
+use tracer_common::process::flags;
 
 use crate::{
     ebpf::{AttachError, LoadOptions, Programs},
@@ -46,7 +48,7 @@ use live::{LiveLine, Stats};
 pub use options::{Outcome, RecordOptions, Target, TargetExit};
 pub use process::is_privileged;
 use session::{Recording, take_map};
-use spawn::{LoaderOutcome, SpawnError};
+use spawn::{LoaderOutcome, LoaderStep, SpawnError};
 
 /// Records until the target exits or a stop signal arrives.
 pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
@@ -108,7 +110,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         Ok(fd) => fd,
         Err(_) => return Err(RecordError::NoSuchProcess { pid }),
     };
-    let mut attacher = Attacher::new(pid, options.syscalls, options.stacks);
+    let mut attacher = Attacher::new(pid, options.syscalls, options.stacks, options.follow);
     attacher.python_api = options.python_api;
     attacher.python_frames_wanted = options.python_frames;
     attacher.alloc = options.alloc;
@@ -122,7 +124,41 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         ),
         None => None,
     };
-    programs.add_target(pid)?;
+    // Following the tree, the top process's children inherit its flags; it is held at exec and
+    // at new code once it runs on its own (while the loader runs under ptrace, spawn mode
+    // attaches the libraries itself).
+    let top_flags = if options.follow {
+        flags::TRACED | flags::FOLLOW
+    } else {
+        flags::TRACED
+    };
+    let running_flags = if options.follow {
+        top_flags | flags::HOLD
+    } else {
+        top_flags
+    };
+    programs.set_target(
+        pid,
+        if stopped.is_some() {
+            top_flags
+        } else {
+            running_flags
+        },
+    )?;
+    programs.attach_tree()?;
+    let mut processes = tree::ProcessTable::default();
+    match &stopped {
+        Some(_) => processes.start(
+            pid,
+            Some(std::process::id()),
+            process::now(nix::time::ClockId::CLOCK_MONOTONIC),
+        ),
+        None => processes.start(
+            pid,
+            tree::parent_of(pid),
+            tree::start_time_ns(pid).unwrap_or(0),
+        ),
+    }
     if options.syscalls {
         programs.attach_syscalls()?;
     }
@@ -133,7 +169,15 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
     let mut run = runinfo::base_run_info(options, pid);
     let loader_exit = match &stopped {
         Some(stopped) => {
-            match spawn::run_loader(stopped, || attacher.scan(&mut programs).map(drop)) {
+            let step = |step: LoaderStep| -> Result<(), RecordError> {
+                match step {
+                    LoaderStep::Mapped => attacher.scan(&mut programs).map(drop)?,
+                    // Before the program's first instruction: from now on its new code is held.
+                    LoaderStep::Entry => programs.set_target(pid, running_flags)?,
+                }
+                Ok(())
+            };
+            match spawn::run_loader(stopped, step) {
                 Ok(Ok(LoaderOutcome::Released)) => None,
                 Ok(Ok(LoaderOutcome::Exited(status))) => Some(status),
                 Ok(Err(err)) => {
@@ -151,6 +195,21 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
                 AttachError::ProcessGone { pid } => RecordError::ProcessExited { pid },
                 other => other.into(),
             })?;
+            if options.follow {
+                // Its descendants already running are part of the tree too.
+                for child in tree::descendants(pid) {
+                    programs.set_target(child, running_flags)?;
+                    processes.start(
+                        child,
+                        tree::parent_of(child),
+                        tree::start_time_ns(child).unwrap_or(0),
+                    );
+                    match attacher.scan_process(&mut programs, child) {
+                        Ok(_) | Err(AttachError::ProcessGone { .. }) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            }
             None
         }
     };
@@ -209,30 +268,42 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
         stack_map,
         go_calls,
         live: LiveLine::new(options.live),
-        rescan: false,
+        rescan: Vec::new(),
+        processes,
+        held: Vec::new(),
+        finalizing: Vec::new(),
         released: 0,
         undecodable: 0,
         rss: sampler,
     };
     rec.write_run_info(None)?;
 
-    // The event loop: drain on a timer or when the eBPF side asks (a batch is waiting), stop
-    // when the target exits or a signal arrives.
+    // The event loop: drain on a timer or when the eBPF side asks (a batch is waiting or a
+    // process is held), stop when the whole tree has exited or a signal arrives.
     let mut target_exited = loader_exit.is_some();
     let mut stopped_by = None;
     let looped = (|| -> Result<(), RecordError> {
-        while !target_exited {
+        loop {
+            if target_exited {
+                rec.end_vanished();
+                if rec.processes.live_count() == 0 {
+                    break;
+                }
+            }
             let (pid_ready, signal_ready) = {
                 let ring_fd = rec.ring.as_fd();
                 let signal_fd = signals.fd();
-                let mut fds = [
+                let mut fds = vec![
                     PollFd::new(ring_fd, PollFlags::POLLIN),
-                    PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
                     PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
                 ];
+                // Once the top process has exited its pidfd stays readable: stop polling it.
+                if !target_exited {
+                    fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+                }
                 let _ = poll(&mut fds, PollTimeout::from(100u16));
                 let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[1]), ready(&fds[2]))
+                (fds.get(2).is_some_and(ready), ready(&fds[1]))
             };
             rec.drain()?;
             rec.release_held()?;
@@ -240,7 +311,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
                 stopped_by = signals.received();
                 break;
             }
-            target_exited = pid_ready;
+            target_exited |= pid_ready;
             if rec.writer.segment_due() {
                 rec.writer.roll()?;
                 rec.write_side_tables()?;

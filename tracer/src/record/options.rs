@@ -51,6 +51,8 @@ pub struct RecordOptions {
     pub owner: Option<(u32, u32)>,
     /// Say on stderr when the probes are in place ("alloctrace: recording pid N ...").
     pub announce: bool,
+    /// Trace the target's descendants too (forks and execs); off: the top process only.
+    pub follow: bool,
 }
 
 impl RecordOptions {
@@ -86,6 +88,7 @@ impl RecordOptions {
             live: false,
             owner: None,
             announce: false,
+            follow: true,
         }
     }
 }

@@ -26,6 +26,9 @@ pub(super) fn column_event(kind: EventKind) -> Column {
         EventKind::GcEnd => Column::GcEnd,
         EventKind::StwStart => Column::StwStart,
         EventKind::StwEnd => Column::StwEnd,
+        // Never a row: the recording takes process records out of the stream before rows are
+        // made (see `session::Recording::drain_ring`).
+        EventKind::Process => Column::Alloc,
     }
 }
 
@@ -174,6 +177,8 @@ pub(super) fn to_row<'a>(
             }
             row
         }
+        // Not a row: process records never get here (see `session::Recording::drain_ring`).
+        Event::Process { .. } => base,
         Event::Map { kind, event, .. } => {
             let failed = event.ret < 0 && kind != EventKind::Brk;
             let errno = failed.then(|| event.ret.unsigned_abs() as u32);

@@ -199,8 +199,8 @@ struct Shared {
 }
 
 /// A thread sampling the traced processes until stopped. The recording hands it the pids it
-/// traces ([`RssSampler::add_pid`]); a process that has exited is dropped from the set without
-/// a row.
+/// traces ([`RssSampler::add_pid`]: the top process and each forked descendant); a process
+/// that has exited gets one zero row and leaves the set.
 pub struct RssSampler {
     shared: Arc<Shared>,
     stop: Option<mpsc::Sender<()>>,
@@ -289,12 +289,22 @@ fn run(shared: &Shared, interval: Duration, stopped: &mpsc::Receiver<()>) {
                 }
             }
         }
-        tracked.retain(|_, t| match t.sample(page, &mut buf) {
+        tracked.retain(|&pid, t| match t.sample(page, &mut buf) {
             Some(sample) => {
                 batch.push(sample);
                 true
             }
-            None => false,
+            None => {
+                // The process has exited: one zero sample ends its resident memory, so sums
+                // over a tree's processes do not keep counting it.
+                batch.push(Sample {
+                    ts_ns: process::now(ClockId::CLOCK_MONOTONIC),
+                    pid,
+                    rss_bytes: 0,
+                    heap_rss_bytes: 0,
+                });
+                false
+            }
         });
         if !batch.is_empty() {
             shared

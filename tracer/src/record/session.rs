@@ -11,9 +11,12 @@ use trace_format::{
     names::{Event as Column, Runtime},
     run::{RunInfo, Status},
     schema,
-    write::{ModuleRow, TraceWriter, modules_batch, write_table},
+    write::{ModuleRow, TraceWriter, modules_batch, processes_batch, write_table},
 };
-use tracer_common::counter::Counter;
+use tracer_common::{
+    counter::Counter,
+    process::{ProcessChange, exit_status},
+};
 
 use super::{
     RecordError, RecordOptions,
@@ -22,6 +25,7 @@ use super::{
     error::io_err,
     live::{LiveLine, Stats},
     process, rows, rss, stacks,
+    tree::ProcessTable,
 };
 use crate::ebpf::{AttachError, LoadError, Programs};
 
@@ -56,7 +60,15 @@ pub(super) struct Recording<'a> {
         aya::maps::HashMap<MapData, tracer_common::golang::GoKey, tracer_common::golang::GoCall>,
     >,
     pub(super) live: LiveLine,
-    pub(super) rescan: bool,
+    /// Processes that mapped new code since the last drain (their rows showed it).
+    pub(super) rescan: Vec<u32>,
+    /// Every process traced.
+    pub(super) processes: ProcessTable,
+    /// Processes stopped at exec or after mapping an executable file, until their new code
+    /// is probed.
+    pub(super) held: Vec<u32>,
+    /// Processes stopped at `Py_FinalizeEx`, until the ring is drained.
+    pub(super) finalizing: Vec<u32>,
     /// Ring records that did not decode (a layout mismatch between the eBPF object and this
     /// binary, which the build prevents): counted as lost, never dropped silently.
     pub(super) undecodable: u64,
@@ -68,6 +80,9 @@ pub(super) struct Recording<'a> {
 /// resumed: it must never be left stopped.
 impl Drop for Recording<'_> {
     fn drop(&mut self) {
+        for pid in self.held.drain(..).chain(self.finalizing.drain(..)) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+        }
         let held = self.holds();
         if held > self.released {
             self.resume(held);
@@ -108,13 +123,37 @@ impl Recording<'_> {
             while let Some(sample) = samples.next_if(|s| s.ts_ns <= ts_ns) {
                 self.writer.push(&rss_row(&sample))?;
             }
+            if let decode::Event::Process {
+                header,
+                change,
+                event,
+            } = event
+            {
+                on_process(
+                    &mut self.processes,
+                    &mut self.attacher,
+                    (&mut self.held, &mut self.finalizing),
+                    (header.pid, header.ts_ns),
+                    change,
+                    &event,
+                );
+                if change == ProcessChange::Fork
+                    && let Some(sampler) = &self.rss
+                {
+                    sampler.add_pid(header.pid);
+                }
+                continue;
+            }
             self.stats.observe(&event);
             if let Some(n) = self.probe_events.get_mut(event.header().probe as usize) {
                 *n += 1;
             }
-            self.rescan |= rows::maps_new_code(&event);
-            self.types.learn(&event, &self.attacher.table);
             let pid = event.header().pid;
+            if rows::maps_new_code(&event) && !self.rescan.contains(&pid) {
+                self.rescan.push(pid);
+            }
+            self.processes.count_event(pid);
+            self.types.learn(&event, &self.attacher.table);
             let stack_id = event.stack().and_then(|key| {
                 let (id, new) = self.stacks.intern(key)?;
                 if new && let Some(map) = &self.stack_map {
@@ -146,16 +185,41 @@ impl Recording<'_> {
         for sample in samples {
             self.writer.push(&rss_row(&sample))?;
         }
-        if std::mem::take(&mut self.rescan)
-            && let Some(programs) = self.programs.as_mut()
-        {
-            match self.attacher.scan(programs) {
-                Ok(_) => {}
-                Err(AttachError::ProcessGone { .. }) => {}
-                Err(err) => return Err(err.into()),
+        // Probe the new code of held processes, then let them go (whatever happened: a
+        // process must never be left stopped).
+        let held = std::mem::take(&mut self.held);
+        let rescan = std::mem::take(&mut self.rescan);
+        let mut result = Ok(());
+        for &pid in held.iter().chain(rescan.iter()) {
+            if let Some(programs) = self.programs.as_mut()
+                && result.is_ok()
+            {
+                match self.attacher.scan_process(programs, pid) {
+                    Ok(_) | Err(AttachError::ProcessGone { .. }) => {}
+                    Err(err) => result = Err(err.into()),
+                }
+                let runtimes = self.attacher.runtimes_of(pid);
+                self.processes.set_runtime(pid, &runtimes);
             }
         }
-        Ok(())
+        for pid in held {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+        }
+        self.stats.processes = self.processes.total();
+        self.stats.processes_running = self.processes.live_count();
+        result
+    }
+
+    /// Processes the records say run, checked against `/proc` (an exit record lost with a
+    /// full ring must not keep the recording waiting): those gone are ended now.
+    pub(super) fn end_vanished(&mut self) {
+        for pid in self.processes.live_pids() {
+            if process::has_exited(pid) {
+                let now = process::now(ClockId::CLOCK_MONOTONIC);
+                self.processes.exit(pid, now, None, None);
+            }
+        }
+        self.stats.processes_running = self.processes.live_count();
     }
 
     /// Rewrites `stacks.parquet` (new stacks read from the kernel map) and `modules.parquet`.
@@ -166,13 +230,16 @@ impl Recording<'_> {
             self.stacks.write(&dir.join(schema::STACKS_FILE))?;
             log::debug!("stacks.parquet written in {:?}", t.elapsed());
         }
-        let pid = self.attacher.pid;
+        write_table(
+            &dir.join(schema::PROCESSES_FILE),
+            &processes_batch(&self.processes.rows())?,
+        )?;
         let modules: Vec<ModuleRow> = self
             .attacher
-            .modules
+            .process_modules
             .iter()
-            .map(|m| ModuleRow {
-                pid,
+            .map(|(pid, m)| ModuleRow {
+                pid: *pid,
                 path: m.path.clone(),
                 build_id: (!m.build_id.is_empty()).then(|| m.build_id.clone()),
                 start: m.start,
@@ -196,6 +263,14 @@ impl Recording<'_> {
     /// Resumes a process the eBPF side stopped at `Py_FinalizeEx`, once the ring holds nothing
     /// from before the stop: every stack is then named (see `stacks`).
     pub(super) fn release_held(&mut self) -> Result<(), RecordError> {
+        if !self.finalizing.is_empty() {
+            self.drain()?;
+            for pid in std::mem::take(&mut self.finalizing) {
+                self.released += 1;
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+            }
+        }
+        // A hold whose record was lost (ring full): resume every process.
         let held = self.holds();
         if held > self.released {
             self.drain()?;
@@ -213,10 +288,12 @@ impl Recording<'_> {
         self.counter(Counter::PyHeldAtFinalize).iter().sum()
     }
 
-    /// Sends SIGCONT to the held process; `held` holds are then released.
+    /// Sends SIGCONT to every traced process; `held` holds are then released.
     pub(super) fn resume(&mut self, held: u64) {
         self.released = held;
-        let _ = kill(Pid::from_raw(self.attacher.pid as i32), Signal::SIGCONT);
+        for pid in self.processes.live_pids() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+        }
     }
 
     pub(super) fn lost_so_far(&self) -> u64 {
@@ -264,11 +341,10 @@ impl Recording<'_> {
             && let (Some(serde_json::Value::Object(go)), Some(calls)) =
                 (run.runtimes.get_mut("go"), &self.go_calls)
         {
-            let pid = u64::from(self.attacher.pid);
             let open = calls
                 .iter()
                 .flatten()
-                .filter(|(k, call)| k.tgid == pid && call.depth > 0)
+                .filter(|(_, call)| call.depth > 0)
                 .count();
             go.insert("calls_without_result_at_end".to_owned(), open.into());
         }
@@ -338,6 +414,40 @@ fn rss_row(sample: &rss::Sample) -> trace_format::write::Row<'static> {
         rss_bytes: Some(sample.rss_bytes),
         heap_rss_bytes: Some(sample.heap_rss_bytes),
         ..trace_format::write::Row::default()
+    }
+}
+
+/// A change in the process tree: the table follows it, and a held process is queued to be
+/// probed and resumed (`held`) or resumed once the ring is drained (`finalizing`).
+fn on_process(
+    processes: &mut ProcessTable,
+    attacher: &mut Attacher,
+    (held, finalizing): (&mut Vec<u32>, &mut Vec<u32>),
+    (pid, ts_ns): (u32, u64),
+    change: ProcessChange,
+    event: &tracer_common::process::ProcessEvent,
+) {
+    match change {
+        ProcessChange::Fork => {
+            processes.start(pid, Some(event.other), ts_ns);
+            attacher.inherit(event.other, pid);
+            processes.set_runtime(pid, &attacher.runtimes_of(pid));
+        }
+        ProcessChange::Exec => processes.exec(pid, ts_ns),
+        ProcessChange::Mapped => {}
+        ProcessChange::Exit => {
+            let (code, signal) = exit_status(event.status);
+            processes.exit(pid, ts_ns, code.map(i32::from), signal.map(i32::from));
+        }
+        ProcessChange::Finalize => {
+            if event.held != 0 {
+                finalizing.push(pid);
+            }
+            return;
+        }
+    }
+    if event.held != 0 && !held.contains(&pid) {
+        held.push(pid);
     }
 }
 

@@ -155,6 +155,15 @@ pub fn spawn_stopped(
     Ok(Stopped { pid })
 }
 
+/// Where the loader phase is, for the caller's callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoaderStep {
+    /// A file was mapped (and once at the start): attach what is new.
+    Mapped,
+    /// The program is at its entry point, about to run on its own.
+    Entry,
+}
+
 /// How the loader phase ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoaderOutcome {
@@ -177,16 +186,16 @@ fn entry_point(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no AT_ENTRY in auxv"))
 }
 
-/// Runs the dynamic loader of a stopped child, calling `on_mapped` after every file `mmap` (and
-/// once at the start), until the program's entry point; then detaches.
+/// Runs the dynamic loader of a stopped child, calling `on_step` after every file `mmap` (and
+/// once at the start), and at the program's entry point before it detaches.
 pub fn run_loader<E>(
     stopped: &Stopped,
-    mut on_mapped: impl FnMut() -> Result<(), E>,
+    mut on_step: impl FnMut(LoaderStep) -> Result<(), E>,
 ) -> Result<Result<LoaderOutcome, SpawnError>, E> {
     let pid = stopped.pid;
     let ptrace_err = |what, source| SpawnError::Ptrace { what, pid, source };
     let npid = Pid::from_raw(pid as i32);
-    on_mapped()?;
+    on_step(LoaderStep::Mapped)?;
     let entry = match entry_point(pid) {
         Ok(entry) => entry,
         Err(source) => {
@@ -226,7 +235,7 @@ pub fn run_loader<E>(
                 if regs.rax == (-libc::ENOSYS) as u64 {
                     pending_mmap_fd = Some(regs.r8 as i32 as i64);
                 } else if pending_mmap_fd.take().is_some_and(|fd| fd >= 0) {
-                    on_mapped()?;
+                    on_step(LoaderStep::Mapped)?;
                 }
             }
             WaitStatus::Stopped(_, Signal::SIGTRAP) => {
@@ -243,6 +252,7 @@ pub fn run_loader<E>(
                 if let Err(e) = ptrace::setregs(npid, regs) {
                     return Ok(Err(ptrace_err("setregs", e)));
                 }
+                on_step(LoaderStep::Entry)?;
                 if let Err(e) = ptrace::detach(npid, None) {
                     return Ok(Err(ptrace_err("detach", e)));
                 }

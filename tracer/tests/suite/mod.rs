@@ -8,6 +8,7 @@ mod rss;
 mod stop;
 mod symbols;
 mod targets;
+mod tree;
 
 /// (event, size, go_type) of every row, for tests that need the Go columns.
 fn golang_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>)> {

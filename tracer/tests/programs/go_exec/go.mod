@@ -1,0 +1,3 @@
+module alloctrace/tests/goexec
+
+go 1.19
