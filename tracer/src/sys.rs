@@ -100,7 +100,12 @@ pub fn attach_usdt(
     attr[8..16].copy_from_slice(&(ref_ctr_offset << 32).to_ne_bytes());
     attr[56..64].copy_from_slice(&(c_path.as_ptr() as u64).to_ne_bytes());
     attr[64..72].copy_from_slice(&offset.to_ne_bytes());
-    let pid = i32::try_from(pid).map_err(io::Error::other)?;
+    // pid 0: every process. A uprobe's BPF program runs from the probe's trace event whatever
+    // the perf event's CPU, so one event on CPU 0 serves all (as aya does for its uprobes).
+    let (pid, cpu) = match pid {
+        0 => (-1i32, 0i32),
+        pid => (i32::try_from(pid).map_err(io::Error::other)?, -1i32),
+    };
     const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
     // SAFETY: `attr` is a valid perf_event_attr of the size it declares and `c_path` outlives
     // the call; the result is checked.
@@ -109,7 +114,7 @@ pub fn attach_usdt(
             libc::SYS_perf_event_open,
             attr.as_ptr(),
             pid,
-            -1i32,
+            cpu,
             -1i32,
             PERF_FLAG_FD_CLOEXEC,
         )
