@@ -283,7 +283,7 @@ impl Attacher {
     /// A CPython interpreter already probed, mapped by another process: that process's frame
     /// walk needs its own load bias.
     fn configure_python_process(&mut self, programs: &mut Programs, mapping: &Mapping, pid: u32) {
-        let Some(layout) = self.python_frames.clone() else {
+        let Some(layout) = self.python_frames else {
             return;
         };
         let path = mapping.open_path(pid);

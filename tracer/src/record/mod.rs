@@ -186,7 +186,7 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
                 }
                 Err(err) => {
                     kill_child(pid);
-                    return Err(err.into());
+                    return Err(err);
                 }
             }
         }
