@@ -182,3 +182,27 @@ pub fn build<P: AsRef<Path>>(dirs: &[P], options: &Options) -> Result<Dashboard,
         per_work_unit,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check that `TRACE:PID` names one process of a trace, and that anything else (a plain
+    /// path, a non-numeric suffix, an existing directory whose name has a colon) is a trace.
+    #[test]
+    fn trace_colon_pid() {
+        assert_eq!(
+            split_pid(Path::new("runs/tree:1234")),
+            ("runs/tree".into(), Some(1234))
+        );
+        assert_eq!(
+            split_pid(Path::new("runs/tree")),
+            ("runs/tree".into(), None)
+        );
+        assert_eq!(split_pid(Path::new("a:b")), ("a:b".into(), None));
+        let dir = std::env::temp_dir().join(format!("alloctrace-compare:{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(split_pid(&dir), (dir.clone(), None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
