@@ -121,7 +121,7 @@ impl Recording<'_> {
             drop(item);
             let ts_ns = event.header().ts_ns;
             while let Some(sample) = samples.next_if(|s| s.ts_ns <= ts_ns) {
-                self.writer.push(&rss_row(&sample))?;
+                push_rss(&mut self.processes, &mut self.writer, &sample)?;
             }
             if let decode::Event::Process {
                 header,
@@ -183,7 +183,7 @@ impl Recording<'_> {
             self.writer.push(&row)?;
         }
         for sample in samples {
-            self.writer.push(&rss_row(&sample))?;
+            push_rss(&mut self.processes, &mut self.writer, &sample)?;
         }
         // Probe the new code of held processes, then let them go (whatever happened: a
         // process must never be left stopped).
@@ -401,6 +401,18 @@ impl Recording<'_> {
             self.options.output.join(schema::RUN_JSON).display()
         )))
     }
+}
+
+/// Writes a resident-memory sample's row, counted for its process like every other row (a
+/// free function: the ring is borrowed while samples are merged in).
+fn push_rss(
+    processes: &mut ProcessTable,
+    writer: &mut TraceWriter,
+    sample: &rss::Sample,
+) -> Result<(), RecordError> {
+    processes.count_event(sample.pid);
+    writer.push(&rss_row(sample))?;
+    Ok(())
 }
 
 /// The `rss` row of a sample.

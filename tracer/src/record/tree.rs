@@ -68,9 +68,15 @@ impl ProcessTable {
         }
     }
 
-    /// Counts one row of `events` for `pid`.
+    /// Counts one row of `events` for `pid`: the live process with that pid, else the last one
+    /// that ended (a resident-memory sample read before its exit, or its closing zero sample,
+    /// can be written after the exit record).
     pub fn count_event(&mut self, pid: u32) {
-        if let Some(row) = self.live.get_mut(&pid) {
+        let row = match self.live.get_mut(&pid) {
+            Some(row) => Some(row),
+            None => self.ended.iter_mut().rev().find(|r| r.pid == pid),
+        };
+        if let Some(row) = row {
             row.events += 1;
         }
     }
