@@ -208,8 +208,10 @@ fn arenas_match_debugmallocstats() {
     const ARENA_SIZE: u64 = 1 << 20;
     for py in interpreters("arenas_match_debugmallocstats") {
         let dir = tempdir();
+        // 600,000 allocator events in a burst: a ring sized for it, so that a loaded host's
+        // slow writer cannot turn this arena check into a ring-capacity check.
         let out = alloctrace()
-            .args(["record", "-q", "-o"])
+            .args(["record", "-q", "--ring-mb", "256", "-o"])
             .arg(dir.path())
             .arg("--")
             .arg(&py.exe)
