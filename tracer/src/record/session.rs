@@ -170,12 +170,14 @@ impl Recording<'_> {
             });
             let mut row = rows::to_row(&event, &self.attacher.table, &self.types, stack_id);
             // A collection's end row carries the generation its start row announced (CPython's
-            // end probes cannot read it; a thread runs one collection at a time).
+            // end probes cannot read it; a thread runs one collection at a time), or none when
+            // the start had none (3.13's automatic collections).
             if row.runtime == Runtime::Python {
-                if row.event == Column::GcStart
-                    && let Some(g) = row.gc_generation
-                {
-                    self.gc_generation.insert(row.tid, g);
+                if row.event == Column::GcStart {
+                    match row.gc_generation {
+                        Some(g) => self.gc_generation.insert(row.tid, g),
+                        None => self.gc_generation.remove(&row.tid),
+                    };
                 } else if row.event == Column::GcEnd && row.gc_generation.is_none() {
                     row.gc_generation = self.gc_generation.get(&row.tid).copied();
                 }
