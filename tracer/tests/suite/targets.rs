@@ -80,67 +80,56 @@ fn go_binary_trees_node_count() {
     }
 }
 
-/// Check CPython: node objects are allocations of the node's size in the `obj` domain. The
-/// interpreter's own scaffolding in the phase (a closure, a result tuple) makes a few objects of
-/// the same size, so the check is that the trace's count minus the program's node count is the
-/// same small constant at two tree depths: every node counted exactly once, since a node missed
-/// or counted twice would change the difference with the depth. On CPython 3.11 only: on
-/// 3.12.1 the interpreter's own node-sized objects differ between the two depths (5 vs 6, not yet
-/// explained), so this heuristic does not hold there; the exact per-size counts of
-/// `suite::python` (objects, frames) check counting once on every version.
+/// Check CPython on every interpreter found: with `__slots__` (`--variant slots`) a node is one
+/// object of one size on every version (without, 3.11 and 3.12 also allocate a values array
+/// and 3.13 sizes the object by its inline values), so the allocations of the node's size whose
+/// innermost Python frame is `bottom_up` (recorded with `--python-frames`; size alone does not
+/// tell a node, a 3.12 `range` iterator has the same size) are exactly the program's nodes.
 #[test]
 fn python_binary_trees_node_count() {
-    for py in super::python::interpreters("python_binary_trees_node_count")
-        .into_iter()
-        .filter(|py| py.version.1 == 11)
-    {
+    for py in super::python::interpreters("python_binary_trees_node_count") {
         eprintln!(
             "python_binary_trees_node_count: CPython {}",
             py.version_text()
         );
-        python_binary_trees_on(&py.exe);
+        for size in ["6", "8"] {
+            python_binary_trees_on(&py.exe, size);
+        }
     }
 }
 
-fn python_binary_trees_on(python: &std::path::Path) {
-    let mut offsets = Vec::new();
-    for size in ["6", "8"] {
-        let dir = tempdir();
-        let out = alloctrace()
-            .args(["record", "-q", "--no-stacks", "-o"])
-            .arg(dir.path())
-            .arg("--")
-            .arg(python)
-            .arg(bin_dir().join("alloc-python.py"))
-            .args(["binary-trees", "--size", size])
-            .output()
-            .unwrap();
-        assert_success(&out);
-        let c = counters(&out.stdout);
-        let want = c["objects"].as_u64().unwrap();
-        let node_size = c["extra"]["node_size"].as_u64().unwrap();
-        let rows = super::python_rows(dir.path());
-        // The program brackets its tree building with two bytes objects of unique sizes.
-        let at = |size: u64| {
-            rows.iter()
-                .position(|r| r.0 == "alloc" && r.1 == size)
-                .expect("phase marker")
-        };
-        let (begin, end) = (at(7001 + 33), at(7003 + 33));
-        let nodes = rows[begin..end]
-            .iter()
-            .filter(|r| r.0 == "alloc" && r.1 == node_size && r.3.as_deref() == Some("obj"))
-            .count() as u64;
-        assert!(
-            nodes >= want,
-            "size {size}: {nodes} allocations for {want} nodes"
-        );
-        offsets.push(nodes - want);
-        assert_eq!(Trace::load(dir.path()).run.lost_total, 0);
-    }
-    assert_eq!(
-        offsets[0], offsets[1],
-        "the difference grows with the tree: nodes missed or counted twice"
-    );
-    assert!(offsets[0] <= 3, "{} extra node-sized objects", offsets[0]);
+fn python_binary_trees_on(python: &std::path::Path, size: &str) {
+    let dir = tempdir();
+    let out = alloctrace()
+        .args(["record", "-q", "--python-frames", "-o"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(python)
+        .arg(bin_dir().join("alloc-python.py"))
+        .args(["binary-trees", "--size", size, "--variant", "slots"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let c = counters(&out.stdout);
+    let node_size = c["extra"]["node_size"].as_u64().unwrap();
+    let trace = Trace::load(dir.path());
+    assert_eq!(trace.run.lost_total, 0);
+    let frames = analysis::symbolize::StackFrames::load(dir.path())
+        .unwrap()
+        .expect("frames.parquet");
+    // The innermost Python frame: the first of a `.py` file, after the native ones.
+    let made_by = |row: &super::common::Row| {
+        let stack = frames.stack(Some(row.pid), row.stack_id?)?;
+        let python = stack
+            .into_iter()
+            .find(|f| f.file.as_deref().is_some_and(|f| f.ends_with(".py")))?;
+        python.function
+    };
+    let nodes = trace
+        .rows
+        .iter()
+        .filter(|r| r.event == "alloc" && r.size == node_size)
+        .filter(|r| made_by(r).as_deref() == Some("bottom_up"))
+        .count() as u64;
+    assert_eq!(nodes, c["objects"].as_u64().unwrap(), "size {size}");
 }
