@@ -110,6 +110,15 @@
     Object.keys(extra).forEach(function (k) { o[k] = extra[k]; });
     return o;
   }
+  // Bars of bytes allocated and still live per row (threads, processes), labelled by `label`.
+  function allocatedAndLive(parent, id, title, rows, label, noteText) {
+    chart(parent, id, title, {
+      tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+      xAxis: { type: 'category', data: rows.map(label), axisLabel: { rotate: 45 } },
+      yAxis: bytesAxis,
+      series: [{ name: 'allocated', type: 'bar', data: rows.map(function (x) { return x.alloc_bytes; }) }, { name: 'still live', type: 'bar', data: rows.map(function (x) { return x.live_bytes; }) }]
+    }, { note: noteText });
+  }
   function chart(parent, id, title, option, opts) {
     opts = opts || {};
     if (Array.isArray(option.series)) option.series = option.series.filter(Boolean);
@@ -497,6 +506,27 @@
       if (ra.longest.length) table(sub, [['pid', function (c) { return c.pid; }], ['reallocs', function (c) { return c.reallocs; }], ['first size', function (c) { return bytes(c.first_size); }], ['last size', function (c) { return bytes(c.last_size); }], ['function', function (c) { return c.func; }, true], ['stack', function (c) { return c.stack_id === null ? '' : c.stack_id; }], ['from', function (c) { return ns(c.start_ns); }], ['to', function (c) { return c.end_ns === null ? 'still live' : ns(c.end_ns); }]], ra.longest, 'table-chains');
     }
 
+    // Processes: the tree's breakdown (processes.parquet), shown when there is more than one.
+    var procs = (r.processes || []).slice().sort(function (a, b) { return b.alloc_bytes - a.alloc_bytes || a.pid - b.pid; });
+    if (procs.length > 1) {
+      var psub = el('div');
+      sec.appendChild(psub);
+      psub.appendChild(el('h3', null, 'Processes'));
+      var program = function (p) {
+        var exe = p.exe ? p.exe.split('/').pop() : '?';
+        return p.argv.length > 1 ? exe + ' ' + p.argv.slice(1).join(' ') : exe;
+      };
+      var ended = function (p) {
+        if (p.exit_code !== null) return 'exit ' + p.exit_code;
+        if (p.exit_signal !== null) return 'signal ' + p.exit_signal;
+        return p.end_ns !== null ? 'ended' : 'running';
+      };
+      var since = function (t) { return t === null ? 'n/a' : ns(Math.max(0, t - r.trace.start_ns)); };
+      allocatedAndLive(psub, 'processes', 'Bytes allocated and still live per process', procs.slice(0, 30), function (p) { return p.pid + ' ' + (p.exe ? p.exe.split('/').pop() : '?'); },
+        num(procs.length) + ' processes (processes.parquet); `alloctrace report --pid PID` focuses on one.');
+      table(psub, [['pid', function (p) { return p.pid; }], ['parent', function (p) { return p.ppid === null ? '' : p.ppid; }], ['program', program, true, null, function (p) { return p.argv.join(' ') || p.exe || ''; }], ['runtime', function (p) { return p.runtime || ''; }], ['started', function (p) { return since(p.start_ns); }], ['ran', function (p) { return p.start_ns === null || p.end_ns === null ? 'n/a' : ns(p.end_ns - p.start_ns); }], ['end', ended, true], ['rows', function (p) { return num(p.events); }], ['blocks made', function (p) { return num(p.allocs); }], ['bytes', function (p) { return bytes(p.alloc_bytes); }], ['blocks ended', function (p) { return num(p.frees); }], ['still live', function (p) { return bytes(p.live_bytes); }]], procs, 'table-processes');
+    }
+
     // Threads
     var th = r.threads;
     if (th.rows.length) {
@@ -504,12 +534,8 @@
       sec.appendChild(tsub);
       tsub.appendChild(el('h3', null, 'Threads'));
       var trows = th.rows.slice(0, 30);
-      chart(tsub, 'threads', 'Bytes allocated and still live per thread', {
-        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-        xAxis: { type: 'category', data: trows.map(function (x) { return x.pid + '/' + x.tid; }), axisLabel: { rotate: 45 } },
-        yAxis: bytesAxis,
-        series: [{ name: 'allocated', type: 'bar', data: trows.map(function (x) { return x.alloc_bytes; }) }, { name: 'still live', type: 'bar', data: trows.map(function (x) { return x.live_bytes; }) }]
-      }, { note: num(th.threads) + ' threads; ' + num(th.cross_thread_frees) + ' frees of blocks allocated by another thread.' });
+      allocatedAndLive(tsub, 'threads', 'Bytes allocated and still live per thread', trows, function (x) { return x.pid + '/' + x.tid; },
+        num(th.threads) + ' threads; ' + num(th.cross_thread_frees) + ' frees of blocks allocated by another thread.');
       table(tsub, [['pid', function (x) { return x.pid; }], ['tid', function (x) { return x.tid; }], ['blocks made', function (x) { return num(x.allocs); }], ['bytes', function (x) { return bytes(x.alloc_bytes); }], ['blocks ended', function (x) { return num(x.frees); }], ['bytes', function (x) { return bytes(x.freed_bytes); }], ['still live', function (x) { return bytes(x.live_bytes); }], ['cross-thread frees', function (x) { return num(x.cross_thread_frees); }]], th.rows, 'table-threads');
     }
 

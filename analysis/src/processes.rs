@@ -10,6 +10,8 @@
 
 use std::{fs::File, path::Path};
 
+use rustc_hash::FxHashMap;
+
 use arrow::{
     array::{Array, AsArray},
     datatypes::{Int32Type, UInt32Type, UInt64Type},
@@ -130,29 +132,80 @@ fn opt<T>(valid: bool, value: T) -> Option<T> {
     valid.then_some(value)
 }
 
-/// Joins allocation totals per pid (`(pid, allocs, alloc_bytes, frees, live_bytes)`) with the
-/// process rows. A pid the kernel reused during the recording has several rows: its totals go
-/// to the last one (the replay keys processes by pid).
-pub fn join(
-    mut rows: Vec<ProcessSummary>,
-    totals: &[(u32, u64, u64, u64, u64)],
-) -> Vec<ProcessSummary> {
-    for &(pid, allocs, alloc_bytes, frees, live_bytes) in totals {
-        let row = match rows.iter().rposition(|r| r.pid == pid) {
+/// What one process allocated over all its threads (from the replay).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessTotals {
+    pub pid: u32,
+    /// The process's `start_ns` when its pid was used by more than one process of the trace
+    /// (see [`Instances`]); `None` otherwise.
+    pub start_ns: Option<u64>,
+    pub allocs: u64,
+    pub alloc_bytes: u64,
+    pub frees: u64,
+    pub live_bytes: u64,
+}
+
+/// Tells apart the processes of a pid the kernel reused during the recording: rows carry only
+/// a pid, so a row belongs to the process of that pid that had started by the row's time.
+#[derive(Clone, Debug, Default)]
+pub struct Instances {
+    /// Start times, ascending, of each pid that more than one process used.
+    reused: FxHashMap<u32, Vec<u64>>,
+}
+
+impl Instances {
+    pub fn new(processes: &[ProcessSummary]) -> Self {
+        let mut starts: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
+        for p in processes {
+            if let Some(start) = p.start_ns {
+                starts.entry(p.pid).or_default().push(start);
+            }
+        }
+        starts.retain(|_, s| s.len() > 1);
+        for s in starts.values_mut() {
+            s.sort_unstable();
+        }
+        Instances { reused: starts }
+    }
+
+    /// The start of the process of `pid` that a row at `ts` belongs to, when `pid` was reused;
+    /// `None` for a pid that only one process had.
+    #[inline]
+    pub fn start_of(&self, pid: u32, ts: u64) -> Option<u64> {
+        if self.reused.is_empty() {
+            return None;
+        }
+        let starts = self.reused.get(&pid)?;
+        // A row before the first start (a clock edge) goes to the first process.
+        let i = starts.partition_point(|&s| s <= ts).saturating_sub(1);
+        Some(starts[i])
+    }
+}
+
+/// Joins allocation totals with the process rows: by pid, and for a pid the kernel reused
+/// during the recording by pid and start time. Totals of a process missing from the table
+/// (traces recorded before it existed) get a row of their own.
+pub fn join(mut rows: Vec<ProcessSummary>, totals: &[ProcessTotals]) -> Vec<ProcessSummary> {
+    for t in totals {
+        let found = rows
+            .iter()
+            .rposition(|r| r.pid == t.pid && (t.start_ns.is_none() || r.start_ns == t.start_ns));
+        let row = match found {
             Some(i) => &mut rows[i],
             None => {
                 rows.push(ProcessSummary {
-                    pid,
+                    pid: t.pid,
+                    start_ns: t.start_ns,
                     ..ProcessSummary::default()
                 });
                 let last = rows.len() - 1;
                 &mut rows[last]
             }
         };
-        row.allocs = allocs;
-        row.alloc_bytes = alloc_bytes;
-        row.frees = frees;
-        row.live_bytes = live_bytes;
+        row.allocs = t.allocs;
+        row.alloc_bytes = t.alloc_bytes;
+        row.frees = t.frees;
+        row.live_bytes = t.live_bytes;
     }
     rows
 }

@@ -202,7 +202,7 @@ struct Reducers {
 }
 
 impl Reducers {
-    fn new(axis: Axis, o: &Options) -> Self {
+    fn new(axis: Axis, o: &Options, instances: processes::Instances) -> Self {
         Reducers {
             alloc_index: Vec::new(),
             free_index: Vec::new(),
@@ -214,7 +214,7 @@ impl Reducers {
             lifetimes: LifetimesReducer::new(o.short_lived_ns),
             leaks: LeaksReducer::new(o.max_leaks, o.top),
             reallocs: ReallocsReducer::new(o.top),
-            threads: ThreadsReducer::new(o.top.max(64)),
+            threads: ThreadsReducer::new(o.top.max(64), instances),
             callsites: CallSitesReducer::new(o.top),
             peak: PeakReducer::new(o.top),
             gc: GcReducer::new(o.gc_overlay),
@@ -282,7 +282,8 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
     let axis = Axis::new(start, end, options.buckets);
     let mut replay = Replay::new(trace.run.pids.first().copied(), trace.run.start_brk)
         .with_resident_footprint(samples_resident(&trace.run));
-    let mut reducers = Reducers::new(axis, options);
+    let process_rows = processes::read(dir)?;
+    let mut reducers = Reducers::new(axis, options, processes::Instances::new(&process_rows));
     let names = pass::run(&trace, axis, &mut replay, &mut reducers)?;
     let r = reducers;
     let peak_stacks = r.peak.stacks_at_peak();
@@ -331,7 +332,7 @@ pub fn build(dir: &Path, options: &Options) -> Result<Report, AnalysisError> {
         rss_interval_ns: run.rss.as_ref().map(|r| r.interval_ns),
     };
     let threads = r.threads.finish(&end_ctx);
-    let mut processes = processes::join(processes::read(dir)?, &threads.per_process);
+    let mut processes = processes::join(process_rows, &threads.per_process);
     if let Some(pid) = options.pid {
         processes.retain(|p| p.pid == pid);
         if processes

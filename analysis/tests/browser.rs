@@ -28,7 +28,7 @@ use analysis::{
 };
 use trace_format::{
     schema,
-    write::{stacks_batch, write_table},
+    write::{ProcessRow, processes_batch, stacks_batch, write_table},
 };
 use wait_timeout::ChildExt;
 
@@ -233,10 +233,45 @@ fn synth(dir: &Path, flavor: Flavor, label: &str, work_units: u64) {
     .unwrap();
 }
 
+/// Writes `processes.parquet` for a synthetic trace: its process and a forked worker.
+fn add_worker_process(dir: &Path) {
+    let pid = Synth::default().pid;
+    let process = |pid, ppid, argv: &[&str]| ProcessRow {
+        pid,
+        ppid,
+        start_ns: 1,
+        end_ns: Some(2),
+        exe: Some("/usr/bin/python3.12".into()),
+        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        exit_code: Some(0),
+        runtime: "python".into(),
+        events: 1,
+        ..ProcessRow::default()
+    };
+    let rows = [
+        process(pid, Some(1), &["python3", "pool.py"]),
+        process(
+            pid + 100,
+            Some(pid),
+            &[
+                "python3",
+                "-c",
+                "from multiprocessing.spawn import spawn_main",
+            ],
+        ),
+    ];
+    write_table(
+        &dir.join(schema::PROCESSES_FILE),
+        &processes_batch(&rows).unwrap(),
+    )
+    .unwrap();
+}
+
 /// Check in headless Chromium that reports of native, Go and Python traces and their
 /// comparison dashboard render every chart with data, with no script error or console message,
 /// on either x axis of the over-time charts (wall time, allocation progress; the page itself
 /// checks that the axis not shown would hold data too),
+/// that a trace of several processes gets the per-process table,
 /// that the symbolized native report draws both flame graphs (bytes allocated, live at the
 /// peak) and names its call sites, and save screenshots of each.
 #[test]
@@ -254,6 +289,10 @@ fn reports_and_dashboard_render_in_chromium() {
         if flavor == Flavor::Native {
             symbolize_synthetic(&dir);
         }
+        if flavor == Flavor::Python {
+            // A process tree (a pool worker beside the interpreter): the per-process table.
+            add_worker_process(&dir);
+        }
         if flavor == Flavor::Go {
             // A cheap gc,rss recording beside the full trace: the dashboard takes its time and
             // GC figures from it.
@@ -263,6 +302,12 @@ fn reports_and_dashboard_render_in_chromium() {
         let page = work.path().join(format!("report-{name}.html"));
         std::fs::write(&page, render::html::report_html(&report).unwrap()).unwrap();
         let (charts, dom) = check_page(&page).unwrap_or_else(|e| panic!("report-{name}.html: {e}"));
+        if flavor == Flavor::Python {
+            assert!(
+                dom.contains("id=\"table-processes\"") && dom.contains("multiprocessing"),
+                "no per-process table in report-{name}.html"
+            );
+        }
         if flavor == Flavor::Native {
             for id in ["chart-flame-alloc", "chart-flame-peak"] {
                 assert!(

@@ -16,7 +16,8 @@ use analysis::{
 use common::*;
 use trace_format::{
     names::{Domain, Event, Runtime},
-    write::{GoCycle, Row},
+    schema,
+    write::{GoCycle, ProcessRow, Row, processes_batch, write_table},
 };
 
 fn build(rows: &[Row<'_>]) -> report::Report {
@@ -509,6 +510,43 @@ fn addresses_are_per_process() {
     assert_eq!(report.trace.pids, vec![PID, PID + 1]);
     assert_eq!(report.threads.threads, 2);
     assert_eq!(report.counters.free_unknown, 0);
+}
+
+/// Check that a pid the kernel reused keeps two processes apart: each row goes to the process
+/// of that pid that had started by its time, so neither total is merged into the other.
+#[test]
+fn reused_pid_is_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = vec![
+        alloc(10, 0x1000, 10), // first process: 1 block, 10 bytes, freed
+        free(12, 0x1000),
+        alloc(30, 0x1000, 20), // second process (started at 25): 2 blocks, 20 + 5 still live
+        alloc(31, 0x2000, 5),
+    ];
+    write_trace(dir.path(), &rows);
+    let process = |start_ns, end_ns| ProcessRow {
+        pid: PID,
+        start_ns,
+        end_ns,
+        runtime: "native".into(),
+        ..ProcessRow::default()
+    };
+    write_table(
+        &dir.path().join(schema::PROCESSES_FILE),
+        &processes_batch(&[process(5, Some(20)), process(25, None)]).unwrap(),
+    )
+    .unwrap();
+    let report = report::build(dir.path(), &Options::default()).unwrap();
+    let totals: Vec<_> = report
+        .processes
+        .iter()
+        .map(|p| (p.start_ns, p.allocs, p.alloc_bytes, p.frees, p.live_bytes))
+        .collect();
+    assert_eq!(
+        totals,
+        vec![(Some(5), 1, 10, 1, 0), (Some(25), 2, 25, 0, 25)]
+    );
+    assert_eq!(report.threads.threads, 2, "one thread row per process");
 }
 
 /// Check footprint bookkeeping: anonymous writable mmaps count, file and stack mappings do not,

@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::{End, Ev, Reducer, Via};
+use crate::processes::{Instances, ProcessTotals};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ThreadRow {
@@ -27,13 +28,16 @@ pub struct ThreadRow {
     pub live_bytes: u64,
     /// Frees of blocks allocated by another thread.
     pub cross_thread_frees: u64,
+    /// The process's start, when its pid was reused during the recording.
+    #[serde(skip)]
+    pub process_start_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Threads {
-    /// Per process, over all its threads: (pid, allocs, alloc_bytes, frees, live_bytes).
+    /// Per process, over all its threads.
     #[serde(skip)]
-    pub per_process: Vec<(u32, u64, u64, u64, u64)>,
+    pub per_process: Vec<ProcessTotals>,
     pub threads: u64,
     pub cross_thread_frees: u64,
     /// Threads by bytes allocated, largest first.
@@ -41,7 +45,8 @@ pub struct Threads {
 }
 
 pub struct ThreadsReducer {
-    index: FxHashMap<(u32, u32), usize>,
+    index: FxHashMap<(u32, Option<u64>, u32), usize>,
+    instances: Instances,
     rows: Vec<ThreadRow>,
     /// Direct-mapped cache of (pid, tid) → row, so the common lookups cost one compare
     /// instead of a hash-map probe (events of a few threads interleave at random).
@@ -50,17 +55,25 @@ pub struct ThreadsReducer {
 }
 
 impl ThreadsReducer {
-    pub fn new(top: usize) -> Self {
+    /// `instances` tells apart the processes of a reused pid.
+    pub fn new(top: usize, instances: Instances) -> Self {
         ThreadsReducer {
             index: FxHashMap::default(),
+            instances,
             rows: Vec::new(),
             cache: [(u64::MAX, 0); 64],
             top,
         }
     }
 
+    /// The row of thread `tid` of the process that had pid `pid` at time `ts`.
     #[inline]
-    fn row(&mut self, pid: u32, tid: u32) -> &mut ThreadRow {
+    fn row(&mut self, pid: u32, tid: u32, ts: u64) -> &mut ThreadRow {
+        if let Some(start) = self.instances.start_of(pid, ts) {
+            // A reused pid (rare): past the cache, whose key has no room for the start.
+            let index = self.index_of(pid, Some(start), tid);
+            return &mut self.rows[index];
+        }
         let key = (u64::from(pid) << 32) | u64::from(tid);
         let slot = (tid as usize ^ pid as usize) % self.cache.len();
         let (cached, index) = self.cache[slot];
@@ -75,16 +88,26 @@ impl ThreadsReducer {
     /// The row of a (pid, tid) not in its cache slot: found or made, and cached.
     #[cold]
     fn miss(&mut self, pid: u32, tid: u32, key: u64, slot: usize) -> usize {
+        let index = self.index_of(pid, None, tid);
+        self.cache[slot] = (key, index);
+        index
+    }
+
+    /// The row of (pid, process start, tid): found or made.
+    fn index_of(&mut self, pid: u32, process_start_ns: Option<u64>, tid: u32) -> usize {
         let next = self.rows.len();
-        let index = *self.index.entry((pid, tid)).or_insert(next);
+        let index = *self
+            .index
+            .entry((pid, process_start_ns, tid))
+            .or_insert(next);
         if index == next {
             self.rows.push(ThreadRow {
                 pid,
                 tid,
+                process_start_ns,
                 ..ThreadRow::default()
             });
         }
-        self.cache[slot] = (key, index);
         index
     }
 }
@@ -103,7 +126,7 @@ impl Reducer for ThreadsReducer {
     #[inline(always)]
     fn alloc(&mut self, _bucket: usize, ev: &Ev) {
         let (count, bytes) = counted(ev);
-        let row = self.row(ev.pid, ev.tid);
+        let row = self.row(ev.pid, ev.tid, ev.ts);
         row.allocs += count;
         row.alloc_bytes = row.alloc_bytes.saturating_add(bytes);
         row.live_bytes = row.live_bytes.saturating_add(ev.block.size);
@@ -112,11 +135,11 @@ impl Reducer for ThreadsReducer {
     #[inline(always)]
     fn free(&mut self, _bucket: usize, ev: &Ev) {
         let (count, bytes) = counted(ev);
-        let row = self.row(ev.pid, ev.tid);
+        let row = self.row(ev.pid, ev.tid, ev.ts);
         row.frees += count;
         row.freed_bytes = row.freed_bytes.saturating_add(bytes);
         row.cross_thread_frees += u64::from(ev.block.tid != ev.tid && ev.via == Via::Call);
-        let owner = self.row(ev.pid, ev.block.tid);
+        let owner = self.row(ev.pid, ev.block.tid, ev.block.ts);
         owner.live_bytes = owner.live_bytes.saturating_sub(ev.block.size);
     }
 
@@ -127,17 +150,27 @@ impl Reducer for ThreadsReducer {
                 .cmp(&a.alloc_bytes)
                 .then((a.pid, a.tid).cmp(&(b.pid, b.tid)))
         });
-        let mut per_process: Vec<(u32, u64, u64, u64, u64)> = Vec::new();
+        let mut per_process: Vec<ProcessTotals> = Vec::new();
         for r in &rows {
-            match per_process.iter_mut().find(|p| p.0 == r.pid) {
-                Some(p) => {
-                    p.1 += r.allocs;
-                    p.2 = p.2.saturating_add(r.alloc_bytes);
-                    p.3 += r.frees;
-                    p.4 = p.4.saturating_add(r.live_bytes);
+            let p = match per_process
+                .iter()
+                .position(|p| (p.pid, p.start_ns) == (r.pid, r.process_start_ns))
+            {
+                Some(i) => &mut per_process[i],
+                None => {
+                    per_process.push(ProcessTotals {
+                        pid: r.pid,
+                        start_ns: r.process_start_ns,
+                        ..ProcessTotals::default()
+                    });
+                    let last = per_process.len() - 1;
+                    &mut per_process[last]
                 }
-                None => per_process.push((r.pid, r.allocs, r.alloc_bytes, r.frees, r.live_bytes)),
-            }
+            };
+            p.allocs += r.allocs;
+            p.alloc_bytes = p.alloc_bytes.saturating_add(r.alloc_bytes);
+            p.frees += r.frees;
+            p.live_bytes = p.live_bytes.saturating_add(r.live_bytes);
         }
         let threads = rows.len() as u64;
         let cross_thread_frees = rows.iter().map(|r| r.cross_thread_frees).sum();
