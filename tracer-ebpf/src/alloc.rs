@@ -21,7 +21,7 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::{THREADS, is_traced},
-    regs::{capture_stack, config, cookie, read, stack_pointer},
+    regs::{Hit, capture_stack, read, stack_pointer, traced_hit},
 };
 
 /// Calls nested deeper than this on one thread are folded without tracking.
@@ -141,12 +141,7 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
 /// posix_memalign(memptr, alignment, size), `_PyObject_Malloc(ctx, size)`, ...).
 #[uprobe]
 pub fn alloc_enter(ctx: ProbeContext) -> u32 {
-    if !is_traced(bpf_get_current_pid_tgid()) {
-        return 0;
-    }
-    let probe = cookie(&ctx);
-    let Some(cfg) = config(probe) else {
-        bump(Counter::NoConfig);
+    let Some(Hit { probe, cfg, .. }) = traced_hit(&ctx) else {
         return 0;
     };
     let mut size = read(&ctx, cfg.size).unwrap_or(0);
@@ -177,12 +172,7 @@ pub fn alloc_enter(ctx: ProbeContext) -> u32 {
 /// Entry of every release function (free, operator delete, `_PyObject_Free`, ...).
 #[uprobe]
 pub fn release(ctx: ProbeContext) -> u32 {
-    if !is_traced(bpf_get_current_pid_tgid()) {
-        return 0;
-    }
-    let probe = cookie(&ctx);
-    let Some(cfg) = config(probe) else {
-        bump(Counter::NoConfig);
+    let Some(Hit { probe, cfg, .. }) = traced_hit(&ctx) else {
         return 0;
     };
     let ptr = read(&ctx, cfg.ptr).unwrap_or(0);

@@ -20,7 +20,7 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::{GO_CALLS, THREADS, is_traced},
-    regs::{capture_stack, config, cookie, full_cookie, read},
+    regs::{Hit, capture_stack, full_cookie, read, traced_hit},
 };
 
 fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
@@ -33,15 +33,14 @@ fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
 /// Entry of `runtime.mallocgc` (Go ≤ 1.25) or an allocator leaf (Go 1.26+).
 #[uprobe]
 pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
-    if !is_traced(bpf_get_current_pid_tgid()) {
-        return 0;
-    }
-    let probe = cookie(&ctx);
-    let Some(cfg) = config(probe) else {
-        bump(Counter::NoConfig);
+    let Some(hit) = traced_hit(&ctx) else {
         return 0;
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
+    let Hit {
+        pid_tgid,
+        probe,
+        cfg,
+    } = hit;
     let key = key(&ctx, pid_tgid);
     let size = read(&ctx, cfg.size).unwrap_or(0);
     // A size-0 call whose return is not probed: recorded here, with the constant it returns.

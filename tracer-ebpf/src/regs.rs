@@ -3,7 +3,34 @@
 use aya_ebpf::{EbpfContext, helpers::generated::bpf_get_attach_cookie, programs::ProbeContext};
 use tracer_common::probe::{ProbeConfig, loc};
 
-use crate::maps::PROBES;
+use crate::maps::{PROBES, is_traced};
+
+/// A probe hit in a traced process, with the configuration user space stored for the probe.
+pub struct Hit {
+    pub pid_tgid: u64,
+    pub probe: u32,
+    pub cfg: &'static ProbeConfig,
+}
+
+/// The first step of every probe program: `None` when the hit is not to be recorded (the
+/// process is not traced, or the probe has no configuration, which is counted).
+#[inline(always)]
+pub fn traced_hit<C: EbpfContext>(ctx: &C) -> Option<Hit> {
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return None;
+    }
+    let probe = cookie(ctx);
+    let Some(cfg) = config(probe) else {
+        crate::emit::bump(tracer_common::counter::Counter::NoConfig);
+        return None;
+    };
+    Some(Hit {
+        pid_tgid,
+        probe,
+        cfg,
+    })
+}
 
 /// The probe id carried by the link's BPF cookie.
 pub fn cookie<C: EbpfContext>(ctx: &C) -> u32 {

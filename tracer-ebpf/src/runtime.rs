@@ -15,8 +15,8 @@ use tracer_common::{
 
 use crate::{
     emit::{bump, emit, header},
-    maps::{STAT_READS, THREADS, is_traced},
-    regs::{config, cookie, read},
+    maps::{STAT_READS, THREADS},
+    regs::{Hit, read, traced_hit},
 };
 
 fn read_user(addr: u64, size: u8) -> u64 {
@@ -61,12 +61,7 @@ fn stash(ctx: &ProbeContext, cfg: &ProbeConfig) {
 /// A runtime event at a function entry or USDT site.
 #[uprobe]
 pub fn runtime_event(ctx: ProbeContext) -> u32 {
-    if !is_traced(bpf_get_current_pid_tgid()) {
-        return 0;
-    }
-    let probe = cookie(&ctx);
-    let Some(cfg) = config(probe) else {
-        bump(Counter::NoConfig);
+    let Some(Hit { probe, cfg, .. }) = traced_hit(&ctx) else {
         return 0;
     };
     if cfg.runtime & RUNTIME_STASH != 0 {
@@ -89,12 +84,7 @@ pub fn runtime_event(ctx: ProbeContext) -> u32 {
 /// return value.
 #[uretprobe]
 pub fn runtime_return(ctx: RetProbeContext) -> u32 {
-    if !is_traced(bpf_get_current_pid_tgid()) {
-        return 0;
-    }
-    let probe = cookie(&ctx);
-    let Some(cfg) = config(probe) else {
-        bump(Counter::NoConfig);
+    let Some(Hit { probe, cfg, .. }) = traced_hit(&ctx) else {
         return 0;
     };
     let ret: u64 = ctx.ret();
@@ -123,21 +113,21 @@ pub fn runtime_return(ctx: RetProbeContext) -> u32 {
 /// read from the addresses in the probe's `STAT_READS` entry.
 #[uprobe]
 pub fn runtime_stats(ctx: ProbeContext) -> u32 {
-    if !is_traced(bpf_get_current_pid_tgid()) {
-        return 0;
-    }
-    let probe = cookie(&ctx);
-    let Some(cfg) = config(probe) else {
-        bump(Counter::NoConfig);
+    let Some(hit) = traced_hit(&ctx) else {
         return 0;
     };
+    let Hit {
+        pid_tgid,
+        probe,
+        cfg,
+    } = hit;
     // SAFETY: the value is only read, and user space never changes it while attached.
     let Some(reads) = (unsafe { STAT_READS.get(&probe) }) else {
         bump(Counter::NoConfig);
         return 0;
     };
     let mut event = StatsEvent {
-        header: header(cfg.kind, probe, bpf_get_current_pid_tgid(), FLAG_STATS),
+        header: header(cfg.kind, probe, pid_tgid, FLAG_STATS),
         values: [0; MAX_STAT_READS],
     };
     for i in 0..MAX_STAT_READS {
