@@ -80,9 +80,15 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Runs `alloctrace record -o DIR -- command...`.
 pub fn record(dir: &Path, command: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    record_with(dir, &[], command)
+}
+
+/// Runs `alloctrace record -o DIR EXTRA... -- command...`.
+pub fn record_with(dir: &Path, extra: &[&str], command: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = alloctrace();
     cmd.args(["record", "-q", "--force", "-o"])
         .arg(dir)
+        .args(extra)
         .arg("--");
     for arg in command {
         cmd.arg(arg);

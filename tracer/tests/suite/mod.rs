@@ -12,23 +12,10 @@ mod tree;
 
 /// (event, size, go_type) of every row, for tests that need the Go columns.
 fn golang_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>)> {
-    extra_rows(dir)
-        .into_iter()
-        .map(|r| (r.0, r.1, r.2))
-        .collect()
-}
-
-/// (event, size, go_type, domain) of every row, for tests that need the CPython columns.
-fn python_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>, Option<String>)> {
-    extra_rows(dir)
-}
-
-fn extra_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>, Option<String>)> {
     use arrow::array::AsArray;
     let mut out = Vec::new();
     for b in common::event_batches(dir) {
-        let dict = |name: &str| common::strings(&b, name);
-        let (event, go_type, domain) = (dict("event"), dict("go_type"), dict("domain"));
+        let (event, go_type) = (common::strings(&b, "event"), common::strings(&b, "go_type"));
         let size = b
             .column_by_name("size")
             .unwrap()
@@ -39,7 +26,6 @@ fn extra_rows(dir: &std::path::Path) -> Vec<(String, u64, Option<String>, Option
                 event[i].clone().unwrap_or_default(),
                 size.value(i),
                 go_type[i].clone(),
-                domain[i].clone(),
             ));
         }
     }

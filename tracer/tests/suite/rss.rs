@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use super::common::{alloctrace, build, counters, event_batches, strings, tempdir};
+use super::common::{
+    assert_success, build, counters, event_batches, record, record_with, strings, tempdir,
+};
 
 /// Counts of each `event` value in the trace.
 pub fn event_counts(dir: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
@@ -25,18 +27,7 @@ fn reserve_1gib_touch_8mib() {
     assert!(untraced.status.success());
     let hwm = counters(&untraced.stdout)["vm_hwm_bytes"].as_u64().unwrap();
     let dir = tempdir();
-    let out = alloctrace()
-        .args(["record", "-q", "-o"])
-        .arg(dir.path())
-        .arg("--")
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&record(dir.path(), &[&bin]));
     let run = trace_format::run::RunInfo::read(dir.path()).unwrap();
     assert_eq!(run.events, ["alloc", "syscalls", "gc", "rss"]);
     let sampling = run.rss.as_ref().expect("run.json rss");
@@ -69,14 +60,7 @@ fn reserve_1gib_touch_8mib() {
 fn rss_interval_and_without_rss() {
     let bin = build("reserve_touch.c", "gcc", &[]);
     let dir = tempdir();
-    let out = alloctrace()
-        .args(["record", "-q", "--rss-interval", "2", "-o"])
-        .arg(dir.path())
-        .arg("--")
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    assert_success(&record_with(dir.path(), &["--rss-interval", "2"], &[&bin]));
     let run = trace_format::run::RunInfo::read(dir.path()).unwrap();
     let sampling = run.rss.unwrap();
     assert_eq!(sampling.interval_ns, 2_000_000);
@@ -84,14 +68,11 @@ fn rss_interval_and_without_rss() {
     assert!(sampling.samples >= 50, "{} samples", sampling.samples);
 
     let dir = tempdir();
-    let out = alloctrace()
-        .args(["record", "-q", "--events", "alloc,syscalls", "-o"])
-        .arg(dir.path())
-        .arg("--")
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    assert_success(&record_with(
+        dir.path(),
+        &["--events", "alloc,syscalls"],
+        &[&bin],
+    ));
     let run = trace_format::run::RunInfo::read(dir.path()).unwrap();
     assert_eq!(run.events, ["alloc", "syscalls"]);
     assert!(run.rss.is_none());

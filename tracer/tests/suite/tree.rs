@@ -4,73 +4,17 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs::File,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use arrow::{
-    array::{Array, AsArray},
-    datatypes::{Int32Type, UInt32Type, UInt64Type},
-};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use analysis::processes::ProcessSummary;
 
-use super::common::{Trace, alloctrace, build, tempdir};
+use super::common::{Trace, build, record_with, tempdir};
 
-/// A row of processes.parquet, as the tests need it.
-#[derive(Clone, Debug)]
-struct Proc {
-    pid: u32,
-    ppid: Option<u32>,
-    start_ns: u64,
-    end_ns: Option<u64>,
-    exe: Option<String>,
-    exit_code: Option<i32>,
-    events: u64,
-}
-
-fn processes(dir: &Path) -> Vec<Proc> {
-    let file = File::open(dir.join("processes.parquet")).unwrap();
-    let mut out = Vec::new();
-    for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-    {
-        let b = batch.unwrap();
-        let u32s = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_primitive::<UInt32Type>()
-                .clone()
-        };
-        let u64s = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_primitive::<UInt64Type>()
-                .clone()
-        };
-        let (pid, ppid) = (u32s("pid"), u32s("ppid"));
-        let (start, end, events) = (u64s("start_ns"), u64s("end_ns"), u64s("events"));
-        let code = b
-            .column_by_name("exit_code")
-            .unwrap()
-            .as_primitive::<Int32Type>()
-            .clone();
-        let exe = b.column_by_name("exe").unwrap().as_string::<i32>().clone();
-        for i in 0..b.num_rows() {
-            out.push(Proc {
-                pid: pid.value(i),
-                ppid: (!ppid.is_null(i)).then(|| ppid.value(i)),
-                start_ns: start.value(i),
-                end_ns: (!end.is_null(i)).then(|| end.value(i)),
-                exe: (!exe.is_null(i)).then(|| exe.value(i).to_owned()),
-                exit_code: (!code.is_null(i)).then(|| code.value(i)),
-                events: events.value(i),
-            });
-        }
-    }
-    out
+/// The rows of processes.parquet (read by the analysis crate, as reports read them).
+fn processes(dir: &Path) -> Vec<ProcessSummary> {
+    analysis::processes::read(dir).unwrap()
 }
 
 /// Every JSON line of a program's stdout.
@@ -80,22 +24,6 @@ fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn record(
-    dir: &Path,
-    extra: &[&str],
-    command: &[&dyn AsRef<std::ffi::OsStr>],
-) -> std::process::Output {
-    let mut cmd = alloctrace();
-    cmd.args(["record", "-q", "--force", "-o"])
-        .arg(dir)
-        .args(extra)
-        .arg("--");
-    for arg in command {
-        cmd.arg(arg);
-    }
-    cmd.output().unwrap()
 }
 
 /// malloc rows of `size` per pid.
@@ -124,7 +52,7 @@ fn script() -> PathBuf {
 fn shell_child_subshell_exec() {
     let bin = build("tree/marked.c", "gcc", &[]);
     let dir = tempdir();
-    let out = record(dir.path(), &[], &[&"/bin/sh", &script(), &bin]);
+    let out = record_with(dir.path(), &[], &[&"/bin/sh", &script(), &bin]);
     assert!(
         out.status.success(),
         "{}",
@@ -152,19 +80,19 @@ fn shell_child_subshell_exec() {
     assert_eq!(reports[2]["pid"].as_u64(), Some(u64::from(top)));
 
     let procs = processes(dir.path());
-    let by_pid: BTreeMap<u32, &Proc> = procs.iter().map(|p| (p.pid, p)).collect();
+    let by_pid: BTreeMap<u32, &ProcessSummary> = procs.iter().map(|p| (p.pid, p)).collect();
     for pid in &pids {
         let p = by_pid
             .get(pid)
             .unwrap_or_else(|| panic!("{pid} not in {procs:?}"));
         assert_eq!(p.exit_code, Some(0), "{p:?}");
-        assert!(p.end_ns.is_some_and(|end| end >= p.start_ns), "{p:?}");
+        assert!(p.end_ns.is_some_and(|end| Some(end) >= p.start_ns), "{p:?}");
         assert!(
             p.exe.as_deref().is_some_and(|e| e.ends_with("marked")),
             "{p:?}"
         );
         let rows = trace.rows.iter().filter(|r| r.pid == *pid).count() as u64;
-        assert_eq!(p.events, rows, "{p:?}");
+        assert_eq!(p.events, Some(rows), "{p:?}");
     }
     // The child's parent is the shell; the subshell's program runs under the subshell (or is
     // the subshell, when the shell execs its last command).
@@ -181,7 +109,7 @@ fn shell_child_subshell_exec() {
 fn no_follow_top_only() {
     let bin = build("tree/marked.c", "gcc", &[]);
     let dir = tempdir();
-    let out = record(dir.path(), &["--no-follow"], &[&"/bin/sh", &script(), &bin]);
+    let out = record_with(dir.path(), &["--no-follow"], &[&"/bin/sh", &script(), &bin]);
     assert!(
         out.status.success(),
         "{}",
@@ -209,7 +137,7 @@ fn no_follow_top_only() {
 #[test]
 fn exit_status_of_top_command() {
     let dir = tempdir();
-    let out = record(
+    let out = record_with(
         dir.path(),
         &[],
         &[&"/bin/sh", &"-c", &"(sleep 0.3; /bin/true) & exit 7"],
@@ -237,7 +165,7 @@ fn python() -> PathBuf {
 fn python_pool_fork_and_spawn() {
     let dir = tempdir();
     let pool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/tree/pool.py");
-    let out = record(dir.path(), &["--no-stacks"], &[&python(), &pool]);
+    let out = record_with(dir.path(), &["--no-stacks"], &[&python(), &pool]);
     assert!(
         out.status.success(),
         "{}",
@@ -313,7 +241,7 @@ fn go_execs_c() {
     let dir = tempdir();
     // The shell starts the Go program as a child: its exec is a descendant's.
     let command = format!("{} {} 4104 21; true", go.display(), bin.display());
-    let out = record(dir.path(), &[], &[&"/bin/sh", &"-c", &command]);
+    let out = record_with(dir.path(), &[], &[&"/bin/sh", &"-c", &command]);
     assert!(
         out.status.success(),
         "{}",
