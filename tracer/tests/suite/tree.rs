@@ -154,18 +154,21 @@ fn exit_status_of_top_command() {
     assert!(procs.iter().all(|p| p.end_ns.is_some()), "{procs:?}");
 }
 
-fn python() -> PathBuf {
-    PathBuf::from("/root/.pyenv/versions/3.11.7/bin/python3.11")
-}
-
 /// Check that a multiprocessing pool with fork and one with spawn give each worker's
 /// allocations once, under the worker's own pid: for every task size, the rows of that size
-/// are exactly the task's count, all in the worker that ran it.
+/// are exactly the task's count, all in the worker that ran it. On every CPython found.
 #[test]
 fn python_pool_fork_and_spawn() {
+    for py in super::python::interpreters("python_pool_fork_and_spawn") {
+        eprintln!("python_pool_fork_and_spawn: CPython {}", py.version_text());
+        pool_on(&py.exe);
+    }
+}
+
+fn pool_on(python: &Path) {
     let dir = tempdir();
     let pool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/tree/pool.py");
-    let out = record_with(dir.path(), &["--no-stacks"], &[&python(), &pool]);
+    let out = record_with(dir.path(), &["--no-stacks"], &[&python, &pool]);
     assert!(
         out.status.success(),
         "{}",
