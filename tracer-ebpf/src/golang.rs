@@ -20,7 +20,7 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::{GO_CALLS, THREADS, is_traced},
-    regs::{Hit, capture_stack, full_cookie, read, traced_hit},
+    regs::{capture_stack, full_cookie, read, traced_hit},
 };
 
 fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
@@ -36,11 +36,7 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
     let Some(hit) = traced_hit(&ctx) else {
         return 0;
     };
-    let Hit {
-        pid_tgid,
-        probe,
-        cfg,
-    } = hit;
+    let (pid_tgid, probe, cfg) = (hit.pid_tgid, hit.probe, hit.cfg);
     let key = key(&ctx, pid_tgid);
     let size = read(&ctx, cfg.size).unwrap_or(0);
     // A size-0 call whose return is not probed: recorded here, with the constant it returns.

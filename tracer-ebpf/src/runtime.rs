@@ -116,11 +116,7 @@ pub fn runtime_stats(ctx: ProbeContext) -> u32 {
     let Some(hit) = traced_hit(&ctx) else {
         return 0;
     };
-    let Hit {
-        pid_tgid,
-        probe,
-        cfg,
-    } = hit;
+    let (pid_tgid, probe, cfg) = (hit.pid_tgid, hit.probe, hit.cfg);
     // SAFETY: the value is only read, and user space never changes it while attached.
     let Some(reads) = (unsafe { STAT_READS.get(&probe) }) else {
         bump(Counter::NoConfig);
