@@ -25,9 +25,8 @@ use tracer_common::{
 
 use super::TypeNames;
 use super::{
-    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_EVENT_PROGRAM,
-    RUNTIME_STATS_PROGRAM, ResultProbe, StatRead, StatRole, ValueRole, placement::Placement,
-    python::register_loc,
+    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_STATS_PROGRAM, ResultProbe,
+    RuntimeFile, StatRead, StatRole, ValueRole, placement::Placement, python::register_loc,
 };
 use crate::{
     elf::ElfImage,
@@ -94,24 +93,19 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn base(&self, func: &GoFunc, placement: Placement) -> Option<ProbeSpec> {
         let file_offset = self.image.file_offset(func.entry + placement.offset)?;
-        Some(ProbeSpec {
-            module: self.binary.path().to_owned(),
-            build_id: self.image.build_id().map(str::to_owned),
-            func: func.name.clone(),
-            symbol: func.name.clone(),
-            aliases: Vec::new(),
+        let file = RuntimeFile {
+            module: self.binary.path(),
+            build_id: self.image.build_id(),
             runtime: Runtime::Go,
-            domain: None,
-            address: func.entry,
+        };
+        Some(ProbeSpec::runtime_event(
+            file,
+            &func.name,
+            &func.name,
+            func.entry,
             placement,
             file_offset,
-            attach: Attach::Entry {
-                program: RUNTIME_EVENT_PROGRAM,
-            },
-            config: ProbeConfig::EMPTY,
-            roles: [ValueRole::Unused; 3],
-            arg_role: ValueRole::Unused,
-        })
+        ))
     }
 
     fn entry_spec(&mut self, func: &GoFunc, needs: &[Register]) -> Option<ProbeSpec> {

@@ -20,7 +20,7 @@ use tracer_common::{event::EventKind, probe::ProbeConfig};
 
 use trace_format::names::{Domain, Runtime};
 
-use crate::elf::ElfImage;
+use crate::{elf::ElfImage, python::regs::SYSV_ARGS};
 use placement::{Needs, PROLOGUE_BYTES, Placement, place_probe};
 
 /// The argument layout of a C-ABI allocator entry point (native and CPython).
@@ -56,15 +56,6 @@ pub enum Handler {
     /// `_PyMem_RawFree` → `free`).
     CtxFreeOuter,
 }
-
-const SYSV_ARGS: [Register; 6] = [
-    Register::RDI,
-    Register::RSI,
-    Register::RDX,
-    Register::RCX,
-    Register::R8,
-    Register::R9,
-];
 
 impl Handler {
     /// Whether the function returns an address (and so gets a return probe).
@@ -317,6 +308,46 @@ pub struct ProbeSpec {
     /// For runtime events: the meaning of `values[0..3]` and of `arg`.
     pub roles: [ValueRole; 3],
     pub arg_role: ValueRole,
+}
+
+/// The file a runtime's probes go in.
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeFile<'a> {
+    pub module: &'a std::path::Path,
+    pub build_id: Option<&'a str>,
+    pub runtime: Runtime,
+}
+
+impl ProbeSpec {
+    /// A runtime-event probe (the `runtime_event` program at the placed instruction) of
+    /// `symbol`, reported as `func`; the caller sets its event kind, arguments and roles.
+    pub fn runtime_event(
+        file: RuntimeFile<'_>,
+        func: &str,
+        symbol: &str,
+        address: u64,
+        placement: Placement,
+        file_offset: u64,
+    ) -> ProbeSpec {
+        ProbeSpec {
+            module: file.module.to_owned(),
+            build_id: file.build_id.map(str::to_owned),
+            func: func.to_owned(),
+            symbol: symbol.to_owned(),
+            aliases: Vec::new(),
+            runtime: file.runtime,
+            domain: None,
+            address,
+            placement,
+            file_offset,
+            attach: Attach::Entry {
+                program: RUNTIME_EVENT_PROGRAM,
+            },
+            config: ProbeConfig::EMPTY,
+            roles: [ValueRole::Unused; 3],
+            arg_role: ValueRole::Unused,
+        }
+    }
 }
 
 /// Plans one probe per distinct address for every known allocator function defined in `image`.

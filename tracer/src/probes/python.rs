@@ -12,7 +12,9 @@ use tracer_common::{
     },
 };
 
-use super::{Attach, ProbeSpec, RUNTIME_EVENT_PROGRAM, RUNTIME_RETURN_PROGRAM, ValueRole};
+use super::{
+    Attach, ProbeSpec, RUNTIME_EVENT_PROGRAM, RUNTIME_RETURN_PROGRAM, RuntimeFile, ValueRole,
+};
 use crate::python::{AllocKind, GcValue, Layer, PyProbe, PythonRuntime, UsdtLocation, UsdtProbe};
 
 /// What `record` attaches for one interpreter, and what it tells the user.
@@ -59,24 +61,12 @@ fn spec_base(
     address: u64,
     file_offset: u64,
 ) -> ProbeSpec {
-    ProbeSpec {
-        module: rt.interpreter_file().to_owned(),
-        build_id: rt.build_id().map(str::to_owned),
-        func: func.to_owned(),
-        symbol: symbol.to_owned(),
-        aliases: Vec::new(),
+    let file = RuntimeFile {
+        module: rt.interpreter_file(),
+        build_id: rt.build_id(),
         runtime: Runtime::Python,
-        domain: None,
-        address,
-        placement,
-        file_offset,
-        attach: Attach::Entry {
-            program: RUNTIME_EVENT_PROGRAM,
-        },
-        config: ProbeConfig::EMPTY,
-        roles: [ValueRole::Unused; 3],
-        arg_role: ValueRole::Unused,
-    }
+    };
+    ProbeSpec::runtime_event(file, func, symbol, address, placement, file_offset)
 }
 
 fn allocator_spec(rt: &PythonRuntime, p: &PyProbe) -> ProbeSpec {

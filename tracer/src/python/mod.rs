@@ -76,7 +76,7 @@ pub mod frames;
 mod gc;
 pub mod installed;
 pub mod linetable;
-mod regs;
+pub(crate) mod regs;
 mod tables;
 mod usdt;
 mod version;

@@ -15,7 +15,7 @@ use iced_x86::{
 };
 
 use super::*;
-use crate::elf::ElfImage;
+use crate::{elf::ElfImage, probes::placement::writes_any};
 
 const DEBIAN_311: &str = "/usr/bin/python3.11";
 const DEBIAN_LIBPYTHON_311: &str = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0";
@@ -533,23 +533,13 @@ fn registers_match(py: &PythonRuntime) {
             .iter()
             .take_while(|i| i.ip() < p.address + p.placement.offset)
         {
-            for used in factory.info(instr).used_registers() {
-                let writes = matches!(
-                    used.access(),
-                    OpAccess::Write
-                        | OpAccess::ReadWrite
-                        | OpAccess::CondWrite
-                        | OpAccess::ReadCondWrite
-                );
-                assert!(
-                    !(writes
-                        && p.args
-                            .registers()
-                            .contains(&used.register().full_register())),
-                    "{}: {instr} before the probe clobbers an argument",
-                    p.func
-                );
-            }
+            let args = p.args.registers();
+            assert_eq!(
+                writes_any(&mut factory, instr, &args),
+                None,
+                "{}: {instr} before the probe clobbers an argument",
+                p.func
+            );
         }
     }
     // 3.11's code shape; 3.12+ first fetch the interpreter's obmalloc state (thread-local).
