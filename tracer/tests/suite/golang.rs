@@ -181,6 +181,27 @@ fn run(program: &Path, traced: Option<(&Path, &[&str])>, env: &[(&str, &str)]) -
         .unwrap()
 }
 
+/// Runs `program` untraced and traced (`alloctrace record RECORD_ARGS`): both exit with the
+/// program's status 4 and print the same stdout. The traced run's output and trace.
+fn run_both(
+    program: &Path,
+    record_args: &[&str],
+    env: &[(&str, &str)],
+) -> (Output, tempfile::TempDir) {
+    let untraced = run(program, None, env);
+    let dir = tempdir();
+    let traced = run(program, Some((dir.path(), record_args)), env);
+    assert_eq!(untraced.status.code(), Some(4));
+    assert_eq!(
+        traced.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
+    assert_eq!(traced.stdout, untraced.stdout);
+    (traced, dir)
+}
+
 /// `key=value` numbers of the program's `memstats ...` line on stderr (runtime.MemStats after
 /// its last `runtime.GC()`).
 fn memstats(stderr: &[u8]) -> std::collections::HashMap<String, f64> {
@@ -199,18 +220,8 @@ fn memstats(stderr: &[u8]) -> std::collections::HashMap<String, f64> {
 fn check(version: &str, kind: Build, env: &[(&str, &str)]) -> trace_format::run::RunInfo {
     let stripped = kind == Build::Stripped;
     let program = build(version, kind);
-    let untraced = run(&program, None, env);
-    let dir = tempdir();
-    let traced = run(&program, Some((dir.path(), &[])), env);
     // (c) Output and exit status unchanged by tracing.
-    assert_eq!(untraced.status.code(), Some(4));
-    assert_eq!(
-        traced.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&traced.stderr)
-    );
-    assert_eq!(traced.stdout, untraced.stdout);
+    let (traced, dir) = run_both(&program, &[], env);
     let expected = counters(&traced.stdout);
     let n = |k: &str| expected[k].as_u64().unwrap();
     let run_info = trace_format::run::RunInfo::read(dir.path()).unwrap();
@@ -387,16 +398,7 @@ const GC_CPU_RECORD_ARGS: &[&str] = &["--events", "gc,rss"];
 fn go_events_gc_rss() {
     for version in ["1.19", "1.27"] {
         let program = build(version, Build::Normal);
-        let untraced = run(&program, None, &[]);
-        let dir = tempdir();
-        let traced = run(&program, Some((dir.path(), &["--events", "gc,rss"])), &[]);
-        assert_eq!(
-            traced.status.code(),
-            Some(4),
-            "{}",
-            String::from_utf8_lossy(&traced.stderr)
-        );
-        assert_eq!(traced.stdout, untraced.stdout);
+        let (traced, dir) = run_both(&program, &["--events", "gc,rss"], &[]);
         let run_info = trace_format::run::RunInfo::read(dir.path()).unwrap();
         assert_eq!(run_info.events, ["gc", "rss"]);
         assert_eq!(run_info.lost_total, 0);

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::Command, sync::OnceLock};
 
 use alloctrace::python::installed::{Discovery, Interpreter};
 
-use super::common::{Trace, alloctrace, assert_success, counters, tempdir};
+use super::common::{Trace, alloctrace, assert_success, counters, record_with, tempdir};
 
 /// The interpreters `test` runs on (see the module docs).
 pub(super) fn interpreters(test: &str) -> Vec<Interpreter> {
@@ -219,15 +219,12 @@ fn arenas_match_debugmallocstats() {
         let dir = tempdir();
         // 600,000 allocator events in a burst: a ring sized for it, so that a loaded host's
         // slow writer cannot turn this arena check into a ring-capacity check.
-        let out = alloctrace()
-            .args(["record", "-q", "--ring-mb", "256", "-o"])
-            .arg(dir.path())
-            .arg("--")
-            .arg(&py.exe)
-            .arg(script("arenas.py"))
-            .output()
-            .unwrap();
-        super::common::assert_success(&out);
+        let out = record_with(
+            dir.path(),
+            &["--ring-mb", "256"],
+            &[&py.exe, &script("arenas.py")],
+        );
+        assert_success(&out);
         let (allocated, reclaimed) = arena_stats(&String::from_utf8_lossy(&out.stderr));
         let trace = Trace::load(dir.path());
         assert_eq!(trace.run.lost_total, 0, "{:?}", trace.run.counters);
@@ -301,14 +298,11 @@ fn collections_only_with_events_gc_rss() {
             py.version_text()
         );
         let dir = tempdir();
-        let out = alloctrace()
-            .args(["record", "-q", "--events", "gc,rss", "-o"])
-            .arg(dir.path())
-            .arg("--")
-            .arg(&py.exe)
-            .arg(script("gc_only.py"))
-            .output()
-            .unwrap();
+        let out = record_with(
+            dir.path(),
+            &["--events", "gc,rss"],
+            &[&py.exe, &script("gc_only.py")],
+        );
         assert_success(&out);
         let expected = counters(&out.stdout);
         let trace = Trace::load(dir.path());

@@ -5,7 +5,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use analysis::processes::ProcessSummary;
@@ -214,10 +213,6 @@ fn pool_on(python: &Path) {
     }
 }
 
-fn go_toolchain() -> PathBuf {
-    PathBuf::from("/usr/lib/go-1.19/bin/go")
-}
-
 /// Check that a Go program that execs a C program is traced in both images under one pid:
 /// the Go allocations before the exec, and the C program's exact malloc count after it.
 #[test]
@@ -225,16 +220,7 @@ fn go_execs_c() {
     let bin = build("tree/marked.c", "gcc", &[]);
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/go_exec");
     let go = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go_exec");
-    let status = Command::new(go_toolchain())
-        .arg("build")
-        .current_dir(&src)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "-mod=mod")
-        .env(
-            "GOCACHE",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
-        )
+    let status = super::golang::go_build("1.19", &src)
         .arg("-o")
         .arg(&go)
         .arg(".")
