@@ -110,6 +110,16 @@
     Object.keys(extra).forEach(function (k) { o[k] = extra[k]; });
     return o;
   }
+  // Horizontal bars of bytes, one per label, largest first as given (`left`: the label margin).
+  function bytesByLabel(parent, id, title, name, left, labels, values, opts) {
+    chart(parent, id, title, {
+      tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
+      grid: { left: left, right: 30, top: 30, bottom: 30 },
+      xAxis: bytesAxis,
+      yAxis: { type: 'category', inverse: true, data: labels },
+      series: [{ name: name, type: 'bar', data: values }]
+    }, opts);
+  }
   // Bars of bytes allocated and still live per row (threads, processes), labelled by `label`.
   function allocatedAndLive(parent, id, title, rows, label, noteText) {
     chart(parent, id, title, {
@@ -407,13 +417,7 @@
     }
     if (inr.classes.length) {
       var cls = inr.classes.slice(0, 20);
-      chart(grid, 'internal-classes', '(c) Waste by size class', {
-        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-        grid: { left: 120, right: 30, top: 30, bottom: 30 },
-        xAxis: bytesAxis,
-        yAxis: { type: 'category', inverse: true, data: cls.map(function (c) { return c.allocator + ' ' + bytes(c.class_bytes); }) },
-        series: [{ name: 'waste', type: 'bar', data: cls.map(function (c) { return c.waste_bytes; }) }]
-      }, { note: 'Estimated: glibc chunk rounding, pymalloc 16-byte classes, Go size classes (see docs/metrics.md). Total waste ' + bytes(inr.waste_bytes) + ' (' + pct(inr.waste_ratio) + ' of usable bytes).' });
+      bytesByLabel(grid, 'internal-classes', '(c) Waste by size class', 'waste', 120, cls.map(function (c) { return c.allocator + ' ' + bytes(c.class_bytes); }), cls.map(function (c) { return c.waste_bytes; }), { note: 'Estimated: glibc chunk rounding, pymalloc 16-byte classes, Go size classes (see docs/metrics.md). Total waste ' + bytes(inr.waste_bytes) + ' (' + pct(inr.waste_ratio) + ' of usable bytes).' });
       table(sec, [['allocator', function (c) { return c.allocator; }, true], ['class', function (c) { return bytes(c.class_bytes); }], ['allocations', function (c) { return num(c.count); }], ['requested', function (c) { return bytes(c.requested_bytes); }], ['usable', function (c) { return bytes(c.usable_bytes); }], ['waste', function (c) { return bytes(c.waste_bytes); }], ['waste %', function (c) { return pct(c.usable_bytes ? c.waste_bytes / c.usable_bytes : 0); }]], inr.classes, 'table-classes');
     }
     if (goHeap.length) {
@@ -573,13 +577,7 @@
     note(sec, num(lk2.blocks) + ' native/Python blocks (' + bytes(lk2.bytes) + ') were never freed. Go objects are freed by the GC and never listed.');
     if (lk2.sites.length) {
       var ls = lk2.sites.slice(0, 15);
-      chart(sec, 'leak-sites', 'Live bytes at the end by site', {
-        tooltip: { trigger: 'axis', confine: true, formatter: bytesTooltip },
-        grid: { left: 200, right: 30, top: 30, bottom: 30 },
-        xAxis: bytesAxis,
-        yAxis: { type: 'category', inverse: true, data: ls.map(function (x) { return x.func + (x.stack_id === null ? '' : ' #' + x.stack_id); }) },
-        series: [{ name: 'bytes', type: 'bar', data: ls.map(function (x) { return x.bytes; }) }]
-      });
+      bytesByLabel(sec, 'leak-sites', 'Live bytes at the end by site', 'bytes', 200, ls.map(function (x) { return x.func + (x.stack_id === null ? '' : ' #' + x.stack_id); }), ls.map(function (x) { return x.bytes; }));
       table(sec, [['pid', function (x) { return x.pid; }], ['address', function (x) { return '0x' + x.addr.toString(16); }], ['size', function (x) { return bytes(x.size); }], ['allocated at', function (x) { return ns(x.t_ns); }], ['tid', function (x) { return x.tid; }], ['function', function (x) { return x.func; }, true], ['kind', function (x) { return x.kind; }, true], ['stack', function (x) { return x.stack_id === null ? '' : x.stack_id; }], ['reallocs', function (x) { return x.reallocs; }]], lk2.largest, 'table-leaks');
     }
 
