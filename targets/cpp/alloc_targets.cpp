@@ -409,12 +409,20 @@ Tally churn_worker(H& heap, u64 count, u64 seed) {
     return t;
 }
 
-Report churn(const Config& c) {
+// Each thread runs `worker(heap, count, seed)` on a heap of the variant; their tallies summed.
+template <class W>
+Tally sum_workers(const Config& c, W worker) {
     Tally total;
     for (const auto& t : parallel(c, [&](unsigned, u64 count, u64 seed) {
-             return with_heap(c.variant, [&](auto& heap) { return churn_worker(heap, count, seed); });
+             return with_heap(c.variant, [&](auto& heap) { return worker(heap, count, seed); });
          }))
         total += t;
+    return total;
+}
+
+Report churn(const Config& c) {
+    const Tally total =
+        sum_workers(c, [](auto& heap, u64 count, u64 seed) { return churn_worker(heap, count, seed); });
     return Report::from(total).upstream(total);
 }
 
@@ -458,11 +466,8 @@ Tally fragmentation_worker(H& heap, u64 count, u64 seed) {
 }
 
 Report fragmentation(const Config& c) {
-    Tally total;
-    for (const auto& t : parallel(c, [&](unsigned, u64 count, u64 seed) {
-             return with_heap(c.variant, [&](auto& heap) { return fragmentation_worker(heap, count, seed); });
-         }))
-        total += t;
+    const Tally total =
+        sum_workers(c, [](auto& heap, u64 count, u64 seed) { return fragmentation_worker(heap, count, seed); });
     Report r = Report::from(total);
     r.add("small_objects", total.work).add("large_objects", total.objects - total.work);
     return r.upstream(total);
@@ -513,11 +518,8 @@ Tally growth_worker(H& heap, u64 count, u64 seed) {
 }
 
 Report growth(const Config& c) {
-    Tally total;
-    for (const auto& t : parallel(c, [&](unsigned, u64 count, u64 seed) {
-             return with_heap(c.variant, [&](auto& heap) { return growth_worker(heap, count, seed); });
-         }))
-        total += t;
+    const Tally total =
+        sum_workers(c, [](auto& heap, u64 count, u64 seed) { return growth_worker(heap, count, seed); });
     Report r{total.work, total.objects, total.bytes, {}};
     r.add("vectors", c.size).add("elements", total.work).add("payload_bytes", total.payload);
     r.add("checksum", total.checksum).add("rng_draws", total.draws);
