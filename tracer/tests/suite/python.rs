@@ -111,13 +111,7 @@ fn objects_and_collections_on(py: &std::path::Path, minor: u32) {
     let rows = python_rows(dir.path());
     let n = |k: &str| expected[k].as_u64().unwrap();
     // Between the script's two markers (bytes objects of unique sizes) it only made these.
-    let ts_of = |size: u64| {
-        rows.iter()
-            .find(|r| r.1 == "alloc" && r.4 == size)
-            .map(|r| r.0)
-            .expect("marker allocation")
-    };
-    let (begin, end) = (ts_of(7001 + 33), ts_of(7003 + 33));
+    let (begin, end) = marker_window(&rows);
     let obj_allocs = |size: u64| {
         rows.iter()
             .filter(|r| {
@@ -160,6 +154,18 @@ fn objects_and_collections_on(py: &std::path::Path, minor: u32) {
     check_collections(count, &want, minor);
     // And the collections at shutdown are in the trace after it.
     assert!(rows.iter().any(|r| r.1 == "gc_start" && r.0 > marker_ts));
+}
+
+/// When the script's two marker allocations happened: bytes objects of 7001 and 7003 bytes
+/// (33 bytes of header), sizes nothing else uses, around the part of the script a test counts.
+fn marker_window(rows: &[PyRow]) -> (u64, u64) {
+    let ts_of = |size: u64| {
+        rows.iter()
+            .find(|r| r.1 == "alloc" && r.4 == size)
+            .map(|r| r.0)
+            .expect("marker allocation")
+    };
+    (ts_of(7001 + 33), ts_of(7003 + 33))
 }
 
 /// Checks the collection rows (`count(event, generation)`) against the collector's own
@@ -578,13 +584,7 @@ fn debian_lto_python() {
     let expected = counters(&out.stdout);
     let n = |k: &str| expected[k].as_u64().unwrap();
     let rows = python_rows(dir.path());
-    let ts_of = |size: u64| {
-        rows.iter()
-            .find(|r| r.1 == "alloc" && r.4 == size)
-            .map(|r| r.0)
-            .expect("marker allocation")
-    };
-    let (begin, end) = (ts_of(7001 + 33), ts_of(7003 + 33));
+    let (begin, end) = marker_window(&rows);
     let count = |size: u64| {
         rows.iter()
             .filter(|r| r.1 == "alloc" && r.4 == size && r.0 > begin && r.0 < end)
