@@ -21,7 +21,8 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::{THREADS, is_traced},
-    regs::{Hit, capture_stack, read, stack_pointer, traced_hit},
+    regs::{Hit, read, stack_pointer, traced_hit},
+    stack::capture_stack,
 };
 
 /// Calls nested deeper than this on one thread are folded without tracking.

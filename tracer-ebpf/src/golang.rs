@@ -20,7 +20,8 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::{GO_CALLS, THREADS, is_traced},
-    regs::{capture_stack, full_cookie, read, traced_hit},
+    regs::{full_cookie, read, traced_hit},
+    stack::capture_go_stack,
 };
 
 fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
@@ -61,7 +62,7 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
         // while the probe runs).
         match THREADS.current(true) {
             // SAFETY: task-storage value of the current thread.
-            Some(state) => capture_stack(&ctx, cfg.stack, unsafe { &mut (*state).scratch }),
+            Some(state) => capture_go_stack(&ctx, cfg.stack, unsafe { &mut (*state).scratch }),
             None => {
                 // No task storage, so no scratch buffer to walk the stack into: the row keeps
                 // its allocation but loses its stack, and says so.

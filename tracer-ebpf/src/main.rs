@@ -15,6 +15,7 @@ mod mem;
 mod python;
 mod regs;
 mod runtime;
+mod stack;
 mod tree;
 
 #[cfg(not(test))]

@@ -26,7 +26,9 @@ use tracer_common::{
 use super::TypeNames;
 use super::{
     Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_STATS_PROGRAM, ResultProbe,
-    RuntimeFile, StatRead, StatRole, ValueRole, placement::Placement, python::register_loc,
+    RuntimeFile, StatRead, StatRole, ValueRole,
+    placement::{CallerAt, Placement},
+    python::register_loc,
 };
 use crate::{
     elf::ElfImage,
@@ -61,11 +63,16 @@ fn placement_of(spot: &crate::golang::ProbeSpot, frame_ready: bool) -> Placement
         instruction: spot.instruction.clone(),
         emulated: spot.emulated,
         fallback: spot.fallback.clone(),
-        // The stack walk misses nobody when the kernel fixes up a `push rbp` probe itself, or
-        // when the function has already made its frame (Go 1.19: `sub rsp; mov [rsp+N],rbp;
-        // lea rbp,[rsp+N]` before the probe). In neither case may the probe read `[rsp]`: after
-        // `sub rsp` it is not the return address.
-        kernel_adds_caller: spot.instruction == "push rbp" || frame_ready,
+        // Go 1.19 makes its frame before the probe (`sub rsp; mov [rsp+N],rbp; lea
+        // rbp,[rsp+N]`), and `[rsp]` is then not the return address; Go 1.26+ probes its
+        // `push rbp`.
+        caller: if frame_ready {
+            CallerAt::Chain
+        } else if spot.instruction == "push rbp" {
+            CallerAt::RspKernelReads
+        } else {
+            CallerAt::Rsp
+        },
     }
 }
 
@@ -296,7 +303,7 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
                 instruction: "(result probes only)".into(),
                 emulated: true,
                 fallback: None,
-                kernel_adds_caller: false,
+                caller: CallerAt::Rsp,
             },
         ) else {
             continue;
@@ -377,7 +384,7 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
                     instruction: "ret".into(),
                     emulated: false,
                     fallback: Some("RET instructions are single-stepped; once per GC cycle".into()),
-                    kernel_adds_caller: false,
+                    caller: CallerAt::Rsp,
                 },
             ),
         ) {

@@ -40,11 +40,32 @@ pub struct Placement {
     pub emulated: bool,
     /// Set when no emulated instruction qualified and the probe fell back to +0.
     pub fallback: Option<String>,
-    /// Whether the kernel adds the caller to user stacks captured here by itself: it does for a
-    /// probe on `push %rbp` or `endbr64` (a function entry before its frame exists). Elsewhere at
-    /// function entry the immediate caller is missing from the frame-pointer walk and the eBPF
-    /// side reads it from `[rsp]`.
-    pub kernel_adds_caller: bool,
+    /// Where a frame-pointer walk started at this probe finds the immediate caller.
+    pub caller: CallerAt,
+}
+
+/// Where the immediate caller of the probed function is, for a stack captured at the probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerAt {
+    /// In the frame-pointer chain: the function has made its frame before the probe.
+    Chain,
+    /// At `[rsp]`, before the frame exists, on `push %rbp` or `endbr64`: the kernel's walk
+    /// (`bpf_get_stack`) reads it there by itself.
+    RspKernelReads,
+    /// At `[rsp]`, before the frame exists: only a read there finds it.
+    Rsp,
+}
+
+impl CallerAt {
+    /// Whether the eBPF side must read the caller at `[rsp]` (`STACK_CALLER_FIXUP`), for a stack
+    /// walked by the kernel or by the eBPF program itself (`STACK_OWN_WALK`).
+    pub fn needs_read(self, own_walk: bool) -> bool {
+        match self {
+            CallerAt::Chain => false,
+            CallerAt::RspKernelReads => own_walk,
+            CallerAt::Rsp => true,
+        }
+    }
 }
 
 impl Placement {
@@ -151,7 +172,7 @@ pub fn place_probe(code: &[u8], start: u64, needs: Needs<'_>) -> Placement {
                 instruction: format_instr(&instr),
                 emulated: true,
                 fallback: None,
-                kernel_adds_caller: kernel_adds_caller(&instr),
+                caller: caller_at(&instr),
             };
         }
         if let Some(reg) = writes_any(&mut factory, &instr, needs.registers) {
@@ -184,13 +205,19 @@ pub fn place_probe(code: &[u8], start: u64, needs: Needs<'_>) -> Placement {
         instruction,
         emulated,
         fallback: (!emulated).then_some(stop_reason),
-        kernel_adds_caller: first.as_ref().is_some_and(kernel_adds_caller),
+        caller: first.as_ref().map_or(CallerAt::Rsp, caller_at),
     }
 }
 
-fn kernel_adds_caller(instr: &Instruction) -> bool {
-    (instr.code() == Code::Push_r64 && instr.op0_register() == Register::RBP)
+/// For a probe at a function's entry (before its frame exists).
+fn caller_at(instr: &Instruction) -> CallerAt {
+    if (instr.code() == Code::Push_r64 && instr.op0_register() == Register::RBP)
         || instr.code() == Code::Endbr64
+    {
+        CallerAt::RspKernelReads
+    } else {
+        CallerAt::Rsp
+    }
 }
 
 fn format_instr(instr: &Instruction) -> String {
@@ -232,6 +259,21 @@ mod tests {
         let p = place(&code, SYSV_ARG0, true);
         assert_eq!((p.offset, p.emulated), (0, true));
         assert_eq!(p.instruction, "push r12");
+    }
+
+    /// Check who reads the caller for a stack captured at the probe: on `push r12` it is at
+    /// `[rsp]` and only a read there finds it; on `push rbp` the kernel's walk reads it by
+    /// itself, but the eBPF program's own walk must; once the frame exists, nobody.
+    #[test]
+    fn caller_of_entry_probes() {
+        let push_r12 = place(&[0x41, 0x54, 0x55, 0x53], SYSV_ARG0, true);
+        assert_eq!(push_r12.caller, CallerAt::Rsp);
+        let push_rbp = place(&[0x55, 0x48, 0x89, 0xe5], SYSV_ARG0, true);
+        assert_eq!(push_rbp.caller, CallerAt::RspKernelReads);
+        let reads = |caller: CallerAt| [false, true].map(|own_walk| caller.needs_read(own_walk));
+        assert_eq!(reads(CallerAt::Rsp), [true, true]);
+        assert_eq!(reads(CallerAt::RspKernelReads), [false, true]);
+        assert_eq!(reads(CallerAt::Chain), [false, false]);
     }
 
     /// Check libstdc++ `operator new`: `endbr64; test; mov eax,1; push rbx` → +12, because

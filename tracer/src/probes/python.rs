@@ -184,7 +184,7 @@ fn usdt_spec(
         instruction: "nop (USDT site)".into(),
         emulated: true,
         fallback: None,
-        kernel_adds_caller: false,
+        caller: super::placement::CallerAt::Rsp,
     };
     let mut spec = spec_base(
         rt,

@@ -8,8 +8,8 @@ use trace_format::{
     run::{Module, Probe},
 };
 use tracer_common::probe::{
-    FIRST_UPROBE_ID, MAX_PROBES, ProbeConfig, STACK_CALLER_FIXUP, STACK_CAPTURE, STACK_PYTHON,
-    SYSCALL_PROBES,
+    FIRST_UPROBE_ID, MAX_PROBES, ProbeConfig, STACK_CALLER_FIXUP, STACK_CAPTURE, STACK_OWN_WALK,
+    STACK_PYTHON, SYSCALL_PROBES,
 };
 
 use crate::{
@@ -483,7 +483,13 @@ impl Attacher {
             let captures_stack = self.stacks && is_allocation(&spec);
             if captures_stack {
                 spec.config.stack = STACK_CAPTURE;
-                if !spec.placement.kernel_adds_caller {
+                // Go code never has a uretprobe trampoline on its stack (none is placed on Go
+                // functions), so the eBPF program may walk it itself, several times cheaper.
+                let own_walk = spec.runtime == Runtime::Go;
+                if own_walk {
+                    spec.config.stack |= STACK_OWN_WALK;
+                }
+                if spec.placement.caller.needs_read(own_walk) {
                     spec.config.stack |= STACK_CALLER_FIXUP;
                 }
                 if self.python_frames.is_some() {

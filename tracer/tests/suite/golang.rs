@@ -12,6 +12,8 @@ use arrow::{
     datatypes::UInt64Type,
 };
 
+use analysis::symbolize::StackFrames;
+
 use super::common::{alloctrace, counters, tempdir};
 
 pub(super) fn toolchain(version: &str) -> PathBuf {
@@ -118,6 +120,7 @@ struct GoRow {
     heap_live: Option<u64>,
     heap_inuse: Option<u64>,
     heap_released: Option<u64>,
+    stack_id: Option<u32>,
 }
 
 fn rows(dir: &Path) -> Vec<GoRow> {
@@ -137,11 +140,13 @@ fn rows(dir: &Path) -> Vec<GoRow> {
         let value = |a: &arrow::array::PrimitiveArray<UInt64Type>, i: usize| {
             (!a.is_null(i)).then(|| a.value(i))
         };
-        let tid = b
-            .column_by_name("tid")
-            .unwrap()
-            .as_primitive::<arrow::datatypes::UInt32Type>()
-            .clone();
+        let u32s = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt32Type>()
+                .clone()
+        };
+        let (tid, stack) = (u32s("tid"), u32s("stack_id"));
         for i in 0..b.num_rows() {
             out.push(GoRow {
                 event: event[i].clone().unwrap(),
@@ -153,6 +158,7 @@ fn rows(dir: &Path) -> Vec<GoRow> {
                 heap_live: value(&live, i),
                 heap_inuse: value(&inuse, i),
                 heap_released: value(&released, i),
+                stack_id: (!stack.is_null(i)).then(|| stack.value(i)),
             });
         }
     }
@@ -270,6 +276,41 @@ fn check(version: &str, kind: Build, env: &[(&str, &str)]) -> trace_format::run:
         .map(|r| r.size)
         .sum();
     assert_eq!(bytes, n("blobs") * n("blob_size"));
+    // (g) Stacks, which the eBPF program walks itself for Go: every main.Blob allocation has
+    // its whole stack, from the probed allocator through its callers in the runtime (the
+    // immediate one included, which a walk from the probe's frame pointer alone misses on Go
+    // 1.27) to the program's `new(Blob)` in main.work and the goroutine's root.
+    let frames = StackFrames::load(dir.path())
+        .unwrap()
+        .expect("frames.parquet");
+    let blob_stacks: std::collections::BTreeSet<Vec<String>> = rows
+        .iter()
+        .filter(|r| r.go_type.as_deref() == Some("main.Blob"))
+        .map(|r| {
+            let id = r.stack_id.expect("a main.Blob row without a stack");
+            frames
+                .stack(None, id)
+                .expect("stack in stacks.parquet")
+                .into_iter()
+                .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
+                .collect()
+        })
+        .collect();
+    // Go 1.26+ probes the size-specialised leaf, which runtime.mallocgc calls; `go work(...)`
+    // runs main.work through a wrapper (main.main.func1, main.main.gowrap1 by version).
+    let mut callers = vec!["runtime.newobject", "main.work"];
+    if version != "1.19" {
+        callers.insert(0, "runtime.mallocgc");
+    }
+    assert!(!blob_stacks.is_empty());
+    for stack in &blob_stacks {
+        let n = callers.len();
+        let complete = stack.len() == n + 3
+            && stack[1..=n] == callers
+            && stack[n + 1].starts_with("main.main.")
+            && stack[n + 2] == "runtime.goexit";
+        assert!(complete, "Go {version} main.Blob stack: {stack:?}");
+    }
     // (d) The goroutines ran on several OS threads.
     let threads: std::collections::BTreeSet<u32> = rows
         .iter()

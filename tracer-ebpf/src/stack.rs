@@ -1,0 +1,297 @@
+//! User call stacks: captured at a probe, deduplicated in `STACKS` under a hash of their frames.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_probe_read_user, generated},
+    programs::ProbeContext,
+};
+use tracer_common::{
+    counter::Counter,
+    maps::MAX_STACK_FRAMES,
+    probe::{STACK_CALLER_FIXUP, STACK_CAPTURE, STACK_OWN_WALK, STACK_PYTHON},
+    python::MAX_PY_FRAMES,
+    stack::StackValue,
+};
+
+use crate::{
+    emit::bump,
+    maps::{STACKS, TaskStorage},
+    regs::stack_pointer,
+};
+
+type Frames = [u64; MAX_STACK_FRAMES as usize];
+
+/// The user stack at this probe, as configured by `stack` (`STACK_*` bits), stored in `STACKS`
+/// under a 64-bit hash of its frames (and caller fixup); returns that key, or 0 for none.
+/// `scratch` is the thread's buffer for assembling it. Walked by the kernel: `STACK_OWN_WALK` is
+/// for [`capture_go_stack`].
+#[inline(always)]
+pub fn capture_stack(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) -> u64 {
+    capture::<false>(ctx, stack, scratch)
+}
+
+/// [`capture_stack`] for Go's probes: the program may walk the stack itself (`STACK_OWN_WALK`),
+/// and there are no Python frames to walk. Separate entries keep each program to the code it
+/// needs: with both walks in one program the verifier followed the CPython walk's loops once per
+/// way out of the own walk (~335,000 steps to load `go_alloc_enter`, against ~9,000).
+#[inline(always)]
+pub fn capture_go_stack(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) -> u64 {
+    capture::<true>(ctx, stack, scratch)
+}
+
+#[inline(always)]
+fn capture<const GO: bool>(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) -> u64 {
+    if stack & STACK_CAPTURE == 0 {
+        return 0;
+    }
+    let wants_caller = stack & STACK_CALLER_FIXUP != 0;
+    let own_walk = GO && stack & STACK_OWN_WALK != 0;
+    let len = if own_walk {
+        walk_frame_pointers(ctx, &mut scratch.frames, &mut scratch.caller)
+    } else {
+        kernel_walk(ctx, &mut scratch.frames)
+    };
+    if len == 0 {
+        bump(Counter::StackLost);
+        return 0;
+    }
+    if !wants_caller {
+        scratch.caller = 0;
+    } else if !own_walk {
+        // SAFETY: reads user memory through the helper, which handles faults.
+        scratch.caller =
+            unsafe { bpf_probe_read_user(stack_pointer(ctx) as *const u64) }.unwrap_or(0);
+    }
+    scratch.py_len = if !GO && stack & STACK_PYTHON != 0 {
+        crate::python::walk(scratch)
+    } else {
+        0
+    };
+    let len = if scratch.py_len > 0 {
+        // With Python frames, keep only the native frames known to be right: the probed
+        // instruction and its caller (the interpreter is built without frame pointers, so the
+        // walk's deeper frames are whatever its registers held, and multiplied the number of
+        // distinct stacks by thousands).
+        let reliable = if scratch.caller != 0 { 1 } else { 2 };
+        len.min(reliable)
+    } else {
+        len
+    };
+    scratch.len = len;
+    let hash = hash(scratch, len);
+    // SAFETY: the value is only tested for presence.
+    if unsafe { STACKS.get(&hash) }.is_none()
+        && STACKS.insert(&hash, &*scratch, u64::from(BPF_NOEXIST)).is_err()
+        // SAFETY: as above; another CPU may have stored the same stack meanwhile.
+        && unsafe { STACKS.get(&hash) }.is_none()
+    {
+        // The map is full: this stack's frames cannot be kept.
+        bump(Counter::StackLost);
+        return 0;
+    }
+    hash
+}
+
+/// FNV-1a over the frames (words, not bytes: one multiply per frame), the caller fixup and the
+/// Python frames, so one native path reached from different Python code is stored once per
+/// Python stack. Never 0, which means "no stack".
+#[inline(always)]
+fn hash(stack: &StackValue, len: u32) -> u64 {
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..MAX_STACK_FRAMES as usize {
+        if i >= len as usize {
+            break;
+        }
+        hash = (hash ^ stack.frames[i]).wrapping_mul(PRIME);
+    }
+    hash = (hash ^ stack.caller).wrapping_mul(PRIME);
+    for i in 0..MAX_PY_FRAMES as usize {
+        if i >= stack.py_len as usize {
+            break;
+        }
+        let frame = stack.py_frames[i];
+        hash = (hash ^ frame.code).wrapping_mul(PRIME);
+        hash = (hash ^ u64::from(frame.instr)).wrapping_mul(PRIME);
+    }
+    if hash == 0 { 1 } else { hash }
+}
+
+/// The kernel's frame-pointer walk (`bpf_get_stack`), which also puts back the return addresses
+/// that pending uretprobes replaced. Returns the frames written.
+#[inline(always)]
+fn kernel_walk(ctx: &ProbeContext, frames: &mut Frames) -> u32 {
+    let size = core::mem::size_of_val(frames) as u32;
+    // SAFETY: the helper writes at most `size` bytes into `frames`.
+    let written = unsafe {
+        generated::bpf_get_stack(
+            ctx.as_ptr(),
+            frames.as_mut_ptr().cast(),
+            size,
+            u64::from(BPF_F_USER_STACK),
+        )
+    };
+    if written <= 0 {
+        0
+    } else {
+        (written as u32 / 8).min(MAX_STACK_FRAMES)
+    }
+}
+
+/// The probed instruction, then the return addresses of the frame-pointer chain from RBP, as
+/// `bpf_get_stack(BPF_F_USER_STACK)` gives them: the walk ends where a frame record cannot be
+/// read (a null RBP ends Go's chains) or `frames` is full. Returns the frames written; sets
+/// `caller` to the return address at `[rsp]`.
+///
+/// Each read of user memory costs ~130 ns here, nearly whatever its size up to several KiB,
+/// and that is what the kernel's walk pays per frame. So this walk copies a window of stack at
+/// once and follows the chain inside the copy; a record outside it starts a new window there
+/// (goroutine stacks sit far from the threads' system stacks).
+#[inline(always)]
+fn walk_frame_pointers(ctx: &ProbeContext, frames: &mut Frames, caller: &mut u64) -> u32 {
+    // SAFETY: as in `regs::read`.
+    let (ip, fp, sp) = unsafe { ((*ctx.regs).rip, (*ctx.regs).rbp, (*ctx.regs).rsp) };
+    frames[0] = ip;
+    let Some(window) = STACK_WINDOWS.current(true) else {
+        return 1;
+    };
+    // SAFETY: the thread's own value: nothing else uses it while the program runs.
+    let copied = unsafe { (*window).copy_from(sp) };
+    *caller = if copied {
+        // SAFETY: as above.
+        unsafe { (*window).words[0] }
+    } else {
+        // SAFETY: reads user memory through the helper, which handles faults.
+        unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0)
+    };
+    let mut walk = Walk {
+        frames: frames as *mut Frames,
+        window,
+        fp,
+        len: 1,
+    };
+    // SAFETY: `walk_step` is a program function taking `walk`, which outlives the call.
+    unsafe {
+        generated::bpf_loop(
+            MAX_STACK_FRAMES - 1,
+            walk_step as *mut c_void,
+            (&raw mut walk).cast(),
+            0,
+        );
+    }
+    walk.len as u32
+}
+
+/// A walk in progress, on the program's stack, for [`walk_step`].
+#[repr(C)]
+struct Walk {
+    frames: *mut Frames,
+    /// The thread's copy of stack.
+    window: *mut StackWindow,
+    /// The next frame record's address (RBP of the frame whose return address is next).
+    fp: u64,
+    /// Frames written.
+    len: u64,
+}
+
+/// One frame of [`walk_frame_pointers`]: reads the record at `walk.fp` into frame `index + 1`.
+/// Returns 1 to stop the loop.
+///
+/// A `bpf_loop` callback rather than a bounded loop, which the verifier follows once per
+/// iteration: `go_alloc_enter` loads in ~9,400 verifier steps with it, ~69,000 with the loop.
+extern "C" fn walk_step(index: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `bpf_loop` passes `walk_frame_pointers`'s `Walk`.
+    let walk = unsafe { &mut *walk.cast::<Walk>() };
+    // SAFETY: the thread's value, alive for the program run and used by nothing else.
+    let window = unsafe { &mut *walk.window };
+    let fp = walk.fp;
+    if fp == 0 || (!window.holds_record(fp) && !window.copy_from(fp)) {
+        return 1;
+    }
+    // A frame record: the caller's RBP, then the return address.
+    let i = (fp.wrapping_sub(window.base()) / 8) as usize & (STACK_WINDOW_WORDS - 1);
+    let n = (index as usize + 1) & (MAX_STACK_FRAMES as usize - 1);
+    // SAFETY: `frames` is the thread's scratch value, alive for the program run.
+    unsafe { (*walk.frames)[n] = window.words[i + 1] };
+    walk.fp = window.words[i];
+    walk.len = n as u64 + 1;
+    0
+}
+
+/// 8-byte words of user stack copied at once by [`walk_frame_pointers`]: one page. Go churn's
+/// frame records lie up to ~9 KiB above RSP, yet an 8 KiB window measured ~120 ns slower per
+/// walk: copying bytes is not free either.
+const STACK_WINDOW_WORDS: usize = 512;
+
+/// A thread's copy of a stretch of its user stack.
+///
+/// `base` and `copied` are always loaded from the map value, never carried in registers by the
+/// compiler (hence the volatile accesses): the verifier does not track map memory, so each step
+/// of the walk starts from the same state as far as it can see, and it stops checking soon.
+#[repr(C)]
+pub struct StackWindow {
+    /// The user address `words` were copied from.
+    base: u64,
+    /// Bytes of `words` copied; 0 for none.
+    copied: u64,
+    /// Two words more than the window, so that a record read at the last index stays inside
+    /// the value as the verifier sees it (the compiler folds the word index back into a byte
+    /// offset whose low bits the verifier does not know to be 0).
+    words: [u64; STACK_WINDOW_WORDS + 2],
+}
+
+/// Per thread rather than per CPU: a program can be preempted (`CONFIG_PREEMPT`), and another
+/// thread's walk on the same CPU would then overwrite the copy being walked.
+#[unsafe(link_section = ".maps")]
+#[unsafe(export_name = "STACK_WINDOWS")]
+static STACK_WINDOWS: TaskStorage<StackWindow> = TaskStorage::new();
+
+impl StackWindow {
+    #[inline(always)]
+    fn base(&self) -> u64 {
+        // SAFETY: a field of the map value.
+        unsafe { core::ptr::read_volatile(&self.base) }
+    }
+
+    /// Whether the copy holds the 16-byte record at `fp`, at a word boundary.
+    #[inline(always)]
+    fn holds_record(&self, fp: u64) -> bool {
+        // SAFETY: a field of the map value.
+        let copied = unsafe { core::ptr::read_volatile(&self.copied) };
+        let offset = fp.wrapping_sub(self.base());
+        offset % 8 == 0 && offset < copied && copied - offset >= 16
+    }
+
+    /// Copies user memory from `addr`: the whole window, or, where that would cross the end of
+    /// a mapping (a thread's stack near its top), the rest of `addr`'s page, at least a frame
+    /// record. Returns whether a frame record at `addr` could be copied.
+    #[inline(always)]
+    fn copy_from(&mut self, addr: u64) -> bool {
+        const BYTES: u32 = (STACK_WINDOW_WORDS * 8) as u32;
+        const PAGE: u64 = 4096;
+        const _: () = assert!(BYTES as u64 >= PAGE);
+        let dst = self.words.as_mut_ptr().cast();
+        // SAFETY: the helper writes at most `BYTES` bytes into the window and handles faults.
+        let copied = if unsafe { generated::bpf_probe_read_user(dst, BYTES, addr as *const _) } == 0
+        {
+            u64::from(BYTES)
+        } else {
+            let rest = (PAGE - (addr & (PAGE - 1))).max(16);
+            // SAFETY: as above; `rest` is at most a page, within the window.
+            if unsafe { generated::bpf_probe_read_user(dst, rest as u32, addr as *const _) } == 0 {
+                rest
+            } else {
+                0
+            }
+        };
+        // SAFETY: fields of the map value.
+        unsafe {
+            core::ptr::write_volatile(&mut self.base, addr);
+            core::ptr::write_volatile(&mut self.copied, copied);
+        }
+        copied != 0
+    }
+}
