@@ -30,8 +30,8 @@ pub struct Args {
     #[arg(long, default_value_t = 50_000_000)]
     pub analysis_events: u64,
     /// Another `alloctrace` binary (e.g. a release build of an older commit) that the native
-    /// benchmark also runs, without stacks, in the same interleaved rounds: its cost per event
-    /// beside this build's.
+    /// benchmark also runs without stacks, and the Go benchmark with stacks, in the same
+    /// interleaved rounds: its cost per event beside this build's.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
 }
@@ -415,15 +415,20 @@ fn range(values: &[f64]) -> (f64, f64) {
 /// CPU figure much less.
 fn go(args: &Args) -> anyhow::Result<()> {
     let alloctrace = util::alloctrace_bin();
-    const MODES: [(&str, &[&str]); 3] = [
-        ("untraced", &[]),
-        ("no stacks", &["--no-stacks"]),
-        ("stacks", &["--stacks"]),
+    // (label, tracer binary, flags); no flags: untraced. `--baseline` adds an older build's
+    // stacks run to the same interleaved rounds, for a side-by-side comparison.
+    let mut modes: Vec<(&str, &Path, &[&str])> = vec![
+        ("untraced", &alloctrace, &[]),
+        ("no stacks", &alloctrace, &["--no-stacks"]),
+        ("stacks", &alloctrace, &["--stacks"]),
     ];
+    if let Some(baseline) = &args.baseline {
+        modes.push(("baseline stacks", baseline, &["--stacks"]));
+    }
     let versions = ["alloc-go1.27", "alloc-go1.19"];
     let mut runs: Vec<Vec<GoRuns>> = versions
         .iter()
-        .map(|_| MODES.iter().map(|_| GoRuns::default()).collect())
+        .map(|_| modes.iter().map(|_| GoRuns::default()).collect())
         .collect();
     for round in 1..=args.rounds {
         eprintln!("bench go: round {round}/{}", args.rounds);
@@ -434,14 +439,14 @@ fn go(args: &Args) -> anyhow::Result<()> {
                 "--size".into(),
                 "300000".into(),
             ];
-            for (m, (_, flags)) in MODES.iter().enumerate() {
+            for (m, (_, tracer, flags)) in modes.iter().enumerate() {
                 let before = children_cpu_s();
                 let r = &mut runs[v][m];
                 if flags.is_empty() {
                     r.wall_ms.push(untraced_target(&command, &[])?.0);
                     r.cpu_ms.push((children_cpu_s() - before) * 1e3);
                 } else {
-                    let (wall, traced) = traced_target(&alloctrace, &command, flags, &[])?;
+                    let (wall, traced) = traced_target(tracer, &command, flags, &[])?;
                     r.wall_ms.push(wall);
                     r.cpu_ms
                         .push((children_cpu_s() - before - traced.cpu_s).max(0.0) * 1e3);
@@ -467,7 +472,7 @@ fn go(args: &Args) -> anyhow::Result<()> {
             "untraced": base.json(),
         });
         println!("  {bin}: untraced {base_wall:8.1} ms wall, {base_cpu:8.1} ms CPU");
-        for (m, (mode, _)) in MODES.iter().enumerate().skip(1) {
+        for (m, (mode, _, _)) in modes.iter().enumerate().skip(1) {
             let r = &runs[v][m];
             let (wall, cpu) = (
                 median(&mut r.wall_ms.clone()),
@@ -482,7 +487,7 @@ fn go(args: &Args) -> anyhow::Result<()> {
             json["cpu_ns_added_per_allocation"] = cpu_added.into();
             entry[mode.replace(' ', "_")] = json;
             println!(
-                "    {mode:9}: {wall:7.1} ms wall [{wlo:.1}–{whi:.1}] → {wall_added:5.0} ns added per allocation; \
+                "    {mode:15}: {wall:7.1} ms wall [{wlo:.1}–{whi:.1}] → {wall_added:5.0} ns added per allocation; \
                  {cpu:7.1} ms CPU [{clo:.1}–{chi:.1}] → {cpu_added:5.0} ns; {} events, {} lost",
                 r.events, r.lost
             );
