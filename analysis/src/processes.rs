@@ -13,8 +13,8 @@ use std::{fs::File, path::Path};
 use rustc_hash::FxHashMap;
 
 use arrow::{
-    array::{Array, AsArray},
-    datatypes::{Int32Type, UInt32Type, UInt64Type},
+    array::{Array, AsArray, PrimitiveArray, RecordBatch},
+    datatypes::{ArrowPrimitiveType, Int32Type, UInt32Type, UInt64Type},
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
@@ -71,37 +71,19 @@ pub fn read(dir: &Path) -> Result<Vec<ProcessSummary>, AnalysisError> {
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| parquet(e.into()))?;
-        let u32s = |name: &'static str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-                .ok_or_else(|| missing(name))
-        };
-        let u64s = |name: &'static str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                .ok_or_else(|| missing(name))
-        };
-        let i32s = |name: &'static str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<Int32Type>())
-                .ok_or_else(|| missing(name))
-        };
         let strings = |name: &'static str| {
             batch
                 .column_by_name(name)
                 .and_then(|c| c.as_string_opt::<i32>())
                 .ok_or_else(|| missing(name))
         };
-        let (pid, ppid) = (u32s(process_col::PID)?, u32s(process_col::PPID)?);
-        let (start, end) = (u64s(process_col::START_NS)?, u64s(process_col::END_NS)?);
-        let events = u64s(process_col::EVENTS)?;
-        let (code, signal) = (
-            i32s(process_col::EXIT_CODE)?,
-            i32s(process_col::EXIT_SIGNAL)?,
-        );
+        let pid = primitive::<UInt32Type>(&batch, process_col::PID, &missing)?;
+        let ppid = primitive::<UInt32Type>(&batch, process_col::PPID, &missing)?;
+        let start = primitive::<UInt64Type>(&batch, process_col::START_NS, &missing)?;
+        let end = primitive::<UInt64Type>(&batch, process_col::END_NS, &missing)?;
+        let events = primitive::<UInt64Type>(&batch, process_col::EVENTS, &missing)?;
+        let code = primitive::<Int32Type>(&batch, process_col::EXIT_CODE, &missing)?;
+        let signal = primitive::<Int32Type>(&batch, process_col::EXIT_SIGNAL, &missing)?;
         let (exe, runtime) = (strings(process_col::EXE)?, strings(process_col::RUNTIME)?);
         let argv = batch
             .column_by_name(process_col::ARGV)
@@ -126,6 +108,19 @@ pub fn read(dir: &Path) -> Result<Vec<ProcessSummary>, AnalysisError> {
         }
     }
     Ok(out)
+}
+
+/// Column `name` of `batch` as an array of `T`; `missing` makes the error when it is absent or
+/// of another type.
+fn primitive<'b, T: ArrowPrimitiveType>(
+    batch: &'b RecordBatch,
+    name: &'static str,
+    missing: &impl Fn(&'static str) -> AnalysisError,
+) -> Result<&'b PrimitiveArray<T>, AnalysisError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .ok_or_else(|| missing(name))
 }
 
 fn opt<T>(valid: bool, value: T) -> Option<T> {

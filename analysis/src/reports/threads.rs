@@ -151,22 +151,17 @@ impl Reducer for ThreadsReducer {
                 .then((a.pid, a.tid).cmp(&(b.pid, b.tid)))
         });
         let mut per_process: Vec<ProcessTotals> = Vec::new();
+        let mut index: FxHashMap<(u32, Option<u64>), usize> = FxHashMap::default();
         for r in &rows {
-            let p = match per_process
-                .iter()
-                .position(|p| (p.pid, p.start_ns) == (r.pid, r.process_start_ns))
-            {
-                Some(i) => &mut per_process[i],
-                None => {
-                    per_process.push(ProcessTotals {
-                        pid: r.pid,
-                        start_ns: r.process_start_ns,
-                        ..ProcessTotals::default()
-                    });
-                    let last = per_process.len() - 1;
-                    &mut per_process[last]
-                }
-            };
+            let i = *index.entry((r.pid, r.process_start_ns)).or_insert_with(|| {
+                per_process.push(ProcessTotals {
+                    pid: r.pid,
+                    start_ns: r.process_start_ns,
+                    ..ProcessTotals::default()
+                });
+                per_process.len() - 1
+            });
+            let p = &mut per_process[i];
             p.allocs += r.allocs;
             p.alloc_bytes = p.alloc_bytes.saturating_add(r.alloc_bytes);
             p.frees += r.frees;
