@@ -14,12 +14,12 @@ use tracer_common::{
     counter::Counter,
     event::EventKind,
     golang::{GoCall, GoKey, result_in_helper, result_offset, result_register},
-    probe::{STACK_CAPTURE, loc},
+    probe::loc,
 };
 
 use crate::{
     emit::{bump, emit, header},
-    maps::{GO_CALLS, THREADS, is_traced},
+    maps::{GO_CALLS, is_traced},
     regs::{full_cookie, read, traced_hit},
     stack::capture_go_stack,
 };
@@ -57,22 +57,7 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
             return 0;
         }
     }
-    let stack = if cfg.stack & STACK_CAPTURE != 0 {
-        // The thread's scratch buffer assembles the stack (the goroutine stays on this thread
-        // while the probe runs).
-        match THREADS.current(true) {
-            // SAFETY: task-storage value of the current thread.
-            Some(state) => capture_go_stack(&ctx, cfg.stack, unsafe { &mut (*state).scratch }),
-            None => {
-                // No task storage, so no scratch buffer to walk the stack into: the row keeps
-                // its allocation but loses its stack, and says so.
-                bump(Counter::StackLost);
-                0
-            }
-        }
-    } else {
-        0
-    };
+    let stack = capture_go_stack(&ctx, cfg.stack);
     let type_ptr = read(&ctx, cfg.type_reg).unwrap_or(0);
     if zero_here {
         emit(AllocEvent {

@@ -30,29 +30,50 @@ type Frames = [u64; MAX_STACK_FRAMES as usize];
 /// for [`capture_go_stack`].
 #[inline(always)]
 pub fn capture_stack(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) -> u64 {
-    capture::<false>(ctx, stack, scratch)
-}
-
-/// [`capture_stack`] for Go's probes: the program may walk the stack itself (`STACK_OWN_WALK`),
-/// and there are no Python frames to walk. Separate entries keep each program to the code it
-/// needs: with both walks in one program the verifier followed the CPython walk's loops once per
-/// way out of the own walk (~335,000 steps to load `go_alloc_enter`, against ~9,000).
-#[inline(always)]
-pub fn capture_go_stack(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) -> u64 {
-    capture::<true>(ctx, stack, scratch)
-}
-
-#[inline(always)]
-fn capture<const GO: bool>(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) -> u64 {
     if stack & STACK_CAPTURE == 0 {
         return 0;
     }
+    capture(ctx, stack, scratch, None)
+}
+
+/// [`capture_stack`] for Go's probes, with the thread's [`GoStack`] as the buffer: the program
+/// may walk the stack itself (`STACK_OWN_WALK`), and there are no Python frames to walk.
+/// Separate entries keep each program to the code it needs: with both walks in one program the
+/// verifier followed the CPython walk's loops once per way out of the own walk (~335,000 steps
+/// to load `go_alloc_enter`, against ~8,000).
+#[inline(always)]
+pub fn capture_go_stack(ctx: &ProbeContext, stack: u8) -> u64 {
+    if stack & STACK_CAPTURE == 0 {
+        return 0;
+    }
+    // The goroutine stays on this thread while the probe runs.
+    let Some(go) = GO_STACKS.current(true) else {
+        // No buffer to walk the stack into: the row keeps its allocation but loses its stack,
+        // and says so.
+        bump(Counter::StackLost);
+        return 0;
+    };
+    // SAFETY: the thread's own value: nothing else uses it while the program runs.
+    let go = unsafe { &mut *go };
+    capture(ctx, stack, &mut go.scratch, Some(&mut go.window))
+}
+
+/// `window`: Go's copy of user stack (Go's probes only), for the own walk.
+#[inline(always)]
+fn capture(
+    ctx: &ProbeContext,
+    stack: u8,
+    scratch: &mut StackValue,
+    window: Option<&mut StackWindow>,
+) -> u64 {
     let wants_caller = stack & STACK_CALLER_FIXUP != 0;
-    let own_walk = GO && stack & STACK_OWN_WALK != 0;
-    let len = if own_walk {
-        walk_frame_pointers(ctx, &mut scratch.frames, &mut scratch.caller)
-    } else {
-        kernel_walk(ctx, &mut scratch.frames)
+    let go = window.is_some();
+    let own_walk = go && stack & STACK_OWN_WALK != 0;
+    let len = match window {
+        Some(window) if own_walk => {
+            walk_frame_pointers(ctx, &mut scratch.frames, &mut scratch.caller, window)
+        }
+        _ => kernel_walk(ctx, &mut scratch.frames),
     };
     if len == 0 {
         bump(Counter::StackLost);
@@ -65,7 +86,7 @@ fn capture<const GO: bool>(ctx: &ProbeContext, stack: u8, scratch: &mut StackVal
         scratch.caller =
             unsafe { bpf_probe_read_user(stack_pointer(ctx) as *const u64) }.unwrap_or(0);
     }
-    scratch.py_len = if !GO && stack & STACK_PYTHON != 0 {
+    scratch.py_len = if !go && stack & STACK_PYTHON != 0 {
         crate::python::walk(scratch)
     } else {
         0
@@ -151,25 +172,24 @@ fn kernel_walk(ctx: &ProbeContext, frames: &mut Frames) -> u32 {
 /// once and follows the chain inside the copy; a record outside it starts a new window there
 /// (goroutine stacks sit far from the threads' system stacks).
 #[inline(always)]
-fn walk_frame_pointers(ctx: &ProbeContext, frames: &mut Frames, caller: &mut u64) -> u32 {
+fn walk_frame_pointers(
+    ctx: &ProbeContext,
+    frames: &mut Frames,
+    caller: &mut u64,
+    window: &mut StackWindow,
+) -> u32 {
     // SAFETY: as in `regs::read`.
     let (ip, fp, sp) = unsafe { ((*ctx.regs).rip, (*ctx.regs).rbp, (*ctx.regs).rsp) };
     frames[0] = ip;
-    let Some(window) = STACK_WINDOWS.current(true) else {
-        return 1;
-    };
-    // SAFETY: the thread's own value: nothing else uses it while the program runs.
-    let copied = unsafe { (*window).copy_from(sp) };
-    *caller = if copied {
-        // SAFETY: as above.
-        unsafe { (*window).words[0] }
+    *caller = if window.copy_from(sp) {
+        window.words[0]
     } else {
         // SAFETY: reads user memory through the helper, which handles faults.
         unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0)
     };
     let mut walk = Walk {
         frames: frames as *mut Frames,
-        window,
+        window: window as *mut StackWindow,
         fp,
         len: 1,
     };
@@ -189,7 +209,7 @@ fn walk_frame_pointers(ctx: &ProbeContext, frames: &mut Frames, caller: &mut u64
 #[repr(C)]
 struct Walk {
     frames: *mut Frames,
-    /// The thread's copy of stack.
+    /// The thread's copy of user stack.
     window: *mut StackWindow,
     /// The next frame record's address (RBP of the frame whose return address is next).
     fp: u64,
@@ -201,7 +221,7 @@ struct Walk {
 /// Returns 1 to stop the loop.
 ///
 /// A `bpf_loop` callback rather than a bounded loop, which the verifier follows once per
-/// iteration: `go_alloc_enter` loads in ~9,400 verifier steps with it, ~69,000 with the loop.
+/// iteration: `go_alloc_enter` loads in ~7,900 verifier steps with it, ~69,000 with the loop.
 extern "C" fn walk_step(index: u64, walk: *mut c_void) -> i64 {
     // SAFETY: `bpf_loop` passes `walk_frame_pointers`'s `Walk`.
     let walk = unsafe { &mut *walk.cast::<Walk>() };
@@ -243,11 +263,19 @@ pub struct StackWindow {
     words: [u64; STACK_WINDOW_WORDS + 2],
 }
 
-/// Per thread rather than per CPU: a program can be preempted (`CONFIG_PREEMPT`), and another
-/// thread's walk on the same CPU would then overwrite the copy being walked.
+/// What Go's probes walk a stack with, per thread: the stack being assembled and the copy of
+/// user stack it is walked over. Per thread rather than per CPU: a program can be preempted
+/// (`CONFIG_PREEMPT`), and another thread's walk on the same CPU would then overwrite them.
+/// Not in `THREADS`, whose values every traced thread gets: only Go's threads carry the copy.
+#[repr(C)]
+pub struct GoStack {
+    scratch: StackValue,
+    window: StackWindow,
+}
+
 #[unsafe(link_section = ".maps")]
-#[unsafe(export_name = "STACK_WINDOWS")]
-static STACK_WINDOWS: TaskStorage<StackWindow> = TaskStorage::new();
+#[unsafe(export_name = "GO_STACKS")]
+static GO_STACKS: TaskStorage<GoStack> = TaskStorage::new();
 
 impl StackWindow {
     #[inline(always)]

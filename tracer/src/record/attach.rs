@@ -492,7 +492,8 @@ impl Attacher {
                 if spec.placement.caller.needs_read(own_walk) {
                     spec.config.stack |= STACK_CALLER_FIXUP;
                 }
-                if self.python_frames.is_some() {
+                // Go code runs no CPython frames (and Go's probes never walk them).
+                if self.python_frames.is_some() && spec.runtime != Runtime::Go {
                     spec.config.stack |= STACK_PYTHON;
                 }
             }
