@@ -167,10 +167,10 @@ fn kernel_walk(ctx: &ProbeContext, frames: &mut Frames) -> u32 {
 /// read (a null RBP ends Go's chains) or `frames` is full. Returns the frames written; sets
 /// `caller` to the return address at `[rsp]`.
 ///
-/// Each read of user memory costs ~130 ns here, nearly whatever its size up to several KiB,
-/// and that is what the kernel's walk pays per frame. So this walk copies a window of stack at
-/// once and follows the chain inside the copy; a record outside it starts a new window there
-/// (goroutine stacks sit far from the threads' system stacks).
+/// Each read of user memory costs ~130 ns here plus its bytes, and that is what the kernel's
+/// walk pays per frame. So this walk copies a stretch of stack at once (from RSP, then wherever
+/// a record lies outside the copy: goroutine stacks sit far from the threads' system stacks, and
+/// a large frame can put the next record beyond the first copy) and follows the chain inside.
 #[inline(always)]
 fn walk_frame_pointers(
     ctx: &ProbeContext,
@@ -181,7 +181,7 @@ fn walk_frame_pointers(
     // SAFETY: as in `regs::read`.
     let (ip, fp, sp) = unsafe { ((*ctx.regs).rip, (*ctx.regs).rbp, (*ctx.regs).rsp) };
     frames[0] = ip;
-    *caller = if window.copy_from(sp) {
+    *caller = if window.copy_from(sp, FIRST_COPY_BYTES) {
         window.words[0]
     } else {
         // SAFETY: reads user memory through the helper, which handles faults.
@@ -228,7 +228,7 @@ extern "C" fn walk_step(index: u64, walk: *mut c_void) -> i64 {
     // SAFETY: the thread's value, alive for the program run and used by nothing else.
     let window = unsafe { &mut *walk.window };
     let fp = walk.fp;
-    if fp == 0 || (!window.holds_record(fp) && !window.copy_from(fp)) {
+    if fp == 0 || (!window.holds_record(fp) && !window.copy_from(fp, COPY_BYTES)) {
         return 1;
     }
     // A frame record: the caller's RBP, then the return address.
@@ -241,10 +241,20 @@ extern "C" fn walk_step(index: u64, walk: *mut c_void) -> i64 {
     0
 }
 
-/// 8-byte words of user stack copied at once by [`walk_frame_pointers`]: one page. Go churn's
-/// frame records lie up to ~9 KiB above RSP, yet an 8 KiB window measured ~120 ns slower per
-/// walk: copying bytes is not free either.
+/// 8-byte words of user stack a [`StackWindow`] holds: one page.
 const STACK_WINDOW_WORDS: usize = 512;
+
+/// Bytes copied from RSP, where a walk starts: enough for the allocator's own frames and its
+/// caller's. Every byte copied costs twice: in the copy, and in the traced program's own data
+/// that the copy evicts from the cache. The second cost shows in the traced program's CPU time,
+/// not in the eBPF program's run time (`bpf_stats`): on Go churn, copying 1 KiB here instead of
+/// a page saved ~40 ns of program time but ~170–230 ns of the process's CPU per allocation
+/// (docs/benchmarks.md, "Go's stacks").
+const FIRST_COPY_BYTES: u32 = 1024;
+
+/// Bytes copied where a frame record lies outside the copy: the rest of the chain, of unknown
+/// depth, so a page (a deep stack copied 1 KiB at a time would pay a read's ~130 ns many times).
+const COPY_BYTES: u32 = (STACK_WINDOW_WORDS * 8) as u32;
 
 /// A thread's copy of a stretch of its user stack.
 ///
@@ -293,22 +303,22 @@ impl StackWindow {
         offset % 8 == 0 && offset < copied && copied - offset >= 16
     }
 
-    /// Copies user memory from `addr`: the whole window, or, where that would cross the end of
-    /// a mapping (a thread's stack near its top), the rest of `addr`'s page, at least a frame
+    /// Copies `bytes` of user memory from `addr` or, where that would cross the end of a
+    /// mapping (a thread's stack near its top), the rest of `addr`'s page, at least a frame
     /// record. Returns whether a frame record at `addr` could be copied.
     #[inline(always)]
-    fn copy_from(&mut self, addr: u64) -> bool {
-        const BYTES: u32 = (STACK_WINDOW_WORDS * 8) as u32;
+    fn copy_from(&mut self, addr: u64, bytes: u32) -> bool {
         const PAGE: u64 = 4096;
-        const _: () = assert!(BYTES as u64 >= PAGE);
+        const _: () = assert!(COPY_BYTES as u64 == PAGE && FIRST_COPY_BYTES <= COPY_BYTES);
+        let bytes = bytes.min(COPY_BYTES);
         let dst = self.words.as_mut_ptr().cast();
-        // SAFETY: the helper writes at most `BYTES` bytes into the window and handles faults.
-        let copied = if unsafe { generated::bpf_probe_read_user(dst, BYTES, addr as *const _) } == 0
+        // SAFETY: the helper writes at most `bytes` bytes into the window and handles faults.
+        let copied = if unsafe { generated::bpf_probe_read_user(dst, bytes, addr as *const _) } == 0
         {
-            u64::from(BYTES)
+            u64::from(bytes)
         } else {
-            let rest = (PAGE - (addr & (PAGE - 1))).max(16);
-            // SAFETY: as above; `rest` is at most a page, within the window.
+            let rest = (PAGE - (addr & (PAGE - 1))).min(u64::from(bytes)).max(16);
+            // SAFETY: as above; `rest` is at most `bytes`, within the window.
             if unsafe { generated::bpf_probe_read_user(dst, rest as u32, addr as *const _) } == 0 {
                 rest
             } else {
