@@ -248,7 +248,7 @@ const STACK_WINDOW_WORDS: usize = 512;
 /// caller's. Every byte copied costs twice: in the copy, and in the traced program's own data
 /// that the copy evicts from the cache. The second cost shows in the traced program's CPU time,
 /// not in the eBPF program's run time (`bpf_stats`): on Go churn, copying 1 KiB here instead of
-/// a page saved ~40 ns of program time but ~170–230 ns of the process's CPU per allocation
+/// a page saved ~40 ns of program time but ~150–230 ns of the process's CPU per allocation
 /// (docs/benchmarks.md, "Go's stacks").
 const FIRST_COPY_BYTES: u32 = 1024;
 
