@@ -26,10 +26,31 @@ pub struct GoCall {
     pub type_ptr: u64,
     /// Key of the call's stack in `STACKS`, 0 for none.
     pub stack: u64,
+    /// The goroutine's stack as last read from its `g`, kept between calls.
+    pub bounds: GoStackBounds,
+}
+
+/// A goroutine's stack, `g.stack` (`lo`, `hi`: the first two words of every Go version's `g`):
+/// its frame records lie below `hi`, so the stack walk copies no further. Read from the `g` at
+/// a goroutine's first allocation with stacks and again whenever RSP is outside them (the stack
+/// grew and was copied elsewhere); all zero when not read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoStackBounds {
+    pub lo: u64,
+    pub hi: u64,
+}
+
+impl GoStackBounds {
+    /// Whether `addr` lies on this stack.
+    #[inline(always)]
+    pub fn holds(&self, addr: u64) -> bool {
+        self.lo <= addr && addr < self.hi
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<GoKey>() == 16);
-const _: () = assert!(core::mem::size_of::<GoCall>() == 32);
+const _: () = assert!(core::mem::size_of::<GoCall>() == 48);
 
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]`, integers only, no padding.

@@ -13,7 +13,7 @@ use tracer_common::{
     alloc::AllocEvent,
     counter::Counter,
     event::EventKind,
-    golang::{GoCall, GoKey, result_in_helper, result_offset, result_register},
+    golang::{GoCall, GoKey, GoStackBounds, result_in_helper, result_offset, result_register},
     probe::loc,
 };
 
@@ -57,7 +57,12 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
             return 0;
         }
     }
-    let stack = capture_go_stack(&ctx, cfg.stack);
+    let mut bounds = match entry {
+        // SAFETY: as above.
+        Some(call) => unsafe { (*call).bounds },
+        None => GoStackBounds::default(),
+    };
+    let stack = capture_go_stack(&ctx, cfg.stack, key.g, &mut bounds);
     let type_ptr = read(&ctx, cfg.type_reg).unwrap_or(0);
     if zero_here {
         emit(AllocEvent {
@@ -75,6 +80,7 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
         size,
         type_ptr,
         stack,
+        bounds,
     };
     match entry {
         // SAFETY: as above; the goroutine runs on one CPU at a time, so nothing else writes it.

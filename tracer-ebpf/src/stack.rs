@@ -10,6 +10,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter::Counter,
+    golang::GoStackBounds,
     maps::MAX_STACK_FRAMES,
     probe::{STACK_CALLER_FIXUP, STACK_CAPTURE, STACK_OWN_WALK, STACK_PYTHON},
     python::MAX_PY_FRAMES,
@@ -38,11 +39,13 @@ pub fn capture_stack(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) ->
 
 /// [`capture_stack`] for Go's probes, with the thread's [`GoStack`] as the buffer: the program
 /// may walk the stack itself (`STACK_OWN_WALK`), and there are no Python frames to walk.
+/// `bounds` are the stack of goroutine `g` as the caller last knew them; the own walk reads
+/// them again from `g` when RSP is not inside them.
 /// Separate entries keep each program to the code it needs: with both walks in one program the
 /// verifier followed the CPython walk's loops once per way out of the own walk (~335,000 steps
-/// to load `go_alloc_enter`, against ~8,000).
+/// to load `go_alloc_enter`, against ~8,000 then and ~24,000 now).
 #[inline(always)]
-pub fn capture_go_stack(ctx: &ProbeContext, stack: u8) -> u64 {
+pub fn capture_go_stack(ctx: &ProbeContext, stack: u8, g: u64, bounds: &mut GoStackBounds) -> u64 {
     if stack & STACK_CAPTURE == 0 {
         return 0;
     }
@@ -55,7 +58,27 @@ pub fn capture_go_stack(ctx: &ProbeContext, stack: u8) -> u64 {
     };
     // SAFETY: the thread's own value: nothing else uses it while the program runs.
     let go = unsafe { &mut *go };
+    if stack & STACK_OWN_WALK != 0 {
+        let sp = stack_pointer(ctx);
+        if !bounds.holds(sp) {
+            *bounds = read_stack_bounds(g);
+        }
+        go.window.set_bounds(*bounds);
+    }
     capture(ctx, stack, &mut go.scratch, Some(&mut go.window))
+}
+
+/// `g.stack` of goroutine `g` (zero if it cannot be read: the walk then copies without a
+/// bound). One read of user memory, made once per goroutine and stack move.
+#[inline(always)]
+fn read_stack_bounds(g: u64) -> GoStackBounds {
+    // SAFETY: reads user memory through the helper, which handles faults.
+    let bounds = unsafe { bpf_probe_read_user(g as *const GoStackBounds) }.unwrap_or_default();
+    if bounds.lo < bounds.hi {
+        bounds
+    } else {
+        GoStackBounds::default()
+    }
 }
 
 /// `window`: Go's copy of user stack (Go's probes only), for the own walk.
@@ -181,7 +204,7 @@ fn walk_frame_pointers(
     // SAFETY: as in `regs::read`.
     let (ip, fp, sp) = unsafe { ((*ctx.regs).rip, (*ctx.regs).rbp, (*ctx.regs).rsp) };
     frames[0] = ip;
-    *caller = if window.copy_from(sp, FIRST_COPY_BYTES) {
+    *caller = if window.copy_from(sp, first_copy_bytes(sp, fp)) {
         window.words[0]
     } else {
         // SAFETY: reads user memory through the helper, which handles faults.
@@ -221,7 +244,8 @@ struct Walk {
 /// Returns 1 to stop the loop.
 ///
 /// A `bpf_loop` callback rather than a bounded loop, which the verifier follows once per
-/// iteration: `go_alloc_enter` loads in ~7,900 verifier steps with it, ~69,000 with the loop.
+/// iteration: `go_alloc_enter` loaded in ~7,900 verifier steps with it, ~69,000 with the loop
+/// (before the copy sizes depended on the stack's bounds, which made it ~24,000).
 extern "C" fn walk_step(index: u64, walk: *mut c_void) -> i64 {
     // SAFETY: `bpf_loop` passes `walk_frame_pointers`'s `Walk`.
     let walk = unsafe { &mut *walk.cast::<Walk>() };
@@ -244,16 +268,28 @@ extern "C" fn walk_step(index: u64, walk: *mut c_void) -> i64 {
 /// 8-byte words of user stack a [`StackWindow`] holds: one page.
 const STACK_WINDOW_WORDS: usize = 512;
 
-/// Bytes copied from RSP, where a walk starts: enough for the allocator's own frames and its
-/// caller's. Every byte copied costs twice: in the copy, and in the traced program's own data
-/// that the copy evicts from the cache. The second cost shows in the traced program's CPU time,
-/// not in the eBPF program's run time (`bpf_stats`): on Go churn, copying 1 KiB here instead of
-/// a page saved ~40 ns of program time but ~150–230 ns of the process's CPU per allocation
-/// (docs/benchmarks.md, "Go's stacks").
-const FIRST_COPY_BYTES: u32 = 1024;
+/// Bytes copied from RSP, where a walk starts: through the first frame record (at RBP, which
+/// the registers give without a read), and at least [`MIN_FIRST_COPY_BYTES`] for the few
+/// small frames above it. Every byte copied costs twice: in the copy, and in the traced
+/// program's own data that the copy evicts from the cache. The second cost shows in the traced
+/// program's CPU time, not in the eBPF program's run time (`bpf_stats`): on Go churn, copying
+/// 1 KiB here instead of a page saved ~40 ns of program time but 154–233 ns of the process's
+/// CPU per allocation (docs/benchmarks.md, "Go's stacks").
+#[inline(always)]
+fn first_copy_bytes(sp: u64, fp: u64) -> u32 {
+    if fp <= sp {
+        return MIN_FIRST_COPY_BYTES;
+    }
+    (fp - sp + 16).clamp(u64::from(MIN_FIRST_COPY_BYTES), u64::from(COPY_BYTES)) as u32
+}
+
+/// See [`first_copy_bytes`].
+const MIN_FIRST_COPY_BYTES: u32 = 512;
 
 /// Bytes copied where a frame record lies outside the copy: the rest of the chain, of unknown
-/// depth, so a page (a deep stack copied 1 KiB at a time would pay a read's ~130 ns many times).
+/// depth, so a page (a deep stack copied 1 KiB at a time would pay a read's ~130 ns many times),
+/// but never past the top of the goroutine's stack (`StackWindow::bounds`), where the chain
+/// ends.
 const COPY_BYTES: u32 = (STACK_WINDOW_WORDS * 8) as u32;
 
 /// A thread's copy of a stretch of its user stack.
@@ -263,6 +299,8 @@ const COPY_BYTES: u32 = (STACK_WINDOW_WORDS * 8) as u32;
 /// of the walk starts from the same state as far as it can see, and it stops checking soon.
 #[repr(C)]
 pub struct StackWindow {
+    /// The stack the walk started on: no copy from inside it goes past its top.
+    bounds: GoStackBounds,
     /// The user address `words` were copied from.
     base: u64,
     /// Bytes of `words` copied; 0 for none.
@@ -294,6 +332,33 @@ impl StackWindow {
         unsafe { core::ptr::read_volatile(&self.base) }
     }
 
+    #[inline(always)]
+    fn set_bounds(&mut self, bounds: GoStackBounds) {
+        // SAFETY: fields of the map value.
+        unsafe {
+            core::ptr::write_volatile(&mut self.bounds.lo, bounds.lo);
+            core::ptr::write_volatile(&mut self.bounds.hi, bounds.hi);
+        }
+    }
+
+    /// `bytes`, or fewer where the copy from `addr` would pass the top of the stack it is on
+    /// (but at least a frame record).
+    #[inline(always)]
+    fn bounded(&self, addr: u64, bytes: u32) -> u32 {
+        // SAFETY: fields of the map value.
+        let bounds = unsafe {
+            GoStackBounds {
+                lo: core::ptr::read_volatile(&self.bounds.lo),
+                hi: core::ptr::read_volatile(&self.bounds.hi),
+            }
+        };
+        if bounds.holds(addr) {
+            (bounds.hi - addr).min(u64::from(bytes)).max(16) as u32
+        } else {
+            bytes
+        }
+    }
+
     /// Whether the copy holds the 16-byte record at `fp`, at a word boundary.
     #[inline(always)]
     fn holds_record(&self, fp: u64) -> bool {
@@ -303,14 +368,15 @@ impl StackWindow {
         offset % 8 == 0 && offset < copied && copied - offset >= 16
     }
 
-    /// Copies `bytes` of user memory from `addr` or, where that would cross the end of a
-    /// mapping (a thread's stack near its top), the rest of `addr`'s page, at least a frame
-    /// record. Returns whether a frame record at `addr` could be copied.
+    /// Copies `bytes` of user memory from `addr` (fewer at the top of the walk's stack) or,
+    /// where that would cross the end of a mapping (a thread's stack near its top), the rest of
+    /// `addr`'s page, at least a frame record. Returns whether a frame record at `addr` could be
+    /// copied.
     #[inline(always)]
     fn copy_from(&mut self, addr: u64, bytes: u32) -> bool {
         const PAGE: u64 = 4096;
-        const _: () = assert!(COPY_BYTES as u64 == PAGE && FIRST_COPY_BYTES <= COPY_BYTES);
-        let bytes = bytes.min(COPY_BYTES);
+        const _: () = assert!(COPY_BYTES as u64 == PAGE && MIN_FIRST_COPY_BYTES <= COPY_BYTES);
+        let bytes = self.bounded(addr, bytes).min(COPY_BYTES);
         let dst = self.words.as_mut_ptr().cast();
         // SAFETY: the helper writes at most `bytes` bytes into the window and handles faults.
         let copied = if unsafe { generated::bpf_probe_read_user(dst, bytes, addr as *const _) } == 0
