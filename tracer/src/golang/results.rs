@@ -22,7 +22,12 @@
 //!   ABI does; a register live across a call is lost). When the paths take it from different
 //!   places, those places must be proven equal at the site by the moves before it.
 //!
-//! The nearest site on the dominator chain of `r` is chosen. Other RETs are classified as
+//! The nearest site on the dominator chain of `r` is chosen, reading the result from a register
+//! proven to hold it rather than its frame slot where there is one. If it is only in a frame
+//! slot there, a site further up the chain is taken instead where a register still holds it
+//! (before the calls that clobber it): a slot costs the probe a read of user memory, ~75 ns a
+//! hit. Calls are passed over as such sites: their emulation writes the return address to the
+//! user stack. Other RETs are classified as
 //!
 //! * a *tail call* into a helper whose own RETs are probed (`call mallocgcTinySlowPath` right
 //!   before the epilogue: the helper's sites see the result),
@@ -671,24 +676,35 @@ fn check_site(flow: &Flow, site: usize, ret: usize) -> SiteCheck {
     };
     let rsp = flow.rsp[site];
     let locs: Vec<Loc> = sources.into_iter().collect();
+    let equal = equal_at(flow, site);
+    let same = |a: Loc, b: Loc| equal.contains(&if a < b { (a, b) } else { (b, a) });
     let read = match locs.as_slice() {
         [] => return SiteCheck::Computed,
         [only] => *only,
         several => {
-            let equal = equal_at(flow, site);
             let first = several[0];
-            if !several[1..]
-                .iter()
-                .all(|&x| equal.contains(&if first < x { (first, x) } else { (x, first) }))
-            {
+            if !several[1..].iter().all(|&x| same(first, x)) {
                 return SiteCheck::Unproven;
             }
-            // Prefer a register (no memory read in the probe).
             *several
                 .iter()
                 .find(|l| matches!(l, Loc::Reg(_)))
                 .unwrap_or(&first)
         }
+    };
+    // Prefer a register proven to hold the same value: a frame slot costs the probe a read of
+    // user memory (~75 ns a hit, docs/benchmarks.md).
+    let read = match read {
+        Loc::Slot(_) => equal
+            .iter()
+            .find_map(|&(a, b)| match (a, b) {
+                (Loc::Reg(_), other) | (other, Loc::Reg(_)) if other == read => {
+                    Some(if matches!(a, Loc::Reg(_)) { a } else { b })
+                }
+                _ => None,
+            })
+            .unwrap_or(read),
+        _ => read,
     };
     match to_result_loc(read, rsp) {
         Some(loc) => SiteCheck::Read(loc),
@@ -696,8 +712,56 @@ fn check_site(flow: &Flow, site: usize, ret: usize) -> SiteCheck {
     }
 }
 
-/// The nearest site for `ret`, walking up its dominators but not above `entry_probe`.
+/// The site for `ret`, walking up its dominators but not above `entry_probe`: the nearest one,
+/// unless it reads a frame slot and a site further up (not a call, whose emulation writes the
+/// return address to the user stack) has the result in a register.
 fn find_site(flow: &Flow, ret: usize, entry_probe: usize, entry: u64) -> Result<RetClass, String> {
+    let nearest = nearest_site(flow, ret, entry_probe, entry)?;
+    let RetClass::Site {
+        offset,
+        loc: ResultLoc::Stack(_),
+        ..
+    } = nearest
+    else {
+        return Ok(nearest);
+    };
+    let Some(mut at) = index_of(&flow.instrs, entry + offset) else {
+        return Ok(nearest);
+    };
+    while let Some(up) = flow.idom[at] {
+        at = up;
+        if at == entry_probe || !flow.dominates(entry_probe, at) {
+            break;
+        }
+        let instr = &flow.instrs[at];
+        if !is_emulated(instr) || flow.in_loop(at) || instr.flow_control() == FlowControl::Call {
+            continue;
+        }
+        if flow.rets_from(at) != [ret] {
+            break;
+        }
+        match check_site(flow, at, ret) {
+            SiteCheck::Read(loc @ ResultLoc::Register(_)) => {
+                return Ok(RetClass::Site {
+                    offset: instr.ip() - entry,
+                    instruction: format_instr(instr),
+                    loc,
+                });
+            }
+            SiteCheck::Read(ResultLoc::Stack(_)) | SiteCheck::Unproven => {}
+            SiteCheck::Computed => break,
+        }
+    }
+    Ok(nearest)
+}
+
+/// The nearest site for `ret`, walking up its dominators but not above `entry_probe`.
+fn nearest_site(
+    flow: &Flow,
+    ret: usize,
+    entry_probe: usize,
+    entry: u64,
+) -> Result<RetClass, String> {
     let mut at = ret;
     let mut unproven = None;
     while let Some(up) = flow.idom[at] {
@@ -991,14 +1055,15 @@ mod tests {
     }
 
     /// Check the main-path shape: the result is in a frame slot, reloaded after calls and
-    /// across `sub`/`add rsp`; the probe reads `[rsp+K]` relative to the site's stack pointer.
+    /// across `sub`/`add rsp`; the probe reads `[rsp+K]` relative to the site's stack pointer
+    /// (RAX, stored there, is overwritten before the site).
     #[test]
     fn site_reads_frame_slot() {
         let code = [
             0x90, // +0 nop (entry probe)
             0x48, 0x83, 0xec, 0x20, // +1 sub rsp,0x20
             0x48, 0x89, 0x44, 0x24, 0x10, // +5 mov [rsp+0x10],rax
-            0x85, 0xdb, // +a test ebx,ebx
+            0x48, 0x98, // +a cdqe (writes RAX)
             0x74, 0x05, // +c je +0x13
             0xe8, 0x00, 0x00, 0x00, 0x00, // +e call +0x13 (clobbers registers)
             0x48, 0x8b, 0x44, 0x24, 0x10, // +13 mov rax,[rsp+0x10]
@@ -1013,6 +1078,59 @@ mod tests {
                     0x1c,
                     RetClass::Site {
                         offset: 0xc,
+                        loc: ResultLoc::Stack(0x10),
+                        ..
+                    }
+                )]
+            ),
+            "{got:?}"
+        );
+    }
+
+    /// Check the preference for a register: the nearest site (+0x15) has the result only in its
+    /// frame slot (a call on one way to it clobbers RAX), the `je` above it (+0xc) also in RAX,
+    /// which was stored there; the probe goes on the `je` and reads RAX.
+    #[test]
+    fn site_prefers_a_register_further_up() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x83, 0xec, 0x20, // +1 sub rsp,0x20
+            0x48, 0x89, 0x44, 0x24, 0x10, // +5 mov [rsp+0x10],rax
+            0x85, 0xdb, // +a test ebx,ebx
+            0x74, 0x05, // +c je +0x13
+            0xe8, 0x00, 0x00, 0x00, 0x00, // +e call +0x13 (clobbers registers)
+            0x85, 0xc9, // +13 test ecx,ecx
+            0x75, 0x00, // +15 jne +0x17
+            0x48, 0x8b, 0x44, 0x24, 0x10, // +17 mov rax,[rsp+0x10]
+            0x48, 0x83, 0xc4, 0x20, // +1c add rsp,0x20
+            0xc3, // +20 ret
+        ];
+        let got = classes(&code, 0);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [(
+                    0x20,
+                    RetClass::Site {
+                        offset: 0xc,
+                        loc: ResultLoc::Register(Register::RAX),
+                        ..
+                    }
+                )]
+            ),
+            "{got:?}"
+        );
+        // With RAX overwritten before the `je`, the nearest site and the slot stay.
+        let mut overwritten = code;
+        overwritten[0xa..0xc].copy_from_slice(&[0x48, 0x98]); // cdqe
+        let got = classes(&overwritten, 0);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [(
+                    0x20,
+                    RetClass::Site {
+                        offset: 0x15,
                         loc: ResultLoc::Stack(0x10),
                         ..
                     }
