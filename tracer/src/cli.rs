@@ -197,6 +197,13 @@ pub struct RecordArgs {
     /// (processes.parquet lists them).
     #[arg(long)]
     pub no_follow: bool,
+    /// Exit only once every probe is detached. By default alloctrace exits as soon as the trace
+    /// is on disk and a background process releases the probes, which takes the kernel
+    /// ~0.1 s a probe (seconds for a Go or libc trace): until then, a program started from the
+    /// traced files still hits them and runs slower. Use this before timing such a program, or
+    /// tracing it again, right after.
+    #[arg(long)]
+    pub wait_detach: bool,
     /// Do not record mmap/munmap/mremap/brk/mprotect/madvise (same as leaving `syscalls` out
     /// of --events).
     #[arg(long)]

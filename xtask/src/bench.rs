@@ -30,8 +30,8 @@ pub struct Args {
     #[arg(long, default_value_t = 50_000_000)]
     pub analysis_events: u64,
     /// Another `alloctrace` binary (e.g. a release build of an older commit) that the native
-    /// benchmark also runs without stacks, and the Go benchmark with stacks, in the same
-    /// interleaved rounds: its cost per event beside this build's.
+    /// benchmark also runs without stacks, and the Go benchmark with and without stacks, in the
+    /// same interleaved rounds: its cost per event beside this build's.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
 }
@@ -132,6 +132,7 @@ fn record_traced(
         .args(command)
         .envs(env.iter().copied())
         .output()?;
+    wait_for_release(alloctrace)?;
     if !out.status.success() {
         bail!(
             "alloctrace failed: {}",
@@ -368,6 +369,32 @@ fn untraced_target(command: &[PathBuf], env: &[(&str, &str)]) -> anyhow::Result<
     target_line(&out.stdout)
 }
 
+/// Waits until no process runs `alloctrace` any more: `record` exits before its probes are
+/// released (a background copy of it releases them, ~0.1 s a probe), and a run started
+/// meanwhile from the same files would hit them. Works for baseline builds that predate
+/// `record --wait-detach` too.
+fn wait_for_release(alloctrace: &Path) -> anyhow::Result<()> {
+    let exe = fs::canonicalize(alloctrace)?;
+    let started = std::time::Instant::now();
+    let running = || {
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| fs::read_link(entry.path().join("exe")).is_ok_and(|target| target == exe))
+    };
+    while running() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            bail!(
+                "{} still runs 2 minutes after its recording ended",
+                exe.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// CPU seconds (user + system) of every child process waited for so far, their own waited-for
 /// children included.
 fn children_cpu_s() -> f64 {
@@ -416,13 +443,15 @@ fn range(values: &[f64]) -> (f64, f64) {
 fn go(args: &Args) -> anyhow::Result<()> {
     let alloctrace = util::alloctrace_bin();
     // (label, tracer binary, flags); no flags: untraced. `--baseline` adds an older build's
-    // stacks run to the same interleaved rounds, for a side-by-side comparison.
+    // runs, with and without stacks, to the same interleaved rounds, for a side-by-side
+    // comparison.
     let mut modes: Vec<(&str, &Path, &[&str])> = vec![
         ("untraced", &alloctrace, &[]),
         ("no stacks", &alloctrace, &["--no-stacks"]),
         ("stacks", &alloctrace, &["--stacks"]),
     ];
     if let Some(baseline) = &args.baseline {
+        modes.push(("baseline no stacks", baseline, &["--no-stacks"]));
         modes.push(("baseline stacks", baseline, &["--stacks"]));
     }
     let versions = ["alloc-go1.27", "alloc-go1.19"];
@@ -439,7 +468,13 @@ fn go(args: &Args) -> anyhow::Result<()> {
                 "--size".into(),
                 "300000".into(),
             ];
-            for (m, (_, tracer, flags)) in modes.iter().enumerate() {
+            // Each round starts at the next mode, so that every mode runs in every position and
+            // no drift within a round favours one. (Before `wait_for_release`, a run started
+            // while the previous recording's probes were still attached paid for them: with
+            // this build as its own baseline, "baseline no stacks", run right after "stacks",
+            // measured 844 (Go 1.27) and 351 (Go 1.19) ns per allocation more than "no stacks".)
+            for m in (0..modes.len()).map(|i| (i + round) % modes.len()) {
+                let (_, tracer, flags) = modes[m];
                 let before = children_cpu_s();
                 let r = &mut runs[v][m];
                 if flags.is_empty() {
@@ -487,10 +522,26 @@ fn go(args: &Args) -> anyhow::Result<()> {
             json["cpu_ns_added_per_allocation"] = cpu_added.into();
             entry[mode.replace(' ', "_")] = json;
             println!(
-                "    {mode:15}: {wall:7.1} ms wall [{wlo:.1}–{whi:.1}] → {wall_added:5.0} ns added per allocation; \
+                "    {mode:18}: {wall:7.1} ms wall [{wlo:.1}–{whi:.1}] → {wall_added:5.0} ns added per allocation; \
                  {cpu:7.1} ms CPU [{clo:.1}–{chi:.1}] → {cpu_added:5.0} ns; {} events, {} lost",
                 r.events, r.lost
             );
+        }
+        for (ours, theirs) in [(1, 3), (2, 4)]
+            .into_iter()
+            .filter(|&(_, b)| b < modes.len())
+        {
+            let paired = Paired::of(&runs[v][ours], &runs[v][theirs]);
+            println!(
+                "    {} against the baseline, round by round: {:.0} ns less per allocation \
+                 (CPU, median), fewer in {} of {} rounds",
+                modes[ours].0, paired.median_ns_less, paired.rounds_less, paired.rounds
+            );
+            entry[format!("{}_against_baseline", modes[ours].0.replace(' ', "_"))] = serde_json::json!({
+                "median_cpu_ns_less_per_allocation": paired.median_ns_less,
+                "rounds_less": paired.rounds_less,
+                "rounds": paired.rounds,
+            });
         }
         results.insert((*bin).to_owned(), entry);
     }
@@ -499,6 +550,31 @@ fn go(args: &Args) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&serde_json::Value::Object(results))? + "\n",
     )?;
     Ok(())
+}
+
+/// One build's runs against another's in the same rounds: each round's difference, so that the
+/// host's drift between rounds (it moves by half within a day) cancels out.
+struct Paired {
+    median_ns_less: f64,
+    rounds_less: usize,
+    rounds: usize,
+}
+
+impl Paired {
+    fn of(ours: &GoRuns, theirs: &GoRuns) -> Paired {
+        let n = ours.events.max(1) as f64;
+        let mut less: Vec<f64> = ours
+            .cpu_ms
+            .iter()
+            .zip(&theirs.cpu_ms)
+            .map(|(o, t)| (t - o) * 1e6 / n)
+            .collect();
+        Paired {
+            rounds_less: less.iter().filter(|&&d| d > 0.0).count(),
+            rounds: less.len(),
+            median_ns_less: median(&mut less),
+        }
+    }
 }
 
 /// Python churn: untraced, alloctrace, and memray with --trace-python-allocators.

@@ -320,7 +320,9 @@ pub fn check_resident_footprint(out_dir: &Path) -> anyhow::Result<()> {
 /// pauses and resident memory at near-untraced speed). A failed cheap recording leaves the full
 /// trace standing (its figures are then marked traced) and is returned as the second result.
 fn record_twice(alloctrace: &Path, run: &Run, dir: &Path) -> anyhow::Result<Option<anyhow::Error>> {
-    record(alloctrace, run, dir, &[])?;
+    // The full trace's probes must be gone before the cheap recording starts the same program:
+    // left to be released in the background, they would slow it down for seconds.
+    record(alloctrace, run, dir, &["--wait-detach"])?;
     alloctrace_cmd(alloctrace, &["report", "-q"], &[dir.to_owned()])?;
     // A cheap recording left by an earlier suite run must not pass for this one's.
     let light_dir = dir.join(figures::LIGHT_DIR);

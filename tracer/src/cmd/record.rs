@@ -69,9 +69,10 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
         ..RecordOptions::new(output.clone(), target)
     };
     let mut outcome = record(&options)?;
-    // Everything is on disk; do not make the user wait for the kernel to release the probes.
+    // Everything is on disk; unless asked to, do not make the user wait for the kernel to
+    // release the probes.
     if let Some(programs) = outcome.programs.take() {
-        if alloctrace::sys::release_descriptors_in_background().is_err() {
+        if args.wait_detach || alloctrace::sys::release_descriptors_in_background().is_err() {
             programs.detach_all();
         } else {
             std::mem::forget(programs);
