@@ -156,3 +156,39 @@ fn writer_panic_keeps_the_closed_segments() {
     // The analysis reads it like any other trace.
     assert!(analysis::report::build(dir.path(), &Default::default()).is_ok());
 }
+
+/// Check what `record` leaves behind when it returns. By default, a background copy of it that
+/// still holds the probes (the kernel takes ~0.1 s to release each, and a program started from
+/// the traced files meanwhile hits them); with `--wait-detach`, nothing: every probe is gone.
+/// The recording runs in a process group of its own, so the copy is found by its group.
+#[test]
+fn wait_detach_leaves_no_probe_holder() {
+    use std::os::unix::process::CommandExt as _;
+    let bin = build("churn.c", "gcc", &[]);
+    let members_left = |extra: &[&str]| {
+        let dir = tempdir();
+        let child = alloctrace()
+            .args(["record", "-q", "--no-stacks", "-o"])
+            .arg(dir.path())
+            .args(extra)
+            .arg("--")
+            .arg(&bin)
+            .arg("1000")
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        // Signal 0 to the group: Ok while any process is left in it.
+        nix::sys::signal::killpg(group, None).is_ok()
+    };
+    assert!(
+        !members_left(&["--wait-detach"]),
+        "a process still holds the probes after `record --wait-detach` returned"
+    );
+    // The default returns while the probes are still being released (seconds for glibc's:
+    // far longer than this check takes).
+    assert!(members_left(&[]), "no background release after `record`");
+}
