@@ -698,9 +698,8 @@ fn check_site(flow: &Flow, site: usize, ret: usize) -> SiteCheck {
         Loc::Slot(_) => equal
             .iter()
             .find_map(|&(a, b)| match (a, b) {
-                (Loc::Reg(_), other) | (other, Loc::Reg(_)) if other == read => {
-                    Some(if matches!(a, Loc::Reg(_)) { a } else { b })
-                }
+                (Loc::Reg(_), slot) if slot == read => Some(a),
+                (slot, Loc::Reg(_)) if slot == read => Some(b),
                 _ => None,
             })
             .unwrap_or(read),
@@ -716,31 +715,25 @@ fn check_site(flow: &Flow, site: usize, ret: usize) -> SiteCheck {
 /// unless it reads a frame slot and a site further up (not a call, whose emulation writes the
 /// return address to the user stack) has the result in a register.
 fn find_site(flow: &Flow, ret: usize, entry_probe: usize, entry: u64) -> Result<RetClass, String> {
-    let nearest = nearest_site(flow, ret, entry_probe, entry)?;
-    let RetClass::Site {
-        offset,
-        loc: ResultLoc::Stack(_),
-        ..
-    } = nearest
-    else {
-        return Ok(nearest);
-    };
-    let Some(mut at) = index_of(&flow.instrs, entry + offset) else {
-        return Ok(nearest);
-    };
-    while let Some(up) = flow.idom[at] {
-        at = up;
-        if at == entry_probe || !flow.dominates(entry_probe, at) {
-            break;
+    let (at, nearest) = nearest_site(flow, ret, entry_probe, entry)?;
+    if !matches!(
+        nearest,
+        RetClass::Site {
+            loc: ResultLoc::Stack(_),
+            ..
         }
-        let instr = &flow.instrs[at];
-        if !is_emulated(instr) || flow.in_loop(at) || instr.flow_control() == FlowControl::Call {
+    ) {
+        return Ok(nearest);
+    }
+    for up in candidate_sites(flow, at, entry_probe) {
+        let instr = &flow.instrs[up];
+        if instr.flow_control() == FlowControl::Call {
             continue;
         }
-        if flow.rets_from(at) != [ret] {
+        if flow.rets_from(up) != [ret] {
             break;
         }
-        match check_site(flow, at, ret) {
+        match check_site(flow, up, ret) {
             SiteCheck::Read(loc @ ResultLoc::Register(_)) => {
                 return Ok(RetClass::Site {
                     offset: instr.ip() - entry,
@@ -755,24 +748,25 @@ fn find_site(flow: &Flow, ret: usize, entry_probe: usize, entry: u64) -> Result<
     Ok(nearest)
 }
 
-/// The nearest site for `ret`, walking up its dominators but not above `entry_probe`.
+/// The emulated instructions in no loop that strictly dominate `from` and are strictly dominated
+/// by `entry_probe`, nearest first: where a site for a RET dominated by `from` may go.
+fn candidate_sites(flow: &Flow, from: usize, entry_probe: usize) -> impl Iterator<Item = usize> {
+    std::iter::successors(flow.idom[from], |&at| flow.idom[at])
+        .take_while(move |&at| at != entry_probe && flow.dominates(entry_probe, at))
+        .filter(|&at| is_emulated(&flow.instrs[at]) && !flow.in_loop(at))
+}
+
+/// The nearest site for `ret` (its instruction index and class), walking up its dominators but
+/// not above `entry_probe`.
 fn nearest_site(
     flow: &Flow,
     ret: usize,
     entry_probe: usize,
     entry: u64,
-) -> Result<RetClass, String> {
-    let mut at = ret;
+) -> Result<(usize, RetClass), String> {
     let mut unproven = None;
-    while let Some(up) = flow.idom[at] {
-        at = up;
-        if at == entry_probe || !flow.dominates(entry_probe, at) {
-            break;
-        }
+    for at in candidate_sites(flow, ret, entry_probe) {
         let instr = &flow.instrs[at];
-        if !is_emulated(instr) || flow.in_loop(at) {
-            continue;
-        }
         let rets = flow.rets_from(at);
         if rets != [ret] {
             return Err(match unproven {
@@ -788,11 +782,12 @@ fn nearest_site(
         }
         match check_site(flow, at, ret) {
             SiteCheck::Read(loc) => {
-                return Ok(RetClass::Site {
+                let site = RetClass::Site {
                     offset: instr.ip() - entry,
                     instruction: format_instr(instr),
                     loc,
-                });
+                };
+                return Ok((at, site));
             }
             SiteCheck::Computed => {
                 return Err(format!(
