@@ -244,10 +244,11 @@ fn kernel_walk(ctx: &ProbeContext, frames: &mut Frames) -> u32 {
 /// read (a null RBP ends Go's chains) or `frames` is full. Returns the frames written; sets
 /// `caller` to the return address at `[rsp]`.
 ///
-/// Each read of user memory costs ~130 ns here plus its bytes, and that is what the kernel's
-/// walk pays per frame. So this walk copies a stretch of stack at once (from RSP, then wherever
-/// a record lies outside the copy: goroutine stacks sit far from the threads' system stacks, and
-/// a large frame can put the next record beyond the first copy) and follows the chain inside.
+/// Each read of user memory costs ~130–180 ns here plus a little per byte, and that is what the
+/// kernel's walk pays per frame. So this walk copies a stretch of stack at once (from RSP, then
+/// wherever a record lies outside the copy: goroutine stacks sit far from the threads' system
+/// stacks, and a large frame can put the next record beyond the first copy) and follows the
+/// chain inside.
 #[inline(always)]
 fn walk_frame_pointers(
     ctx: &ProbeContext,
@@ -341,9 +342,9 @@ fn first_copy_bytes(sp: u64, fp: u64) -> u32 {
 const MIN_FIRST_COPY_BYTES: u32 = 512;
 
 /// Bytes copied where a frame record lies outside the copy: the rest of the chain, of unknown
-/// depth, so a page (a deep stack copied 1 KiB at a time would pay a read's ~130 ns many times),
-/// but never past the top of the goroutine's stack (`StackWindow::bounds`), where the chain
-/// ends.
+/// depth, so a page (a deep stack copied 1 KiB at a time would pay a read's ~130–180 ns many
+/// times), but never past the top of the goroutine's stack (`StackWindow::bounds`), where the
+/// chain ends.
 const COPY_BYTES: u32 = (STACK_WINDOW_WORDS * 8) as u32;
 
 /// A thread's copy of a stretch of its user stack.
