@@ -385,7 +385,8 @@ pub struct CpuGoStack {
 static GO_STACK_CPU: PerCpuArray<CpuGoStack> = PerCpuArray::with_max_entries(1, 0);
 
 /// The thread's [`GoStack`], for a walk that finds its CPU's taken. Not in `THREADS`, whose
-/// values every traced thread gets: only Go's threads that were preempted mid-walk carry one.
+/// values every traced thread gets: only a Go thread whose walk once found its CPU's buffer
+/// taken (it preempted another walk) carries one.
 #[unsafe(link_section = ".maps")]
 #[unsafe(export_name = "GO_STACKS")]
 static GO_STACKS: TaskStorage<GoStack> = TaskStorage::new();
