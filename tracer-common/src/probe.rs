@@ -123,7 +123,15 @@ pub struct ProbeConfig {
     /// Go allocator entry: the address it returns for size 0 (`&runtime.zerobase`), when
     /// that return is recorded at the entry instead of by a probe on its RET; 0 otherwise.
     pub go_zero_result: u64,
+    /// Go result probes that also read the call's arguments (`go_alloc_site`): the size is
+    /// register `size` itself when this is [`NO_SLOT`], else the 8 bytes at `size` + this.
+    pub go_size_slot: i32,
+    /// The same for the type pointer and register `type_reg`.
+    pub go_type_slot: i32,
 }
+
+/// `ProbeConfig::go_size_slot`, `go_type_slot`: the value is the register's.
+pub const NO_SLOT: i32 = -1;
 
 impl ProbeConfig {
     pub const EMPTY: ProbeConfig = ProbeConfig {
@@ -146,10 +154,12 @@ impl ProbeConfig {
         stash_base: 0,
         _pad2: [0; 4],
         go_zero_result: 0,
+        go_size_slot: NO_SLOT,
+        go_type_slot: NO_SLOT,
     };
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 64);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 72);
 
 #[cfg(feature = "user")]
 // SAFETY: `ProbeConfig` is `#[repr(C)]`, integers only, padding explicit.

@@ -1,8 +1,10 @@
 //! Go's allocator: entry probes after the stack check (so a morestack restart does not fire
 //! twice) and result probes, each on an instruction the kernel emulates where the result is
 //! already decided (a register or a frame slot, named by the probe's cookie), or on a RET
-//! (RAX). No uretprobe is ever placed on Go code: Go copies goroutine stacks, and a hijacked
-//! return address on one would crash the program.
+//! (RAX). An allocator whose every way out allows it has no entry probe: its result probes
+//! also read the size and type (`go_alloc_site`), or an earlier probe on the same way out
+//! does (`go_alloc_enter` placed there). No uretprobe is ever placed on Go code: Go copies
+//! goroutine stacks, and a hijacked return address on one would crash the program.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
@@ -14,7 +16,7 @@ use tracer_common::{
     counter::Counter,
     event::EventKind,
     golang::{GoCall, GoKey, GoStackBounds, result_in_helper, result_offset, result_register},
-    probe::loc,
+    probe::{NO_SLOT, ProbeConfig, STACK_CAPTURE, loc},
 };
 
 use crate::{
@@ -121,15 +123,7 @@ pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
     // Idle until the goroutine's next allocation (kept, not deleted: see the entry).
     call.depth = 0;
     let place = full_cookie(&ctx);
-    let base = read(&ctx, result_register(place)).unwrap_or(0);
-    let addr = match result_offset(place) {
-        None => base,
-        // SAFETY: reads user memory through the helper, which handles faults.
-        Some(offset) => {
-            unsafe { bpf_probe_read_user(base.wrapping_add(u64::from(offset)) as *const u64) }
-                .unwrap_or(0)
-        }
-    };
+    let addr = read_result(&ctx, place);
     if result_in_helper(place) {
         bump(Counter::GoSlowPathResult);
     }
@@ -142,4 +136,108 @@ pub fn go_alloc_ret(ctx: ProbeContext) -> u32 {
         stack,
     });
     0
+}
+
+/// The result where cookie `place` says it is.
+#[inline(always)]
+fn read_result(ctx: &ProbeContext, place: u64) -> u64 {
+    let base = read(ctx, result_register(place)).unwrap_or(0);
+    match result_offset(place) {
+        None => base,
+        Some(offset) => read_user(base.wrapping_add(u64::from(offset))),
+    }
+}
+
+#[inline(always)]
+fn read_user(address: u64) -> u64 {
+    // SAFETY: reads user memory through the helper, which handles faults.
+    unsafe { bpf_probe_read_user(address as *const u64) }.unwrap_or(0)
+}
+
+/// Register `register`, or the 8 bytes at it + `slot` (unless [`NO_SLOT`]); 0 for `loc::NONE`.
+#[inline(always)]
+fn read_arg(ctx: &ProbeContext, register: u8, slot: i32) -> u64 {
+    let Some(base) = read(ctx, register) else {
+        return 0;
+    };
+    if slot == NO_SLOT {
+        base
+    } else {
+        read_user(base.wrapping_add(slot as u64))
+    }
+}
+
+/// The call's size and type pointer at a `go_alloc_site` probe: one read of user memory for
+/// both when they are neighbouring slots (Go spills `size` and `typ` side by side), since a
+/// read costs ~170 ns here whatever its size (docs/benchmarks.md, "Go's stacks").
+#[inline(always)]
+fn read_args(ctx: &ProbeContext, cfg: &ProbeConfig) -> (u64, u64) {
+    let (size_slot, type_slot) = (cfg.go_size_slot, cfg.go_type_slot);
+    if size_slot != NO_SLOT
+        && cfg.size == cfg.type_reg
+        && type_slot == size_slot.wrapping_add(8)
+        && let Some(base) = read(ctx, cfg.size)
+    {
+        // SAFETY: reads user memory through the helper, which handles faults.
+        let pair =
+            unsafe { bpf_probe_read_user(base.wrapping_add(size_slot as u64) as *const [u64; 2]) }
+                .unwrap_or([0; 2]);
+        return (pair[0], pair[1]);
+    }
+    (
+        read_arg(ctx, cfg.size, size_slot),
+        read_arg(ctx, cfg.type_reg, type_slot),
+    )
+}
+
+/// A result probe of an allocator without an entry probe: the size and type are where the
+/// configuration says (registers, the caller's argument spill slots, or size 0 for a size-0
+/// return), the result where the cookie says; one breakpoint writes the row.
+#[uprobe]
+pub fn go_alloc_site(ctx: ProbeContext) -> u32 {
+    let Some(hit) = traced_hit(&ctx) else {
+        return 0;
+    };
+    let (pid_tgid, probe, cfg) = (hit.pid_tgid, hit.probe, hit.cfg);
+    let addr = read_result(&ctx, full_cookie(&ctx));
+    let (size, type_ptr) = read_args(&ctx, cfg);
+    let stack = if cfg.stack & STACK_CAPTURE == 0 {
+        0
+    } else {
+        stack_with_cached_bounds(&ctx, cfg.stack, key(&ctx, pid_tgid))
+    };
+    emit(AllocEvent {
+        header: header(EventKind::Alloc as u32, probe, pid_tgid, 0),
+        addr,
+        size,
+        arg: type_ptr,
+        stack,
+    });
+    0
+}
+
+/// The stack at a `go_alloc_site` probe, with the goroutine's stack bounds kept in its (idle)
+/// `GO_CALLS` entry between calls, as the entry probe keeps them.
+#[inline(always)]
+fn stack_with_cached_bounds(ctx: &ProbeContext, stack: u8, key: GoKey) -> u64 {
+    match GO_CALLS.get_ptr_mut(key) {
+        Some(call) => {
+            // SAFETY: map value pointer from a successful lookup; the goroutine runs on one CPU
+            // at a time, so nothing else writes it.
+            let bounds = unsafe { &mut (*call).bounds };
+            capture_go_stack(ctx, stack, key.g, bounds)
+        }
+        None => {
+            let mut bounds = GoStackBounds::default();
+            let id = capture_go_stack(ctx, stack, key.g, &mut bounds);
+            let idle = GoCall {
+                bounds,
+                ..GoCall::default()
+            };
+            if GO_CALLS.insert(key, idle, 0).is_err() {
+                bump(Counter::GoMapFull);
+            }
+            id
+        }
+    }
 }

@@ -27,6 +27,7 @@ const UPROBE_PROGRAMS: &[&str] = &[
     probes::RELEASE_PROGRAM,
     probes::GO_ENTRY_PROGRAM,
     probes::GO_RET_PROGRAM,
+    probes::GO_SITE_PROGRAM,
     probes::RUNTIME_EVENT_PROGRAM,
     probes::RUNTIME_RETURN_PROGRAM,
     probes::RUNTIME_STATS_PROGRAM,

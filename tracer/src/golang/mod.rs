@@ -43,7 +43,7 @@ pub use layout::{
     CycleStat, CycleValue, GlobalField, Located, RuntimeLayout, STW_REASONS_GO127, StwReason,
     cycle_figures,
 };
-pub use results::{ResultLoc, RetClass, RetPlan};
+pub use results::{ArgLoc, Fused, ResultLoc, RetClass, RetPlan};
 
 use file::GoFile;
 use types::TypesRegion;
@@ -365,10 +365,12 @@ impl GoBinary {
         (address < f.end).then_some(f)
     }
 
-    /// Where the results of `allocators` (each with its entry probe's offset) are read: for
-    /// every RET, a site before it, a tail call into a helper whose results are probed, a size-0
-    /// return recorded at the entry, or the RET itself (see `results.rs`).
-    pub fn result_plans(&self, allocators: &[(&GoFunc, u64)]) -> ResultPlans {
+    /// Where the results of `allocators` (each with its entry probe's offset and the registers
+    /// of the arguments a row records, size first) are read: for every RET, a site before it, a
+    /// tail call into a helper whose results are probed, a size-0 return recorded at the entry,
+    /// or the RET itself; and, where every RET allows it, how the calls are recorded without
+    /// the entry probe (see `results.rs`).
+    pub fn result_plans(&self, allocators: &[(&GoFunc, u64, &[Register])]) -> ResultPlans {
         let callee = |address: u64| {
             self.function_at(address)
                 .filter(|f| f.entry == address)
@@ -378,8 +380,11 @@ impl GoBinary {
             .into_iter()
             .map(|f| f.name.clone())
             .collect();
-        let analyse = |func: &GoFunc, entry_probe: u64, helpers: &[String]| match self.code(func) {
-            Ok(code) => results::analyse(code, func.entry, entry_probe, helpers, &callee),
+        let analyse = |func: &GoFunc,
+                       entry_probe: u64,
+                       helpers: &[String],
+                       args: Option<&[Register]>| match self.code(func) {
+            Ok(code) => results::analyse(code, func.entry, entry_probe, helpers, args, &callee),
             Err(err) => results::Analysis {
                 gave_up: Some(err.to_string()),
                 ..results::Analysis::default()
@@ -387,14 +392,14 @@ impl GoBinary {
         };
         let analyses: Vec<results::Analysis> = allocators
             .iter()
-            .map(|(func, probe)| analyse(func, *probe, &candidates))
+            .map(|(func, probe, args)| analyse(func, *probe, &candidates, Some(args)))
             .collect();
         // A helper that an allocator also calls before its allocation ends would report that
         // result early: then no tail call into it counts as covered.
         let tail_only = results::tail_only_helpers(&analyses);
         let mut used: Vec<String> = Vec::new();
         let mut plans = ResultPlans::default();
-        for ((func, _), mut analysis) in allocators.iter().zip(analyses) {
+        for ((func, _, _), mut analysis) in allocators.iter().zip(analyses) {
             for ret in &mut analysis.rets {
                 if let RetClass::TailCall { helper } = &ret.class {
                     if tail_only.contains(helper) {
@@ -424,7 +429,7 @@ impl GoBinary {
                 .entry_probe_offset(func, &[])
                 .map(|spot| spot.offset)
                 .unwrap_or(0);
-            let analysis = analyse(func, bound, &[]);
+            let analysis = analyse(func, bound, &[], None);
             plans.helpers.push(ResultPlan {
                 func: func.clone(),
                 rets: analysis.rets,

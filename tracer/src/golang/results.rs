@@ -100,6 +100,56 @@ pub struct RetPlan {
     /// Offset of the RET from the function's entry.
     pub ret: u64,
     pub class: RetClass,
+    /// How the call is recorded without an entry probe; `None` when the function keeps its
+    /// entry probe (some RET has no such way).
+    pub fused: Option<Fused>,
+}
+
+/// Where a probe reads one of the call's arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ArgLoc {
+    Register(Register),
+    /// The 8 bytes at `[rsp + offset]` at the probe: a slot of the argument spill area the
+    /// caller reserves above the return address, which only this function writes.
+    Stack(u32),
+    /// Known on every path to the probe: the size of a size-0 return.
+    Value(u64),
+}
+
+impl ArgLoc {
+    pub fn describe(&self) -> String {
+        match self {
+            ArgLoc::Register(r) => format!("{r:?}").to_lowercase(),
+            ArgLoc::Stack(k) => format!("[rsp+{k:#x}]"),
+            ArgLoc::Value(v) => format!("{v}"),
+        }
+    }
+}
+
+/// How one RET's call is recorded by a function without an entry probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fused {
+    /// The probe that reads the result (at the site, or on the RET for a size-0 return or a
+    /// RET probe) also reads the arguments, in the order asked for: one breakpoint a call.
+    Together { args: Vec<ArgLoc> },
+    /// A probe at `offset`, an emulated instruction that reaches only this RET, reads the
+    /// arguments from registers and the result is read as the class says (or by the helper a
+    /// tail call goes to): two breakpoints, on a path other calls do not take.
+    Apart {
+        offset: u64,
+        instruction: String,
+        args: Vec<Register>,
+    },
+}
+
+impl Fused {
+    /// The run.json name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fused::Together { .. } => "with_result",
+            Fused::Apart { .. } => "before_result",
+        }
+    }
 }
 
 /// The names of functions called by the code, by target address.
@@ -128,6 +178,8 @@ enum Loc {
     Reg(Register),
     Slot(i64),
     Const(u64),
+    /// The value a register held at the function's entry (never written).
+    Entry(Register),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -490,7 +542,7 @@ fn writes(
         FlowControl::Call | FlowControl::IndirectCall
     );
     match loc {
-        Loc::Const(_) => false,
+        Loc::Const(_) | Loc::Entry(_) => false,
         Loc::Reg(r) => {
             (is_call && !KEPT_ACROSS_CALLS.contains(&r))
                 || factory
@@ -591,9 +643,14 @@ fn result_sources(flow: &Flow, site: usize, ret: usize) -> Option<BTreeSet<Loc>>
 /// Pairs of places proven to hold the same value before `target`, from the moves on every path
 /// from the entry (an available-copies analysis).
 fn equal_at(flow: &Flow, target: usize) -> BTreeSet<(Loc, Loc)> {
+    equal_at_from(flow, target, BTreeSet::new())
+}
+
+/// [`equal_at`], with `seed` holding at the entry.
+fn equal_at_from(flow: &Flow, target: usize, seed: BTreeSet<(Loc, Loc)>) -> BTreeSet<(Loc, Loc)> {
     let n = flow.len();
     let mut state: Vec<Option<BTreeSet<(Loc, Loc)>>> = vec![None; n];
-    state[0] = Some(BTreeSet::new());
+    state[0] = Some(seed);
     let mut work = vec![0usize];
     let mut factory = InstructionInfoFactory::new();
     let mut steps = 0usize;
@@ -657,8 +714,39 @@ fn to_result_loc(loc: Loc, rsp: Option<i64>) -> Option<ResultLoc> {
     match loc {
         Loc::Reg(r) => Some(ResultLoc::Register(r)),
         Loc::Slot(s) => u32::try_from(s - rsp?).ok().map(ResultLoc::Stack),
-        Loc::Const(_) => None,
+        Loc::Const(_) | Loc::Entry(_) => None,
     }
+}
+
+/// Where the values the function received in `regs` are before instruction `at`, on every path
+/// from the entry: a register holding it, else a slot of the caller's argument spill area (Go
+/// spills a register argument there, `size+0(FP)`); `None` where neither holds it.
+///
+/// Frame slots below the return address are not used: a callee may write the outgoing spill
+/// area at the bottom of the frame, and the moves alone cannot tell which slots those are.
+fn entry_values_at(flow: &Flow, at: usize, regs: &[Register]) -> Vec<Option<ArgLoc>> {
+    let seed = regs.iter().map(|&r| (Loc::Reg(r), Loc::Entry(r))).collect();
+    let equal = equal_at_from(flow, at, seed);
+    let rsp = flow.rsp[at];
+    regs.iter()
+        .map(|&r| {
+            let holders = equal.iter().filter_map(|&(a, b)| match (a, b) {
+                (x, Loc::Entry(e)) | (Loc::Entry(e), x) if e == r => Some(x),
+                _ => None,
+            });
+            let mut best = None;
+            for holder in holders {
+                match holder {
+                    Loc::Reg(reg) => return Some(ArgLoc::Register(reg)),
+                    Loc::Slot(s) if s >= 8 => {
+                        best = best.or_else(|| u32::try_from(s - rsp?).ok().map(ArgLoc::Stack));
+                    }
+                    _ => {}
+                }
+            }
+            best
+        })
+        .collect()
 }
 
 /// Where the probe reads the result at `site` for `ret`, if the result is final there.
@@ -895,14 +983,82 @@ fn zero_size(flow: &Flow, ret: usize, entry_probe: usize) -> Option<u64> {
     Some(result)
 }
 
+/// How the calls that return through `ret` (of class `class`; `tail` is the call of a tail
+/// call) are recorded by a function without an entry probe, with the arguments `args` (size
+/// first) read where they are:
+///
+/// * at the result's own probe when the arguments are still there (a site, or the RET of a
+///   RET probe) or known (size 0 for a size-0 return): [`Fused::Together`];
+/// * else at the nearest emulated instruction above it that lies in no loop, reaches only this
+///   RET, comes after the stack check and has them in registers: [`Fused::Apart`]. For a tail
+///   call that may be the call itself; the helper's sites read the result.
+fn fuse(
+    flow: &Flow,
+    ret: usize,
+    class: &RetClass,
+    tail: Option<usize>,
+    entry_probe: usize,
+    entry: u64,
+    args: &[Register],
+) -> Option<Fused> {
+    if !flow.reachable[ret] {
+        return None;
+    }
+    let together = |at: usize| {
+        let places: Option<Vec<ArgLoc>> = entry_values_at(flow, at, args).into_iter().collect();
+        places.map(|args| Fused::Together { args })
+    };
+    let apart = |start: Option<usize>| {
+        std::iter::successors(start, |&at| flow.idom[at])
+            .take_while(|&at| at != entry_probe && flow.dominates(entry_probe, at))
+            .filter(|&at| is_emulated(&flow.instrs[at]) && !flow.in_loop(at))
+            .take_while(|&at| flow.rets_from(at) == [ret])
+            .find_map(|at| {
+                let regs: Option<Vec<Register>> = entry_values_at(flow, at, args)
+                    .into_iter()
+                    .map(|place| match place {
+                        Some(ArgLoc::Register(r)) => Some(r),
+                        _ => None,
+                    })
+                    .collect();
+                let instr = &flow.instrs[at];
+                regs.map(|args| Fused::Apart {
+                    offset: instr.ip() - entry,
+                    instruction: format_instr(instr),
+                    args,
+                })
+            })
+    };
+    match class {
+        RetClass::Site { offset, .. } => {
+            let site = index_of(&flow.instrs, entry + offset)?;
+            together(site).or_else(|| apart(flow.idom[site]))
+        }
+        RetClass::ZeroSize { .. } => {
+            let (_, rest) = args.split_first()?;
+            let rest: Option<Vec<ArgLoc>> = entry_values_at(flow, ret, rest).into_iter().collect();
+            let mut places = vec![ArgLoc::Value(0)];
+            places.extend(rest?);
+            Some(Fused::Together { args: places })
+        }
+        RetClass::RetProbe { .. } => together(ret).or_else(|| apart(flow.idom[ret])),
+        RetClass::TailCall { .. } => apart(Some(tail?)),
+    }
+}
+
 /// Classifies every RET of the function `code` at `entry`. `entry_probe` is the entry probe's
 /// offset; `helpers` are the functions whose results are probed on their own (a tail call into
 /// one of them needs no probe).
+///
+/// `args` are the registers of the arguments an allocation row records, size first; with them,
+/// every RET also gets the [`Fused`] way to record its calls when there is one for all of them
+/// (see [`fuse`]).
 pub(super) fn analyse(
     code: &[u8],
     entry: u64,
     entry_probe: u64,
     helpers: &[String],
+    args: Option<&[Register]>,
     callee: Callee<'_>,
 ) -> Analysis {
     let all_rets = || {
@@ -921,6 +1077,7 @@ pub(super) fn analyse(
                 class: RetClass::RetProbe {
                     reason: format!("function not analysed: {why}"),
                 },
+                fused: None,
             })
             .collect(),
         calls: Vec::new(),
@@ -959,7 +1116,17 @@ pub(super) fn analyse(
                 Err(reason) => RetClass::RetProbe { reason },
             }
         };
-        analysis.rets.push(RetPlan { ret, class });
+        let fused = args.and_then(|args| {
+            let tail = tail_call(&flow, k, callee).map(|(call, _)| call);
+            fuse(&flow, k, &class, tail, probe, entry, args)
+        });
+        analysis.rets.push(RetPlan { ret, class, fused });
+    }
+    // Without an entry probe every call must be recorded on its way out: all RETs or none.
+    if analysis.rets.iter().any(|r| r.fused.is_none()) {
+        for r in &mut analysis.rets {
+            r.fused = None;
+        }
     }
     // Which helpers the function calls, and whether only in tail position.
     for k in (0..flow.len())
@@ -1005,7 +1172,7 @@ mod tests {
     }
 
     fn classes(code: &[u8], probe: u64) -> Vec<(u64, RetClass)> {
-        analyse(code, 0x1000, probe, &[], &none)
+        analyse(code, 0x1000, probe, &[], None, &none)
             .rets
             .into_iter()
             .map(|r| (r.ret, r.class))
@@ -1217,11 +1384,118 @@ mod tests {
         assert!(matches!(got[1].1, RetClass::RetProbe { .. }), "{got:?}");
     }
 
+    fn fused(code: &[u8], probe: u64) -> Vec<Option<Fused>> {
+        analyse(
+            code,
+            0x1000,
+            probe,
+            &[],
+            Some(&[Register::RAX, Register::RBX]),
+            &none,
+        )
+        .rets
+        .into_iter()
+        .map(|r| r.fused)
+        .collect()
+    }
+
+    /// Check that a site reads the arguments from the caller's spill slots (`size+0(FP)` at
+    /// entry `rsp+8`) after the calls that clobber their registers, relative to the site's
+    /// stack pointer; and that a frame slot below the return address is not used, so the
+    /// function keeps its entry probe.
+    #[test]
+    fn fused_site_reads_spill_slots() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x83, 0xec, 0x20, // +1 sub rsp,0x20
+            0x48, 0x89, 0x44, 0x24, 0x28, // +5 mov [rsp+0x28],rax (entry rsp+8)
+            0x48, 0x89, 0x5c, 0x24, 0x30, // +a mov [rsp+0x30],rbx (entry rsp+0x10)
+            0xe8, 0x00, 0x00, 0x00, 0x00, // +f call +0x14 (clobbers registers)
+            0x85, 0xc0, // +14 test eax,eax
+            0x75, 0x00, // +16 jne +0x18 (the site: the result is RAX)
+            0x48, 0x83, 0xc4, 0x20, // +18 add rsp,0x20
+            0xc3, // +1c ret
+        ];
+        let got = fused(&code, 0);
+        assert_eq!(
+            got,
+            [Some(Fused::Together {
+                args: vec![ArgLoc::Stack(0x28), ArgLoc::Stack(0x30)]
+            })]
+        );
+        // Spilled into the frame instead (`[rsp+0x8]`, entry rsp-0x18): not trusted, so the
+        // arguments are read apart, at the call, the last place their registers hold them.
+        let mut below = code;
+        below[9] = 0x08;
+        assert_eq!(
+            fused(&below, 0),
+            [Some(Fused::Apart {
+                offset: 0xf,
+                instruction: "call 1014h".into(),
+                args: vec![Register::RAX, Register::RBX]
+            })]
+        );
+        // With the call before the entry probe's dominance (probe at the site), nothing: the
+        // function keeps its entry probe.
+        assert_eq!(fused(&below, 0x16), [None]);
+    }
+
+    /// Check an argument probe apart from the result's: RAX and RBX are lost before the only
+    /// site, but an earlier jcc reaching only this RET still has them.
+    #[test]
+    fn fused_apart_from_the_site() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x85, 0xc9, // +1 test ecx,ecx
+            0x74, 0x00, // +3 je +5 (reaches only the RET, size and type in RAX, RBX)
+            0x31, 0xdb, // +5 xor ebx,ebx (type lost)
+            0x48, 0x8d, 0x04, 0x0a, // +7 lea rax,[rdx+rcx] (the result)
+            0x85, 0xd2, // +b test edx,edx
+            0x75, 0x00, // +d jne +0xf (the site)
+            0xc3, // +f ret
+        ];
+        assert_eq!(
+            fused(&code, 0),
+            [Some(Fused::Apart {
+                offset: 3,
+                instruction: "je 1005h".into(),
+                args: vec![Register::RAX, Register::RBX]
+            })]
+        );
+    }
+
+    /// Check the size-0 return without an entry probe: probed on its RET, size 0 and the type
+    /// still in RBX.
+    #[test]
+    fn fused_size_zero_return() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x85, 0xc0, // +1 test rax,rax
+            0x74, 0x06, // +4 je +0xc
+            0x48, 0x89, 0xc1, // +6 mov rcx,rax
+            0x75, 0x00, // +9 jne +0xb (site of the other RET: size in RAX, RCX)
+            0xc3, // +b ret
+            0x48, 0x8d, 0x05, 0x10, 0x00, 0x00, 0x00, // +c lea rax,[rip+0x10]
+            0xc3, // +13 ret
+        ];
+        let got = fused(&code, 0);
+        assert_eq!(
+            got[1],
+            Some(Fused::Together {
+                args: vec![ArgLoc::Value(0), ArgLoc::Register(Register::RBX)]
+            })
+        );
+        assert!(
+            matches!(&got[0], Some(Fused::Together { args }) if args[1] == ArgLoc::Register(Register::RBX)),
+            "{got:?}"
+        );
+    }
+
     /// Check that an indirect jump makes the function unanalysed, every RET probed.
     #[test]
     fn indirect_jump_gives_up() {
         let code = [0x90, 0xff, 0xe0, 0xc3]; // nop; jmp rax; ret
-        let a = analyse(&code, 0x1000, 0, &[], &none);
+        let a = analyse(&code, 0x1000, 0, &[], None, &none);
         assert!(a.gave_up.unwrap().contains("indirect jump"));
         assert_eq!(a.rets.len(), 1);
     }

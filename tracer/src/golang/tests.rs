@@ -1256,17 +1256,33 @@ fn probes_fire_once_under_gdb() {
 /// them.
 fn result_plans(go: &GoBinary) -> ResultPlans {
     let allocs = go.allocator_functions();
-    let probes: Vec<(&GoFunc, u64)> = allocs
+    let needs: Vec<[Register; 2]> = allocs
         .iter()
-        .map(|a| {
-            let needs = [a.size_reg, a.type_reg.unwrap()];
+        .map(|a| [a.size_reg, a.type_reg.unwrap()])
+        .collect();
+    let probes: Vec<(&GoFunc, u64, &[Register])> = allocs
+        .iter()
+        .zip(&needs)
+        .map(|(a, needs)| {
             (
                 &a.func,
-                go.entry_probe_offset(&a.func, &needs).unwrap().offset,
+                go.entry_probe_offset(&a.func, needs).unwrap().offset,
+                needs.as_slice(),
             )
         })
         .collect();
     go.result_plans(&probes)
+}
+
+/// Counts of the ways RETs are recorded without an entry probe, over allocators that have none.
+fn fused_counts(plans: &[ResultPlan]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::from([("before_result", 0), ("with_result", 0)]);
+    for ret in plans.iter().flat_map(|p| &p.rets) {
+        if let Some(f) = &ret.fused {
+            *counts.entry(f.name()).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// A RET's class and, for a site, where the result is read.
@@ -1291,7 +1307,8 @@ fn class_counts(plans: &[ResultPlan]) -> BTreeMap<&'static str, usize> {
 /// holds it further up), records size 0 (`&runtime.zerobase`) at the entry
 /// and keeps only the `GODEBUG=sbrk=1` RET; Go 1.27's 18 leaves need 19 sites and tail-call the
 /// slow paths in their other 14 RETs, whose 3 helpers have 4 sites and 3 debug-only RETs; every
-/// site of both versions reads a register.
+/// site of both versions reads a register. And how calls are recorded without an entry probe:
+/// everywhere on Go 1.19, every leaf but the tiny one on Go 1.27.
 #[test]
 fn result_sites_per_version() {
     for toolchain in Toolchain::ALL {
@@ -1321,6 +1338,7 @@ fn result_sites_per_version() {
             }
             let allocators = class_counts(&plans.allocators);
             let helpers = class_counts(&plans.helpers);
+            let fused = fused_counts(&plans.allocators);
             match toolchain {
                 Toolchain::Go119 => {
                     let rets = &plans.allocators[0].rets;
@@ -1354,6 +1372,24 @@ fn result_sites_per_version() {
                         );
                     }
                     assert!(plans.helpers.is_empty());
+                    // No entry probe: the sites read size and type too, the size-0 RET is
+                    // probed (size 0, type in RBX), the debug-only RET's calls are recorded
+                    // apart at a jcc only they pass.
+                    assert_eq!(
+                        fused,
+                        BTreeMap::from([("before_result", 1), ("with_result", 3)]),
+                        "{variant:?} {rets:#?}"
+                    );
+                    let zero = rets
+                        .iter()
+                        .find(|r| matches!(r.class, RetClass::ZeroSize { .. }))
+                        .and_then(|r| r.fused.clone());
+                    assert_eq!(
+                        zero,
+                        Some(Fused::Together {
+                            args: vec![ArgLoc::Value(0), ArgLoc::Register(Register::RBX)]
+                        })
+                    );
                 }
                 Toolchain::Go127 => {
                     let slots: Vec<String> = plans
@@ -1384,6 +1420,22 @@ fn result_sites_per_version() {
                         plans.helpers
                     );
                     assert_eq!(plans.helpers.len(), 3);
+                    // Only the tiny leaf keeps its entry probe. The 7 scan leaves without a
+                    // header read size and type at their fast path's site, from the spill
+                    // slots; the other 23 ways out (tail calls included) read them apart, where
+                    // RAX and RBX still hold them: the noscan leaves never keep them.
+                    let with_entry: Vec<&str> = plans
+                        .allocators
+                        .iter()
+                        .filter(|p| p.rets.iter().any(|r| r.fused.is_none()))
+                        .map(|p| p.func.name.as_str())
+                        .collect();
+                    assert_eq!(with_entry, ["runtime.mallocgcTinySC2"], "{variant:?}");
+                    assert_eq!(
+                        fused,
+                        BTreeMap::from([("before_result", 23), ("with_result", 7)]),
+                        "{variant:?}"
+                    );
                 }
             }
             // The same shape in every build: functions, classes and result places.

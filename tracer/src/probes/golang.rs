@@ -20,19 +20,22 @@ use trace_format::names::Runtime;
 use tracer_common::{
     event::EventKind,
     golang::MAX_RESULT_OFFSET,
-    probe::{ProbeConfig, loc},
+    probe::{NO_SLOT, ProbeConfig, loc},
 };
 
 use super::TypeNames;
 use super::{
-    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, ProbeSpec, RUNTIME_STATS_PROGRAM, ResultProbe,
-    RuntimeFile, StatRead, StatRole, ValueRole,
+    Attach, GO_ENTRY_PROGRAM, GO_RET_PROGRAM, GO_SITE_PROGRAM, ProbeSpec, RUNTIME_STATS_PROGRAM,
+    ResultProbe, RuntimeFile, StatRead, StatRole, ValueRole,
     placement::{CallerAt, Placement},
     python::register_loc,
 };
 use crate::{
     elf::ElfImage,
-    golang::{GoBinary, GoFunc, ResultLoc, ResultPlan, ResultPlans, RetClass, StwReason},
+    golang::{
+        AllocatorFunc, ArgLoc, Fused, GoBinary, GoFunc, ResultLoc, ResultPlan, ResultPlans,
+        RetClass, RetPlan, StwReason,
+    },
 };
 
 /// What `record` attaches for one Go binary.
@@ -131,31 +134,140 @@ impl Ctx<'_> {
 
     /// The result probes of one function's plan: its sites and the RETs kept.
     fn result_probes(&mut self, plan: &ResultPlan, helper: bool) -> Vec<ResultProbe> {
-        let mut out = Vec::new();
-        for ret in &plan.rets {
-            let (offset, register, slot) = match &ret.class {
-                RetClass::Site { offset, loc, .. } => match *loc {
-                    ResultLoc::Register(r) => (*offset, register_loc(r), None),
-                    ResultLoc::Stack(k) if k <= MAX_RESULT_OFFSET => (*offset, loc::RSP, Some(k)),
-                    ResultLoc::Stack(_) => (ret.ret, loc::RAX, None),
-                },
-                RetClass::RetProbe { .. } => (ret.ret, loc::RAX, None),
-                RetClass::TailCall { .. } | RetClass::ZeroSize { .. } => continue,
-            };
-            match self.image.file_offset(plan.func.entry + offset) {
-                Some(file_offset) => out.push(ResultProbe {
+        plan.rets
+            .iter()
+            .filter_map(|ret| self.result_probe(plan, ret, helper).map(|(_, probe)| probe))
+            .collect()
+    }
+
+    /// The probe that reads one RET's result, and its offset in the function: at its site, or
+    /// on the RET; `None` for a tail call or a size-0 return recorded at the entry.
+    fn result_probe(
+        &mut self,
+        plan: &ResultPlan,
+        ret: &RetPlan,
+        helper: bool,
+    ) -> Option<(u64, ResultProbe)> {
+        let (offset, register, slot) = match &ret.class {
+            RetClass::Site { offset, loc, .. } => match *loc {
+                ResultLoc::Register(r) => (*offset, register_loc(r), None),
+                ResultLoc::Stack(k) if k <= MAX_RESULT_OFFSET => (*offset, loc::RSP, Some(k)),
+                ResultLoc::Stack(_) => (ret.ret, loc::RAX, None),
+            },
+            RetClass::RetProbe { .. } => (ret.ret, loc::RAX, None),
+            // Without an entry probe, the size-0 return is probed on its RET (see `fused_specs`).
+            RetClass::ZeroSize { .. } if ret.fused.is_some() => (ret.ret, loc::RAX, None),
+            RetClass::TailCall { .. } | RetClass::ZeroSize { .. } => return None,
+        };
+        match self.image.file_offset(plan.func.entry + offset) {
+            Some(file_offset) => Some((
+                offset,
+                ResultProbe {
                     file_offset,
                     register,
                     offset: slot,
                     helper,
-                }),
-                None => self.warnings.push(format!(
+                },
+            )),
+            None => {
+                self.warnings.push(format!(
                     "go: {}+{offset:#x} is not in a file mapping; its results are not read",
                     plan.func.name
-                )),
+                ));
+                None
             }
         }
-        out
+    }
+
+    /// The probes of an allocator without an entry probe (every RET has a [`Fused`] way): per
+    /// RET, its result probe reading the arguments too (`go_alloc_site`), or an entry-like
+    /// probe at an earlier instruction only its calls pass, paired with its result probe as an
+    /// entry probe is (a tail call's result is read by the helper's own probes).
+    fn fused_specs(&mut self, alloc: &AllocatorFunc, plan: &ResultPlan) -> Vec<ProbeSpec> {
+        let func = &alloc.func;
+        let mut specs = Vec::new();
+        for ret in &plan.rets {
+            let result = self.result_probe(plan, ret, false);
+            match &ret.fused {
+                Some(Fused::Together { args }) => {
+                    let Some((offset, probe)) = result else {
+                        continue;
+                    };
+                    let on_ret = offset == ret.ret;
+                    let placement = Placement {
+                        offset,
+                        instruction: if on_ret {
+                            "ret".into()
+                        } else {
+                            site_instruction(&ret.class)
+                        },
+                        emulated: !on_ret,
+                        fallback: on_ret.then(|| {
+                            "RET instructions are single-stepped; only calls that return here"
+                                .to_string()
+                        }),
+                        // At a RET the frame is gone and `[rsp]` is the return address.
+                        caller: if on_ret {
+                            CallerAt::Rsp
+                        } else {
+                            CallerAt::Chain
+                        },
+                    };
+                    let Some(mut spec) = self.base(func, placement) else {
+                        continue;
+                    };
+                    let (size, size_slot) = arg_config(args.first());
+                    let (type_reg, type_slot) = arg_config(args.get(1));
+                    spec.config = ProbeConfig {
+                        kind: EventKind::Alloc as u32,
+                        size,
+                        type_reg,
+                        go_size_slot: size_slot,
+                        go_type_slot: type_slot,
+                        ..ProbeConfig::EMPTY
+                    };
+                    spec.attach = Attach::Results {
+                        program: GO_SITE_PROGRAM,
+                        results: vec![probe],
+                    };
+                    specs.push(spec);
+                }
+                Some(Fused::Apart {
+                    offset,
+                    instruction,
+                    args,
+                }) => {
+                    let placement = Placement {
+                        offset: *offset,
+                        instruction: instruction.clone(),
+                        emulated: true,
+                        fallback: None,
+                        caller: if frame_set_up_before(self.image, func, *offset) {
+                            CallerAt::Chain
+                        } else {
+                            CallerAt::Rsp
+                        },
+                    };
+                    let Some(mut spec) = self.base(func, placement) else {
+                        continue;
+                    };
+                    spec.config = ProbeConfig {
+                        kind: EventKind::Alloc as u32,
+                        size: args.first().copied().map_or(loc::NONE, register_loc),
+                        type_reg: args.get(1).copied().map_or(loc::NONE, register_loc),
+                        ..ProbeConfig::EMPTY
+                    };
+                    spec.attach = Attach::EntryResults {
+                        entry: GO_ENTRY_PROGRAM,
+                        result: GO_RET_PROGRAM,
+                        results: result.map(|(_, probe)| probe).into_iter().collect(),
+                    };
+                    specs.push(spec);
+                }
+                None => {}
+            }
+        }
+        specs
     }
 
     fn ret_file_offsets(&mut self, func: &GoFunc) -> Vec<u64> {
@@ -193,7 +305,9 @@ impl Ctx<'_> {
 /// gets its result, with the count per class.
 fn results_facts(plans: &ResultPlans) -> serde_json::Value {
     let mut counts = std::collections::BTreeMap::<&str, u64>::new();
-    let describe = |plan: &ResultPlan, counts: &mut std::collections::BTreeMap<&str, u64>| {
+    let describe = |plan: &ResultPlan,
+                    allocator: bool,
+                    counts: &mut std::collections::BTreeMap<&str, u64>| {
         let rets: Vec<serde_json::Value> = plan
             .rets
             .iter()
@@ -213,20 +327,49 @@ fn results_facts(plans: &ResultPlans) -> serde_json::Value {
                     RetClass::ZeroSize { result } => v["result"] = json!(format!("{result:#x}")),
                     RetClass::RetProbe { reason } => v["reason"] = json!(reason),
                 }
+                match &r.fused {
+                    Some(Fused::Together { args }) => {
+                        v["args_read"] = json!({
+                            "with": r.fused.as_ref().map(Fused::name),
+                            "size": args.first().map(ArgLoc::describe),
+                            "type": args.get(1).map(ArgLoc::describe),
+                        });
+                    }
+                    Some(Fused::Apart {
+                        offset,
+                        instruction,
+                        args,
+                    }) => {
+                        v["args_read"] = json!({
+                            "with": r.fused.as_ref().map(Fused::name),
+                            "at": format!("+{offset:#x} `{instruction}`"),
+                            "size": args.first().map(|a| format!("{a:?}").to_lowercase()),
+                            "type": args.get(1).map(|a| format!("{a:?}").to_lowercase()),
+                        });
+                    }
+                    None => {}
+                }
                 v
             })
             .collect();
-        json!({ "function": plan.func.name, "rets": rets, "not_analysed": plan.gave_up })
+        // A helper has none: the allocator that tail-calls it recorded the call.
+        let entry_probe = allocator && plan.rets.iter().any(|r| r.fused.is_none());
+        json!({
+            "function": plan.func.name,
+            "entry_probe": entry_probe,
+            "rets": rets,
+            "not_analysed": plan.gave_up,
+        })
     };
     let allocators: Vec<_> = plans
         .allocators
         .iter()
-        .map(|p| describe(p, &mut counts))
+        .map(|p| describe(p, true, &mut counts))
         .collect();
     let helpers: Vec<_> = plans
         .helpers
         .iter()
-        .map(|p| describe(p, &mut counts))
+        .map(|p| describe(p, false, &mut counts))
         .collect();
     json!({ "classes": counts, "allocators": allocators, "helpers": helpers })
 }
@@ -256,25 +399,29 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
     };
     let mut specs = Vec::new();
     let allocators = binary.allocator_functions();
-    let mut entries: Vec<(&crate::golang::AllocatorFunc, ProbeSpec)> = Vec::new();
+    let mut entries: Vec<(&AllocatorFunc, ProbeSpec, Vec<Register>)> = Vec::new();
     for alloc in &allocators {
         let needs: Vec<Register> = [Some(alloc.size_reg), alloc.type_reg]
             .into_iter()
             .flatten()
             .collect();
         if let Some(spec) = ctx.entry_spec(&alloc.func, &needs) {
-            entries.push((alloc, spec));
+            entries.push((alloc, spec, needs));
         }
     }
-    let probed: Vec<(&GoFunc, u64)> = entries
+    let probed: Vec<(&GoFunc, u64, &[Register])> = entries
         .iter()
-        .map(|(alloc, spec)| (&alloc.func, spec.placement.offset))
+        .map(|(alloc, spec, needs)| (&alloc.func, spec.placement.offset, needs.as_slice()))
         .collect();
     let plans = binary.result_plans(&probed);
-    for ((alloc, mut spec), plan) in entries.into_iter().zip(&plans.allocators) {
+    for ((alloc, mut spec, _), plan) in entries.into_iter().zip(&plans.allocators) {
         if plan.rets.is_empty() {
             ctx.warnings
                 .push(format!("go: {} has no RET instruction", alloc.func.name));
+            continue;
+        }
+        if plan.rets.iter().all(|r| r.fused.is_some()) {
+            specs.extend(ctx.fused_specs(alloc, plan));
             continue;
         }
         let results = ctx.result_probes(plan, false);
@@ -499,5 +646,22 @@ pub fn plan(binary: Arc<GoBinary>, image: &ElfImage, bias: u64) -> GoPlan {
         facts,
         warnings,
         types,
+    }
+}
+
+fn site_instruction(class: &RetClass) -> String {
+    match class {
+        RetClass::Site { instruction, .. } => instruction.clone(),
+        _ => "ret".into(),
+    }
+}
+
+/// `ProbeConfig` register and slot of an argument read by `go_alloc_site`.
+fn arg_config(place: Option<&ArgLoc>) -> (u8, i32) {
+    match place {
+        Some(ArgLoc::Register(r)) => (register_loc(*r), NO_SLOT),
+        Some(ArgLoc::Stack(k)) => (loc::RSP, i32::try_from(*k).unwrap_or(NO_SLOT)),
+        // Size 0 (a size-0 return): `loc::NONE` reads as 0.
+        Some(ArgLoc::Value(_)) | None => (loc::NONE, NO_SLOT),
     }
 }

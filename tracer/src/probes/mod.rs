@@ -146,6 +146,7 @@ pub const RETURN_PROGRAM: &str = "alloc_return";
 pub const RELEASE_PROGRAM: &str = "release";
 pub const GO_ENTRY_PROGRAM: &str = "go_alloc_enter";
 pub const GO_RET_PROGRAM: &str = "go_alloc_ret";
+pub const GO_SITE_PROGRAM: &str = "go_alloc_site";
 pub const RUNTIME_EVENT_PROGRAM: &str = "runtime_event";
 pub const RUNTIME_RETURN_PROGRAM: &str = "runtime_return";
 pub const RUNTIME_STATS_PROGRAM: &str = "runtime_stats";
