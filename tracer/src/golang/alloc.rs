@@ -37,6 +37,8 @@ use iced_x86::Register;
 use super::GoFunc;
 
 const PREFIX: &str = "runtime.mallocgc";
+/// Go 1.26+'s dispatcher, and the only allocator before.
+pub(super) const DISPATCHER: &str = PREFIX;
 /// Helpers that continue an allocation a leaf already saw.
 const HELPER_SUFFIXES: &[&str] = &["SlowPath", "Reuse"];
 

@@ -384,7 +384,20 @@ impl GoBinary {
                        entry_probe: u64,
                        helpers: &[String],
                        args: Option<&[Register]>| match self.code(func) {
-            Ok(code) => results::analyse(code, func.entry, entry_probe, helpers, args, &callee),
+            Ok(code) => {
+                let caller_slots = args
+                    .and_then(|regs| self.caller_spills(func, regs))
+                    .unwrap_or_default();
+                results::analyse(
+                    code,
+                    func.entry,
+                    entry_probe,
+                    helpers,
+                    args,
+                    &caller_slots,
+                    &callee,
+                )
+            }
             Err(err) => results::Analysis {
                 gave_up: Some(err.to_string()),
                 ..results::Analysis::default()
@@ -441,6 +454,57 @@ impl GoBinary {
 
     /// Where an entry probe can sit: the first instruction after the stack-bound check that
     /// the kernel emulates, before any of `needs` is written (see `code.rs`).
+    /// For a Go 1.26+ leaf that only `runtime.mallocgc` calls: where `mallocgc` keeps the
+    /// arguments `regs` it passes across every call to it, as offsets from the leaf's entry
+    /// stack pointer (see `results::caller_spills`). `None` for `mallocgc` itself, a leaf
+    /// referenced anywhere else (a call, jump or RIP-relative reference from other code; its
+    /// address in loaded data, a function value or a relocation of one), or when `mallocgc`
+    /// does not keep them.
+    fn caller_spills(&self, leaf: &GoFunc, regs: &[Register]) -> Option<Vec<i64>> {
+        let dispatcher = self.function(alloc::DISPATCHER)?;
+        // The leaf's own reference: its morestack block jumps back to its entry.
+        if dispatcher.entry == leaf.entry
+            || self.referenced_outside(leaf.entry, &[dispatcher, leaf])
+        {
+            return None;
+        }
+        let callee = |address: u64| {
+            self.function_at(address)
+                .filter(|f| f.entry == address)
+                .map(|f| f.name.clone())
+        };
+        let code = self.code(dispatcher).ok()?;
+        results::caller_spills(code, dispatcher.entry, leaf.entry, regs, &callee).ok()
+    }
+
+    /// Whether `target` is referenced outside the functions `allowed`: a rel32 field anywhere in
+    /// executable
+    /// segments that resolves to it (calls, jumps, RIP-relative operands; a byte pattern that
+    /// only looks like one errs on the safe side), or its address as an aligned word in other
+    /// loaded segments (function values, and the addends of their PIE relocations).
+    fn referenced_outside(&self, target: u64, allowed: &[&GoFunc]) -> bool {
+        self.file.segments.iter().any(|seg| {
+            let Some(bytes) = self.file.read(seg.address, seg.file_size) else {
+                return true;
+            };
+            if seg.executable {
+                bytes.windows(4).enumerate().any(|(q, w)| {
+                    let at = seg.address + q as u64;
+                    let rel = i32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                    (at + 4).wrapping_add_signed(i64::from(rel)) == target
+                        && !allowed.iter().any(|f| (f.entry..f.end).contains(&at))
+                })
+            } else {
+                let skip = (8 - seg.address % 8) % 8;
+                bytes
+                    .get(skip as usize..)
+                    .unwrap_or_default()
+                    .chunks_exact(8)
+                    .any(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])) == target)
+            }
+        })
+    }
+
     pub fn entry_probe_offset(
         &self,
         func: &GoFunc,

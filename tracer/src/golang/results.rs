@@ -725,11 +725,28 @@ fn to_result_loc(loc: Loc, rsp: Option<i64>) -> Option<ResultLoc> {
 /// Frame slots below the return address are not used: a callee may write the outgoing spill
 /// area at the bottom of the frame, and the moves alone cannot tell which slots those are.
 fn entry_values_at(flow: &Flow, at: usize, regs: &[Register]) -> Vec<Option<ArgLoc>> {
+    entry_values_or_callers(flow, at, regs, &[])
+}
+
+/// [`entry_values_at`], falling back for `regs[i]` to the caller's slot at entry
+/// `rsp + caller[i]` (see [`caller_spills`]); the caller checks that the function never writes
+/// it.
+fn entry_values_or_callers(
+    flow: &Flow,
+    at: usize,
+    regs: &[Register],
+    caller: &[Option<i64>],
+) -> Vec<Option<ArgLoc>> {
     let seed = regs.iter().map(|&r| (Loc::Reg(r), Loc::Entry(r))).collect();
     let equal = equal_at_from(flow, at, seed);
     let rsp = flow.rsp[at];
+    let from_caller = |i: usize| {
+        let slot = caller.get(i).copied().flatten()?;
+        u32::try_from(slot - rsp?).ok().map(ArgLoc::Stack)
+    };
     regs.iter()
-        .map(|&r| {
+        .enumerate()
+        .map(|(i, &r)| {
             let holders = equal.iter().filter_map(|&(a, b)| match (a, b) {
                 (x, Loc::Entry(e)) | (Loc::Entry(e), x) if e == r => Some(x),
                 _ => None,
@@ -744,9 +761,60 @@ fn entry_values_at(flow: &Flow, at: usize, regs: &[Register]) -> Vec<Option<ArgL
                     _ => {}
                 }
             }
-            best
+            best.or_else(|| from_caller(i))
         })
         .collect()
+}
+
+/// For a function `callee_entry` whose only caller is this one (`code` at `entry`), where the
+/// caller keeps the arguments it passes in `regs` across every call to it, as offsets from the
+/// callee's entry stack pointer: the caller's own argument spill slots (`size+0(FP)`, written
+/// by nobody else), when it passes its own arguments unchanged. An error when a call passes
+/// another value, a value is in no spill slot there, or the calls disagree.
+pub(super) fn caller_spills(
+    code: &[u8],
+    entry: u64,
+    callee_entry: u64,
+    regs: &[Register],
+    callee: Callee<'_>,
+) -> Result<Vec<i64>, String> {
+    let flow = Flow::build(code, entry, callee)?;
+    let mut found: Option<Vec<i64>> = None;
+    for k in (0..flow.len()).filter(|&k| flow.reachable[k]) {
+        let instr = &flow.instrs[k];
+        if instr.op0_kind() != OpKind::NearBranch64 || instr.near_branch_target() != callee_entry {
+            continue;
+        }
+        if instr.flow_control() != FlowControl::Call {
+            return Err(format!("`{}` jumps to it", format_instr(instr)));
+        }
+        let rsp = flow.rsp[k].ok_or("unknown stack pointer at a call")?;
+        let seed = regs.iter().map(|&r| (Loc::Reg(r), Loc::Entry(r))).collect();
+        let equal = equal_at_from(&flow, k, seed);
+        let mut offsets = Vec::new();
+        for &r in regs {
+            if !equal.contains(&(Loc::Reg(r), Loc::Entry(r))) {
+                return Err(format!("{r:?} is not the caller's own argument at a call"));
+            }
+            let slot = equal
+                .iter()
+                .filter_map(|&(a, b)| match (a, b) {
+                    (Loc::Slot(s), Loc::Entry(e)) if e == r && s >= 8 => Some(s),
+                    _ => None,
+                })
+                .min()
+                .ok_or_else(|| format!("{r:?} is in no spill slot at a call"))?;
+            // The callee's entry stack pointer is the caller's at the call less the return
+            // address.
+            offsets.push(slot - (rsp - 8));
+        }
+        match &found {
+            None => found = Some(offsets),
+            Some(prev) if *prev == offsets => {}
+            Some(_) => return Err("the calls keep the arguments in different slots".into()),
+        }
+    }
+    found.ok_or_else(|| "no direct call".into())
 }
 
 /// Where the probe reads the result at `site` for `ret`, if the result is final there.
@@ -992,6 +1060,7 @@ fn zero_size(flow: &Flow, ret: usize, entry_probe: usize) -> Option<u64> {
 /// * else at the nearest emulated instruction above it that lies in no loop, reaches only this
 ///   RET, comes after the stack check and has them in registers: [`Fused::Apart`]. For a tail
 ///   call that may be the call itself; the helper's sites read the result.
+#[allow(clippy::too_many_arguments)]
 fn fuse(
     flow: &Flow,
     ret: usize,
@@ -1000,12 +1069,15 @@ fn fuse(
     entry_probe: usize,
     entry: u64,
     args: &[Register],
+    caller: &[Option<i64>],
 ) -> Option<Fused> {
     if !flow.reachable[ret] {
         return None;
     }
     let together = |at: usize| {
-        let places: Option<Vec<ArgLoc>> = entry_values_at(flow, at, args).into_iter().collect();
+        let places: Option<Vec<ArgLoc>> = entry_values_or_callers(flow, at, args, caller)
+            .into_iter()
+            .collect();
         places.map(|args| Fused::Together { args })
     };
     let apart = |start: Option<usize>| {
@@ -1046,19 +1118,29 @@ fn fuse(
     }
 }
 
+/// Whether any reachable instruction of the function may write `loc`.
+fn writes_anywhere(flow: &Flow, loc: Loc) -> bool {
+    let mut factory = InstructionInfoFactory::new();
+    (0..flow.len())
+        .filter(|&k| flow.reachable[k])
+        .any(|k| writes(&mut factory, &flow.instrs[k], flow.rsp[k], loc))
+}
+
 /// Classifies every RET of the function `code` at `entry`. `entry_probe` is the entry probe's
 /// offset; `helpers` are the functions whose results are probed on their own (a tail call into
 /// one of them needs no probe).
 ///
 /// `args` are the registers of the arguments an allocation row records, size first; with them,
 /// every RET also gets the [`Fused`] way to record its calls when there is one for all of them
-/// (see [`fuse`]).
+/// (see [`fuse`]). `caller_slots`, when not empty, are where the only caller keeps each of them
+/// across the call ([`caller_spills`]), for where the function itself no longer has them.
 pub(super) fn analyse(
     code: &[u8],
     entry: u64,
     entry_probe: u64,
     helpers: &[String],
     args: Option<&[Register]>,
+    caller_slots: &[i64],
     callee: Callee<'_>,
 ) -> Analysis {
     let all_rets = || {
@@ -1093,6 +1175,10 @@ pub(super) fn analyse(
         ));
     };
     let is_helper = |name: &str| helpers.iter().any(|h| h == name);
+    let caller: Vec<Option<i64>> = caller_slots
+        .iter()
+        .map(|&slot| (!writes_anywhere(&flow, Loc::Slot(slot))).then_some(slot))
+        .collect();
     let mut analysis = Analysis::default();
     let mut tail_calls = Vec::new();
     for k in (0..flow.len()).filter(|&k| flow.node[k] == Node::Ret) {
@@ -1118,7 +1204,7 @@ pub(super) fn analyse(
         };
         let fused = args.and_then(|args| {
             let tail = tail_call(&flow, k, callee).map(|(call, _)| call);
-            fuse(&flow, k, &class, tail, probe, entry, args)
+            fuse(&flow, k, &class, tail, probe, entry, args, &caller)
         });
         analysis.rets.push(RetPlan { ret, class, fused });
     }
@@ -1172,7 +1258,7 @@ mod tests {
     }
 
     fn classes(code: &[u8], probe: u64) -> Vec<(u64, RetClass)> {
-        analyse(code, 0x1000, probe, &[], None, &none)
+        analyse(code, 0x1000, probe, &[], None, &[], &none)
             .rets
             .into_iter()
             .map(|r| (r.ret, r.class))
@@ -1385,18 +1471,16 @@ mod tests {
     }
 
     fn fused(code: &[u8], probe: u64) -> Vec<Option<Fused>> {
-        analyse(
-            code,
-            0x1000,
-            probe,
-            &[],
-            Some(&[Register::RAX, Register::RBX]),
-            &none,
-        )
-        .rets
-        .into_iter()
-        .map(|r| r.fused)
-        .collect()
+        fused_with_caller(code, probe, &[])
+    }
+
+    fn fused_with_caller(code: &[u8], probe: u64, caller: &[i64]) -> Vec<Option<Fused>> {
+        let args = [Register::RAX, Register::RBX];
+        analyse(code, 0x1000, probe, &[], Some(&args), caller, &none)
+            .rets
+            .into_iter()
+            .map(|r| r.fused)
+            .collect()
     }
 
     /// Check that a site reads the arguments from the caller's spill slots (`size+0(FP)` at
@@ -1438,6 +1522,68 @@ mod tests {
         // With the call before the entry probe's dominance (probe at the site), nothing: the
         // function keeps its entry probe.
         assert_eq!(fused(&below, 0x16), [None]);
+    }
+
+    /// Check the caller's spill slots: found at its call when it passes its own arguments
+    /// (reloaded from `size+0(FP)` after a call), as offsets from the callee's entry stack
+    /// pointer; used by the callee's site where its own registers are lost, unless it writes
+    /// there.
+    #[test]
+    fn fused_from_the_callers_spill_slots() {
+        let dispatcher = [
+            0x48, 0x83, 0xec, 0x18, // +0 sub rsp,0x18
+            0x48, 0x89, 0x44, 0x24, 0x20, // +4 mov [rsp+0x20],rax (entry rsp+8)
+            0x48, 0x89, 0x5c, 0x24, 0x28, // +9 mov [rsp+0x28],rbx (entry rsp+0x10)
+            0xe8, 0x00, 0x00, 0x00, 0x00, // +e call +0x13 (clobbers RAX, RBX)
+            0x48, 0x8b, 0x44, 0x24, 0x20, // +13 mov rax,[rsp+0x20]
+            0x48, 0x8b, 0x5c, 0x24, 0x28, // +18 mov rbx,[rsp+0x28]
+            0xe8, 0x0b, 0x00, 0x00, 0x00, // +1d call +0x2d (the leaf)
+            0x48, 0x83, 0xc4, 0x18, // +22 add rsp,0x18
+            0xc3, // +26 ret
+        ];
+        let got = caller_spills(
+            &dispatcher,
+            0x1000,
+            0x102d,
+            &[Register::RAX, Register::RBX],
+            &none,
+        );
+        // The leaf's entry rsp is the dispatcher's entry rsp less its frame (0x18) and the
+        // leaf's return address: `size+0(FP)` (dispatcher entry rsp+8) is leaf entry rsp+0x28.
+        assert_eq!(got, Ok(vec![0x28, 0x30]));
+        // Passing a computed size: refused.
+        let mut computed = dispatcher;
+        computed[0x13..0x18].copy_from_slice(&[0x48, 0x83, 0xc0, 0x08, 0x90]); // add rax,8; nop
+        assert!(
+            caller_spills(
+                &computed,
+                0x1000,
+                0x102d,
+                &[Register::RAX, Register::RBX],
+                &none
+            )
+            .is_err()
+        );
+
+        let leaf = [
+            0x90, // +0 nop (entry probe)
+            0x31, 0xdb, // +1 xor ebx,ebx (type lost)
+            0x48, 0x8d, 0x04, 0x0a, // +3 lea rax,[rdx+rcx] (the result; size lost)
+            0x85, 0xd2, // +7 test edx,edx
+            0x75, 0x00, // +9 jne +0xb (the site)
+            0xc3, // +b ret
+        ];
+        assert_eq!(
+            fused_with_caller(&leaf, 0, &[0x28, 0x30]),
+            [Some(Fused::Together {
+                args: vec![ArgLoc::Stack(0x28), ArgLoc::Stack(0x30)]
+            })]
+        );
+        // A leaf that writes one of those slots does not read it there.
+        let mut writing = [0x90; 0x10];
+        writing[..5].copy_from_slice(&[0x48, 0x89, 0x4c, 0x24, 0x30]); // mov [rsp+0x30],rcx
+        writing[5..].copy_from_slice(&leaf[1..]);
+        assert_eq!(fused_with_caller(&writing, 0, &[0x28, 0x30]), [None]);
     }
 
     /// Check an argument probe apart from the result's: RAX and RBX are lost before the only
@@ -1495,7 +1641,7 @@ mod tests {
     #[test]
     fn indirect_jump_gives_up() {
         let code = [0x90, 0xff, 0xe0, 0xc3]; // nop; jmp rax; ret
-        let a = analyse(&code, 0x1000, 0, &[], None, &none);
+        let a = analyse(&code, 0x1000, 0, &[], None, &[], &none);
         assert!(a.gave_up.unwrap().contains("indirect jump"));
         assert_eq!(a.rets.len(), 1);
     }

@@ -1421,9 +1421,11 @@ fn result_sites_per_version() {
                     );
                     assert_eq!(plans.helpers.len(), 3);
                     // Only the tiny leaf keeps its entry probe. The 7 scan leaves without a
-                    // header read size and type at their fast path's site, from the spill
-                    // slots; the other 23 ways out (tail calls included) read them apart, where
-                    // RAX and RBX still hold them: the noscan leaves never keep them.
+                    // header read size and type at their fast path's site, from their spill
+                    // slots, and the 3 other generic leaves, which only `mallocgc` calls, from
+                    // `mallocgc`'s; the other 20 ways out (tail calls included) read them apart,
+                    // where RAX and RBX still hold them: the SC leaves that `new(T)` calls
+                    // directly drop them before their result is known.
                     let with_entry: Vec<&str> = plans
                         .allocators
                         .iter()
@@ -1431,9 +1433,22 @@ fn result_sites_per_version() {
                         .map(|p| p.func.name.as_str())
                         .collect();
                     assert_eq!(with_entry, ["runtime.mallocgcTinySC2"], "{variant:?}");
+                    // The size is in `mallocgc`'s spill slot, above the leaf's frame and return
+                    // address (`mallocgcLarge` spills the type to its own).
+                    for name in ["runtime.mallocgcSmallNoscan", "runtime.mallocgcLarge"] {
+                        let plan = plans.allocators.iter().find(|p| p.func.name == name);
+                        let args = plan.and_then(|p| p.rets[0].fused.clone());
+                        assert!(
+                            matches!(&args, Some(Fused::Together { args }) if matches!(
+                                args.as_slice(),
+                                [ArgLoc::Stack(a), ArgLoc::Stack(_)] if *a > 0x38
+                            )),
+                            "{variant:?} {name}: {args:?}"
+                        );
+                    }
                     assert_eq!(
                         fused,
-                        BTreeMap::from([("before_result", 23), ("with_result", 7)]),
+                        BTreeMap::from([("before_result", 20), ("with_result", 10)]),
                         "{variant:?}"
                     );
                 }
