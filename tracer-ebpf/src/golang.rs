@@ -23,7 +23,7 @@ use crate::{
     emit::{bump, emit, header},
     maps::{GO_CALLS, is_traced},
     regs::{full_cookie, read, traced_hit},
-    stack::capture_go_stack,
+    stack::{NO_PICK, Pick, capture_go_stack},
 };
 
 fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
@@ -64,7 +64,8 @@ pub fn go_alloc_enter(ctx: ProbeContext) -> u32 {
         Some(call) => unsafe { (*call).bounds },
         None => GoStackBounds::default(),
     };
-    let stack = capture_go_stack(&ctx, cfg.stack, key.g, &mut bounds);
+    let mut nothing = Pick::NONE;
+    let stack = capture_go_stack(&ctx, cfg.stack, key.g, &mut bounds, &mut nothing);
     let type_ptr = read(&ctx, cfg.type_reg).unwrap_or(0);
     if zero_here {
         emit(AllocEvent {
@@ -200,11 +201,29 @@ pub fn go_alloc_site(ctx: ProbeContext) -> u32 {
     };
     let (pid_tgid, probe, cfg) = (hit.pid_tgid, hit.probe, hit.cfg);
     let addr = read_result(&ctx, full_cookie(&ctx));
-    let (size, type_ptr) = read_args(&ctx, cfg);
-    let stack = if cfg.stack & STACK_CAPTURE == 0 {
-        0
+    let (size, type_ptr, stack) = if cfg.stack & STACK_CAPTURE == 0 {
+        let (size, type_ptr) = read_args(&ctx, cfg);
+        (size, type_ptr, 0)
     } else {
-        stack_with_cached_bounds(&ctx, cfg.stack, key(&ctx, pid_tgid))
+        // The walk copies the stack from RSP first: the spill slots are usually in that copy.
+        let mut pick = Pick {
+            offsets: [
+                rsp_slot(cfg.size, cfg.go_size_slot),
+                rsp_slot(cfg.type_reg, cfg.go_type_slot),
+            ],
+            ..Pick::NONE
+        };
+        let stack = stack_with_cached_bounds(&ctx, cfg.stack, key(&ctx, pid_tgid), &mut pick);
+        let (size, type_ptr) = match pick.found {
+            3 => (pick.values[0], pick.values[1]),
+            1 => (
+                pick.values[0],
+                read_arg(&ctx, cfg.type_reg, cfg.go_type_slot),
+            ),
+            2 => (read_arg(&ctx, cfg.size, cfg.go_size_slot), pick.values[1]),
+            _ => read_args(&ctx, cfg),
+        };
+        (size, type_ptr, stack)
     };
     emit(AllocEvent {
         header: header(EventKind::Alloc as u32, probe, pid_tgid, 0),
@@ -216,20 +235,30 @@ pub fn go_alloc_site(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The byte offset from RSP of a value at `register` + `slot`, or [`NO_PICK`] for a register.
+#[inline(always)]
+fn rsp_slot(register: u8, slot: i32) -> u64 {
+    if register == loc::RSP && slot >= 0 {
+        slot as u64
+    } else {
+        NO_PICK
+    }
+}
+
 /// The stack at a `go_alloc_site` probe, with the goroutine's stack bounds kept in its (idle)
 /// `GO_CALLS` entry between calls, as the entry probe keeps them.
 #[inline(always)]
-fn stack_with_cached_bounds(ctx: &ProbeContext, stack: u8, key: GoKey) -> u64 {
+fn stack_with_cached_bounds(ctx: &ProbeContext, stack: u8, key: GoKey, pick: &mut Pick) -> u64 {
     match GO_CALLS.get_ptr_mut(key) {
         Some(call) => {
             // SAFETY: map value pointer from a successful lookup; the goroutine runs on one CPU
             // at a time, so nothing else writes it.
             let bounds = unsafe { &mut (*call).bounds };
-            capture_go_stack(ctx, stack, key.g, bounds)
+            capture_go_stack(ctx, stack, key.g, bounds, pick)
         }
         None => {
             let mut bounds = GoStackBounds::default();
-            let id = capture_go_stack(ctx, stack, key.g, &mut bounds);
+            let id = capture_go_stack(ctx, stack, key.g, &mut bounds, pick);
             let idle = GoCall {
                 bounds,
                 ..GoCall::default()

@@ -47,7 +47,15 @@ pub fn capture_stack(ctx: &ProbeContext, stack: u8, scratch: &mut StackValue) ->
 /// verifier followed the CPython walk's loops once per way out of the own walk (~335,000 steps
 /// to load `go_alloc_enter`, against ~8,000 then and ~24,000 now).
 #[inline(always)]
-pub fn capture_go_stack(ctx: &ProbeContext, stack: u8, g: u64, bounds: &mut GoStackBounds) -> u64 {
+///
+/// `pick` names words the probe wants from the walk's first copy of the stack (see [`Pick`]).
+pub fn capture_go_stack(
+    ctx: &ProbeContext,
+    stack: u8,
+    g: u64,
+    bounds: &mut GoStackBounds,
+    pick: &mut Pick,
+) -> u64 {
     if stack & STACK_CAPTURE == 0 {
         return 0;
     }
@@ -66,9 +74,34 @@ pub fn capture_go_stack(ctx: &ProbeContext, stack: u8, g: u64, bounds: &mut GoSt
         }
         go.window.set_bounds(*bounds);
     }
+    go.window.set_pick(pick.offsets);
     let key = capture(ctx, stack, &mut go.scratch, Some(&mut go.window));
+    go.window.take_picked(pick);
     buffer.release();
     key
+}
+
+/// Words of user stack at byte offsets from RSP that a probe wants, read from the stack walk's
+/// first copy when it holds them: `go_alloc_site` takes a call's size and type from the
+/// caller's spill slots there instead of reading user memory again (~170 ns a read here,
+/// docs/benchmarks.md "Go's stacks").
+pub struct Pick {
+    /// Byte offsets from RSP; [`NO_PICK`] for none.
+    pub offsets: [u64; 2],
+    pub values: [u64; 2],
+    /// Bit `j` set: `values[j]` was found.
+    pub found: u64,
+}
+
+/// A [`Pick`] offset that asks for nothing.
+pub const NO_PICK: u64 = u64::MAX;
+
+impl Pick {
+    pub const NONE: Pick = Pick {
+        offsets: [NO_PICK; 2],
+        values: [0; 2],
+        found: 0,
+    };
 }
 
 /// The [`GoStack`] a Go probe walks with: this CPU's, or the thread's when the CPU's is taken.
@@ -260,6 +293,7 @@ fn walk_frame_pointers(
     let (ip, fp, sp) = unsafe { ((*ctx.regs).rip, (*ctx.regs).rbp, (*ctx.regs).rsp) };
     frames[0] = ip;
     *caller = if window.copy_from(sp, first_copy_bytes(sp, fp)) {
+        window.pick_words();
         window.words[0]
     } else {
         // SAFETY: reads user memory through the helper, which handles faults.
@@ -360,6 +394,10 @@ pub struct StackWindow {
     base: u64,
     /// Bytes of `words` copied; 0 for none.
     copied: u64,
+    /// [`Pick`]: what the probe wants from the first copy, and what it found there.
+    pick: [u64; 2],
+    picked: [u64; 2],
+    picked_found: u64,
     /// Two words more than the window, so that a record read at the last index stays inside
     /// the value as the verifier sees it (the compiler folds the word index back into a byte
     /// offset whose low bits the verifier does not know to be 0).
@@ -404,6 +442,48 @@ impl StackWindow {
         unsafe {
             core::ptr::write_volatile(&mut self.bounds.lo, bounds.lo);
             core::ptr::write_volatile(&mut self.bounds.hi, bounds.hi);
+        }
+    }
+
+    #[inline(always)]
+    fn set_pick(&mut self, offsets: [u64; 2]) {
+        // SAFETY: fields of the map value.
+        unsafe {
+            core::ptr::write_volatile(&mut self.pick[0], offsets[0]);
+            core::ptr::write_volatile(&mut self.pick[1], offsets[1]);
+            core::ptr::write_volatile(&mut self.picked_found, 0);
+        }
+    }
+
+    /// After the first copy (from RSP): the words [`Pick`] asked for that it holds.
+    #[inline(always)]
+    fn pick_words(&mut self) {
+        // SAFETY: fields of the map value.
+        let copied = unsafe { core::ptr::read_volatile(&self.copied) };
+        let mut found = 0;
+        for j in 0..2 {
+            // SAFETY: as above.
+            let offset = unsafe { core::ptr::read_volatile(&self.pick[j]) };
+            if offset % 8 == 0 && offset < copied && copied - offset >= 8 {
+                let i = (offset / 8) as usize & (STACK_WINDOW_WORDS - 1);
+                // SAFETY: as above.
+                unsafe { core::ptr::write_volatile(&mut self.picked[j], self.words[i]) };
+                found |= 1 << j;
+            }
+        }
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(&mut self.picked_found, found) };
+    }
+
+    #[inline(always)]
+    fn take_picked(&self, pick: &mut Pick) {
+        // SAFETY: fields of the map value.
+        unsafe {
+            pick.found = core::ptr::read_volatile(&self.picked_found);
+            pick.values = [
+                core::ptr::read_volatile(&self.picked[0]),
+                core::ptr::read_volatile(&self.picked[1]),
+            ];
         }
     }
 
