@@ -34,6 +34,13 @@
 //! * a *size-0 return*: the block reached only through `test rax,rax; je` on the unmodified size
 //!   argument, which returns a constant (`&runtime.zerobase`); the entry probe records it,
 //! * or kept as a RET probe (the reason is given).
+//!
+//! With the allocator's argument registers, [`fuse`] then looks for a way to record every call
+//! without the entry probe (one breakpoint per allocation instead of two): the entry values of
+//! size and type, seeded into the same available-copies analysis, are read by the result's own
+//! probe where they still are (a register, the function's argument spill slots, or its only
+//! caller's, [`caller_spills`]), or by a probe on an earlier instruction that only that RET's
+//! calls pass.
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -5,8 +5,10 @@
 //! The result of an allocation is read where the kernel emulates the probed instruction (~1 µs)
 //! rather than on the allocator's RET instructions (single-stepped, ~10 µs): at the sites
 //! `GoBinary::result_plans` finds, in the slow-path helpers an allocator tail-calls, at the
-//! entry for size 0; only RETs with none of these keep a probe. run.json's
-//! `runtimes.go.allocator_results` lists how every RET is covered.
+//! entry for size 0; only RETs with none of these keep a probe. An allocator whose every RET
+//! can also have the call's size and type read on its way out has no entry probe
+//! (`Ctx::fused_specs`). run.json's `runtimes.go.allocator_results` lists how every RET is
+//! covered.
 //!
 //! Go frees memory in bulk when it sweeps, so there are no `free` rows for Go objects: the
 //! `gc_end` row of each cycle carries `heap_live` (bytes marked live, gctrace's third number)
