@@ -49,6 +49,8 @@ use iced_x86::{
     OpKind, Register,
 };
 
+use tracer_common::golang::MAX_RESULT_OFFSET;
+
 use super::code::format_instr;
 use crate::probes::placement::is_emulated;
 
@@ -1109,6 +1111,11 @@ fn fuse(
             })
     };
     match class {
+        // A slot too far for the cookie: the tracer reads the result on the RET instead.
+        RetClass::Site {
+            loc: ResultLoc::Stack(k),
+            ..
+        } if *k > MAX_RESULT_OFFSET => together(ret).or_else(|| apart(flow.idom[ret])),
         RetClass::Site { offset, .. } => {
             let site = index_of(&flow.instrs, entry + offset)?;
             together(site).or_else(|| apart(flow.idom[site]))
@@ -1591,6 +1598,43 @@ mod tests {
         writing[..5].copy_from_slice(&[0x48, 0x89, 0x4c, 0x24, 0x30]); // mov [rsp+0x30],rcx
         writing[5..].copy_from_slice(&leaf[1..]);
         assert_eq!(fused_with_caller(&writing, 0, &[0x28, 0x30]), [None]);
+    }
+
+    /// Check that a result too far up the frame for the probe's cookie, read on the RET
+    /// instead, has its arguments placed relative to the RET's stack pointer, not the site's.
+    #[test]
+    fn fused_result_read_on_the_ret() {
+        let code = [
+            0x90, // +0 nop (entry probe)
+            0x48, 0x81, 0xec, 0x00, 0x00, 0x50, 0x00, // +1 sub rsp,0x500000
+            0x48, 0x89, 0x84, 0x24, 0x08, 0x00, 0x50, 0x00, // +8 mov [rsp+0x500008],rax
+            0x48, 0x89, 0x9c, 0x24, 0x10, 0x00, 0x50, 0x00, // +10 mov [rsp+0x500010],rbx
+            0x48, 0x89, 0x94, 0x24, 0xf8, 0xff, 0x4f, 0x00, // +18 mov [rsp+0x4ffff8],rdx
+            0xe8, 0x00, 0x00, 0x00, 0x00, // +20 call +0x25
+            0x85, 0xc9, // +25 test ecx,ecx
+            0x75, 0x00, // +27 jne +0x29 (the site: the result in [rsp+0x4ffff8])
+            0x48, 0x8b, 0x84, 0x24, 0xf8, 0xff, 0x4f, 0x00, // +29 mov rax,[rsp+0x4ffff8]
+            0x48, 0x81, 0xc4, 0x00, 0x00, 0x50, 0x00, // +31 add rsp,0x500000
+            0xc3, // +38 ret
+        ];
+        let got = classes(&code, 0);
+        assert!(
+            matches!(
+                got[0].1,
+                RetClass::Site {
+                    offset: 0x27,
+                    loc: ResultLoc::Stack(0x4f_fff8),
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+        assert_eq!(
+            fused(&code, 0),
+            [Some(Fused::Together {
+                args: vec![ArgLoc::Stack(8), ArgLoc::Stack(0x10)]
+            })]
+        );
     }
 
     /// Check an argument probe apart from the result's: RAX and RBX are lost before the only

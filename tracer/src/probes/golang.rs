@@ -209,10 +209,10 @@ impl Ctx<'_> {
                                 .to_string()
                         }),
                         // At a RET the frame is gone and `[rsp]` is the return address.
-                        caller: if on_ret {
-                            CallerAt::Rsp
-                        } else {
+                        caller: if !on_ret && frame_set_up_before(self.image, func, offset) {
                             CallerAt::Chain
+                        } else {
+                            CallerAt::Rsp
                         },
                     };
                     let Some(mut spec) = self.base(func, placement) else {
