@@ -30,7 +30,7 @@ mod types;
 mod tests;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     path::{Path, PathBuf},
     sync::{Mutex, OnceLock},
@@ -380,12 +380,15 @@ impl GoBinary {
             .into_iter()
             .map(|f| f.name.clone())
             .collect();
+        let leaves: Vec<&GoFunc> = allocators.iter().map(|(func, _, _)| *func).collect();
+        let dispatched_only = self.dispatched_only(&leaves);
         let analyse = |func: &GoFunc,
                        entry_probe: u64,
                        helpers: &[String],
                        args: Option<&[Register]>| match self.code(func) {
             Ok(code) => {
                 let caller_slots = args
+                    .filter(|_| dispatched_only.contains(&func.entry))
                     .and_then(|regs| self.caller_spills(func, regs))
                     .unwrap_or_default();
                 results::analyse(
@@ -454,20 +457,12 @@ impl GoBinary {
 
     /// Where an entry probe can sit: the first instruction after the stack-bound check that
     /// the kernel emulates, before any of `needs` is written (see `code.rs`).
-    /// For a Go 1.26+ leaf that only `runtime.mallocgc` calls: where `mallocgc` keeps the
-    /// arguments `regs` it passes across every call to it, as offsets from the leaf's entry
-    /// stack pointer (see `results::caller_spills`). `None` for `mallocgc` itself, a leaf
-    /// referenced anywhere else (a call, jump or RIP-relative reference from other code; its
-    /// address in loaded data, a function value or a relocation of one), or when `mallocgc`
+    /// For a Go 1.26+ leaf that only `runtime.mallocgc` calls (see [`Self::dispatched_only`]):
+    /// where `mallocgc` keeps the arguments `regs` it passes across every call to it, as offsets
+    /// from the leaf's entry stack pointer (see `results::caller_spills`). `None` when `mallocgc`
     /// does not keep them.
     fn caller_spills(&self, leaf: &GoFunc, regs: &[Register]) -> Option<Vec<i64>> {
         let dispatcher = self.function(alloc::DISPATCHER)?;
-        // The leaf's own reference: its morestack block jumps back to its entry.
-        if dispatcher.entry == leaf.entry
-            || self.referenced_outside(leaf.entry, &[dispatcher, leaf])
-        {
-            return None;
-        }
         let callee = |address: u64| {
             self.function_at(address)
                 .filter(|f| f.entry == address)
@@ -477,32 +472,56 @@ impl GoBinary {
         results::caller_spills(code, dispatcher.entry, leaf.entry, regs, &callee).ok()
     }
 
-    /// Whether `target` is referenced outside the functions `allowed`: a rel32 field anywhere in
-    /// executable
-    /// segments that resolves to it (calls, jumps, RIP-relative operands; a byte pattern that
-    /// only looks like one errs on the safe side), or its address as an aligned word in other
-    /// loaded segments (function values, and the addends of their PIE relocations).
-    fn referenced_outside(&self, target: u64, allowed: &[&GoFunc]) -> bool {
-        self.file.segments.iter().any(|seg| {
+    /// The entries of those of `leaves` referenced nowhere but in `runtime.mallocgc` and in
+    /// themselves (a leaf's morestack block jumps back to its entry), in one pass over the
+    /// loaded segments: no rel32 field anywhere in executable segments resolves to them
+    /// (calls, jumps, RIP-relative operands; a byte pattern that only looks like one errs on the
+    /// safe side), and their addresses are nowhere as aligned words in other loaded segments
+    /// (function values, and the addends of their PIE relocations). Empty without `mallocgc`;
+    /// never `mallocgc` itself.
+    fn dispatched_only(&self, leaves: &[&GoFunc]) -> HashSet<u64> {
+        let Some(dispatcher) = self.function(alloc::DISPATCHER) else {
+            return HashSet::new();
+        };
+        let ends: HashMap<u64, u64> = leaves
+            .iter()
+            .filter(|f| f.entry != dispatcher.entry)
+            .map(|f| (f.entry, f.end))
+            .collect();
+        let mut referenced = HashSet::new();
+        for seg in &self.file.segments {
             let Some(bytes) = self.file.read(seg.address, seg.file_size) else {
-                return true;
+                return HashSet::new();
             };
             if seg.executable {
-                bytes.windows(4).enumerate().any(|(q, w)| {
+                for (q, w) in bytes.windows(4).enumerate() {
                     let at = seg.address + q as u64;
                     let rel = i32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                    (at + 4).wrapping_add_signed(i64::from(rel)) == target
-                        && !allowed.iter().any(|f| (f.entry..f.end).contains(&at))
-                })
+                    let target = (at + 4).wrapping_add_signed(i64::from(rel));
+                    if let Some(&end) = ends.get(&target)
+                        && !(dispatcher.entry..dispatcher.end).contains(&at)
+                        && !(target..end).contains(&at)
+                    {
+                        referenced.insert(target);
+                    }
+                }
             } else {
                 let skip = (8 - seg.address % 8) % 8;
-                bytes
+                for w in bytes
                     .get(skip as usize..)
                     .unwrap_or_default()
                     .chunks_exact(8)
-                    .any(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])) == target)
+                {
+                    let word = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+                    if ends.contains_key(&word) {
+                        referenced.insert(word);
+                    }
+                }
             }
-        })
+        }
+        ends.into_keys()
+            .filter(|e| !referenced.contains(e))
+            .collect()
     }
 
     pub fn entry_probe_offset(
