@@ -54,12 +54,13 @@ use tracer_common::golang::MAX_RESULT_OFFSET;
 use super::code::format_instr;
 use crate::probes::placement::is_emulated;
 
-/// Where a result is at a site.
+/// Where a value is when a probe is hit: a result at its site, or an argument (see
+/// [`ArgLoc`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResultLoc {
     /// A 64-bit general-purpose register.
     Register(Register),
-    /// The 8 bytes at `[rsp + offset]` when the site is hit.
+    /// The 8 bytes at `[rsp + offset]` when the probe is hit.
     Stack(u32),
 }
 
@@ -117,10 +118,9 @@ pub struct RetPlan {
 /// Where a probe reads one of the call's arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ArgLoc {
-    Register(Register),
-    /// The 8 bytes at `[rsp + offset]` at the probe: a slot of the argument spill area the
-    /// caller reserves above the return address, which only this function writes.
-    Stack(u32),
+    /// A register, or a stack slot of an argument spill area, which only its owner writes: the
+    /// function's own (above its return address) or its only caller's.
+    At(ResultLoc),
     /// Known on every path to the probe: the size of a size-0 return.
     Value(u64),
 }
@@ -128,8 +128,7 @@ pub enum ArgLoc {
 impl ArgLoc {
     pub fn describe(&self) -> String {
         match self {
-            ArgLoc::Register(r) => format!("{r:?}").to_lowercase(),
-            ArgLoc::Stack(k) => format!("[rsp+{k:#x}]"),
+            ArgLoc::At(place) => place.describe(),
             ArgLoc::Value(v) => format!("{v}"),
         }
     }
@@ -729,10 +728,8 @@ fn to_result_loc(loc: Loc, rsp: Option<i64>) -> Option<ResultLoc> {
 
 /// Where the values the function received in `regs` are before instruction `at`, on every path
 /// from the entry: a register holding it, else a slot of the caller's argument spill area (Go
-/// spills a register argument there, `size+0(FP)`); `None` where neither holds it.
-///
-/// Frame slots below the return address are not used: a callee may write the outgoing spill
-/// area at the bottom of the frame, and the moves alone cannot tell which slots those are.
+/// spills a register argument there, `size+0(FP)`: [`spill_slot`]); `None` where neither holds
+/// it.
 fn entry_values_at(flow: &Flow, at: usize, regs: &[Register]) -> Vec<Option<ArgLoc>> {
     entry_values_or_callers(flow, at, regs, &[])
 }
@@ -746,33 +743,49 @@ fn entry_values_or_callers(
     regs: &[Register],
     caller: &[Option<i64>],
 ) -> Vec<Option<ArgLoc>> {
-    let seed = regs.iter().map(|&r| (Loc::Reg(r), Loc::Entry(r))).collect();
-    let equal = equal_at_from(flow, at, seed);
+    let copies = entry_copies(flow, at, regs);
     let rsp = flow.rsp[at];
-    let from_caller = |i: usize| {
-        let slot = caller.get(i).copied().flatten()?;
-        u32::try_from(slot - rsp?).ok().map(ArgLoc::Stack)
-    };
     regs.iter()
         .enumerate()
         .map(|(i, &r)| {
-            let holders = equal.iter().filter_map(|&(a, b)| match (a, b) {
-                (x, Loc::Entry(e)) | (Loc::Entry(e), x) if e == r => Some(x),
-                _ => None,
-            });
-            let mut best = None;
-            for holder in holders {
-                match holder {
-                    Loc::Reg(reg) => return Some(ArgLoc::Register(reg)),
-                    Loc::Slot(s) if s >= 8 => {
-                        best = best.or_else(|| u32::try_from(s - rsp?).ok().map(ArgLoc::Stack));
-                    }
-                    _ => {}
-                }
-            }
-            best.or_else(|| from_caller(i))
+            let mut holders = holders_of(&copies, r);
+            let place = match holders.find(|l| matches!(l, Loc::Reg(_))) {
+                Some(reg) => Some(reg),
+                None => spill_slot(&copies, r)
+                    .or_else(|| caller.get(i).copied().flatten())
+                    .map(Loc::Slot),
+            };
+            to_result_loc(place?, rsp).map(ArgLoc::At)
         })
         .collect()
+}
+
+/// The places proven to hold copies of the values of `regs` at the function's entry, before
+/// instruction `at` (pairs with `Loc::Entry`, from [`equal_at_from`]).
+fn entry_copies(flow: &Flow, at: usize, regs: &[Register]) -> BTreeSet<(Loc, Loc)> {
+    let seed = regs.iter().map(|&r| (Loc::Reg(r), Loc::Entry(r))).collect();
+    equal_at_from(flow, at, seed)
+}
+
+/// The places that `copies` ([`entry_copies`]) prove to hold register `r`'s entry value.
+fn holders_of(copies: &BTreeSet<(Loc, Loc)>, r: Register) -> impl Iterator<Item = Loc> + '_ {
+    copies.iter().filter_map(move |&(a, b)| match (a, b) {
+        (x, Loc::Entry(e)) | (Loc::Entry(e), x) if e == r => Some(x),
+        _ => None,
+    })
+}
+
+/// The lowest argument spill slot (entry `rsp+8` up: above the return address) holding register
+/// `r`'s entry value. Frame slots below the return address are not used: a callee may write the
+/// outgoing spill area at the bottom of the frame, and the moves alone cannot tell which slots
+/// those are.
+fn spill_slot(copies: &BTreeSet<(Loc, Loc)>, r: Register) -> Option<i64> {
+    holders_of(copies, r)
+        .filter_map(|l| match l {
+            Loc::Slot(s) if s >= 8 => Some(s),
+            _ => None,
+        })
+        .min()
 }
 
 /// For a function `callee_entry` whose only caller is this one (`code` at `entry`), where the
@@ -798,20 +811,13 @@ pub(super) fn caller_spills(
             return Err(format!("`{}` jumps to it", format_instr(instr)));
         }
         let rsp = flow.rsp[k].ok_or("unknown stack pointer at a call")?;
-        let seed = regs.iter().map(|&r| (Loc::Reg(r), Loc::Entry(r))).collect();
-        let equal = equal_at_from(&flow, k, seed);
+        let copies = entry_copies(&flow, k, regs);
         let mut offsets = Vec::new();
         for &r in regs {
-            if !equal.contains(&(Loc::Reg(r), Loc::Entry(r))) {
+            if !holders_of(&copies, r).any(|l| l == Loc::Reg(r)) {
                 return Err(format!("{r:?} is not the caller's own argument at a call"));
             }
-            let slot = equal
-                .iter()
-                .filter_map(|&(a, b)| match (a, b) {
-                    (Loc::Slot(s), Loc::Entry(e)) if e == r && s >= 8 => Some(s),
-                    _ => None,
-                })
-                .min()
+            let slot = spill_slot(&copies, r)
                 .ok_or_else(|| format!("{r:?} is in no spill slot at a call"))?;
             // The callee's entry stack pointer is the caller's at the call less the return
             // address.
@@ -1098,7 +1104,7 @@ fn fuse(
                 let regs: Option<Vec<Register>> = entry_values_at(flow, at, args)
                     .into_iter()
                     .map(|place| match place {
-                        Some(ArgLoc::Register(r)) => Some(r),
+                        Some(ArgLoc::At(ResultLoc::Register(r))) => Some(r),
                         _ => None,
                     })
                     .collect();
@@ -1484,6 +1490,10 @@ mod tests {
         assert!(matches!(got[1].1, RetClass::RetProbe { .. }), "{got:?}");
     }
 
+    fn stack(offset: u32) -> ArgLoc {
+        ArgLoc::At(ResultLoc::Stack(offset))
+    }
+
     fn fused(code: &[u8], probe: u64) -> Vec<Option<Fused>> {
         fused_with_caller(code, probe, &[])
     }
@@ -1518,7 +1528,7 @@ mod tests {
         assert_eq!(
             got,
             [Some(Fused::Together {
-                args: vec![ArgLoc::Stack(0x28), ArgLoc::Stack(0x30)]
+                args: vec![stack(0x28), stack(0x30)]
             })]
         );
         // Spilled into the frame instead (`[rsp+0x8]`, entry rsp-0x18): not trusted, so the
@@ -1590,7 +1600,7 @@ mod tests {
         assert_eq!(
             fused_with_caller(&leaf, 0, &[0x28, 0x30]),
             [Some(Fused::Together {
-                args: vec![ArgLoc::Stack(0x28), ArgLoc::Stack(0x30)]
+                args: vec![stack(0x28), stack(0x30)]
             })]
         );
         // A leaf that writes one of those slots does not read it there.
@@ -1632,7 +1642,7 @@ mod tests {
         assert_eq!(
             fused(&code, 0),
             [Some(Fused::Together {
-                args: vec![ArgLoc::Stack(8), ArgLoc::Stack(0x10)]
+                args: vec![stack(8), stack(0x10)]
             })]
         );
     }
@@ -1679,11 +1689,14 @@ mod tests {
         assert_eq!(
             got[1],
             Some(Fused::Together {
-                args: vec![ArgLoc::Value(0), ArgLoc::Register(Register::RBX)]
+                args: vec![
+                    ArgLoc::Value(0),
+                    ArgLoc::At(ResultLoc::Register(Register::RBX))
+                ]
             })
         );
         assert!(
-            matches!(&got[0], Some(Fused::Together { args }) if args[1] == ArgLoc::Register(Register::RBX)),
+            matches!(&got[0], Some(Fused::Together { args }) if args[1] == ArgLoc::At(ResultLoc::Register(Register::RBX))),
             "{got:?}"
         );
     }

@@ -1387,7 +1387,10 @@ fn result_sites_per_version() {
                     assert_eq!(
                         zero,
                         Some(Fused::Together {
-                            args: vec![ArgLoc::Value(0), ArgLoc::Register(Register::RBX)]
+                            args: vec![
+                                ArgLoc::Value(0),
+                                ArgLoc::At(ResultLoc::Register(Register::RBX))
+                            ]
                         })
                     );
                 }
@@ -1441,7 +1444,7 @@ fn result_sites_per_version() {
                         assert!(
                             matches!(&args, Some(Fused::Together { args }) if matches!(
                                 args.as_slice(),
-                                [ArgLoc::Stack(a), ArgLoc::Stack(_)] if *a > 0x38
+                                [ArgLoc::At(ResultLoc::Stack(a)), ArgLoc::At(ResultLoc::Stack(_))] if *a > 0x38
                             )),
                             "{variant:?} {name}: {args:?}"
                         );

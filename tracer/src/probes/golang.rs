@@ -71,13 +71,19 @@ fn placement_of(spot: &crate::golang::ProbeSpot, frame_ready: bool) -> Placement
         // Go 1.19 makes its frame before the probe (`sub rsp; mov [rsp+N],rbp; lea
         // rbp,[rsp+N]`), and `[rsp]` is then not the return address; Go 1.26+ probes its
         // `push rbp`.
-        caller: if frame_ready {
-            CallerAt::Chain
-        } else if spot.instruction == "push rbp" {
-            CallerAt::RspKernelReads
-        } else {
-            CallerAt::Rsp
-        },
+        caller: caller_at(&spot.instruction, frame_ready),
+    }
+}
+
+/// Where a stack walk from a probe on `instruction` finds the caller: in the frame chain once
+/// the function's frame is set up, else at `[rsp]`.
+fn caller_at(instruction: &str, frame_ready: bool) -> CallerAt {
+    if frame_ready {
+        CallerAt::Chain
+    } else if instruction == "push rbp" {
+        CallerAt::RspKernelReads
+    } else {
+        CallerAt::Rsp
     }
 }
 
@@ -181,6 +187,18 @@ impl Ctx<'_> {
         }
     }
 
+    /// A probe on an emulated instruction inside `func`.
+    fn emulated_placement(&self, func: &GoFunc, offset: u64, instruction: String) -> Placement {
+        let frame_ready = frame_set_up_before(self.image, func, offset);
+        Placement {
+            offset,
+            caller: caller_at(&instruction, frame_ready),
+            instruction,
+            emulated: true,
+            fallback: None,
+        }
+    }
+
     /// The probes of an allocator without an entry probe (every RET has a [`Fused`] way): per
     /// RET, its result probe reading the arguments too (`go_alloc_site`), or an entry-like
     /// probe at an earlier instruction only its calls pass, paired with its result probe as an
@@ -195,25 +213,20 @@ impl Ctx<'_> {
                     let Some((offset, probe)) = result else {
                         continue;
                     };
-                    let on_ret = offset == ret.ret;
-                    let placement = Placement {
-                        offset,
-                        instruction: if on_ret {
-                            "ret".into()
-                        } else {
-                            site_instruction(&ret.class)
-                        },
-                        emulated: !on_ret,
-                        fallback: on_ret.then(|| {
-                            "RET instructions are single-stepped; only calls that return here"
-                                .to_string()
-                        }),
-                        // At a RET the frame is gone and `[rsp]` is the return address.
-                        caller: if !on_ret && frame_set_up_before(self.image, func, offset) {
-                            CallerAt::Chain
-                        } else {
-                            CallerAt::Rsp
-                        },
+                    let placement = if offset == ret.ret {
+                        Placement {
+                            offset,
+                            instruction: "ret".into(),
+                            emulated: false,
+                            fallback: Some(
+                                "RET instructions are single-stepped; only calls that return here"
+                                    .into(),
+                            ),
+                            // The frame is gone: `[rsp]` is the return address.
+                            caller: CallerAt::Rsp,
+                        }
+                    } else {
+                        self.emulated_placement(func, offset, site_instruction(&ret.class))
                     };
                     let Some(mut spec) = self.base(func, placement) else {
                         continue;
@@ -239,17 +252,7 @@ impl Ctx<'_> {
                     instruction,
                     args,
                 }) => {
-                    let placement = Placement {
-                        offset: *offset,
-                        instruction: instruction.clone(),
-                        emulated: true,
-                        fallback: None,
-                        caller: if frame_set_up_before(self.image, func, *offset) {
-                            CallerAt::Chain
-                        } else {
-                            CallerAt::Rsp
-                        },
-                    };
+                    let placement = self.emulated_placement(func, *offset, instruction.clone());
                     let Some(mut spec) = self.base(func, placement) else {
                         continue;
                     };
@@ -661,8 +664,8 @@ fn site_instruction(class: &RetClass) -> String {
 /// `ProbeConfig` register and slot of an argument read by `go_alloc_site`.
 fn arg_config(place: Option<&ArgLoc>) -> (u8, i32) {
     match place {
-        Some(ArgLoc::Register(r)) => (register_loc(*r), NO_SLOT),
-        Some(ArgLoc::Stack(k)) => (loc::RSP, i32::try_from(*k).unwrap_or(NO_SLOT)),
+        Some(ArgLoc::At(ResultLoc::Register(r))) => (register_loc(*r), NO_SLOT),
+        Some(ArgLoc::At(ResultLoc::Stack(k))) => (loc::RSP, i32::try_from(*k).unwrap_or(NO_SLOT)),
         // Size 0 (a size-0 return): `loc::NONE` reads as 0.
         Some(ArgLoc::Value(_)) | None => (loc::NONE, NO_SLOT),
     }
