@@ -22,7 +22,7 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit, header},
     maps::{GO_CALLS, is_traced},
-    regs::{full_cookie, read, traced_hit},
+    regs::{full_cookie, read, read_user_u64, traced_hit},
     stack::{NO_PICK, Pick, capture_go_stack},
 };
 
@@ -145,14 +145,8 @@ fn read_result(ctx: &ProbeContext, place: u64) -> u64 {
     let base = read(ctx, result_register(place)).unwrap_or(0);
     match result_offset(place) {
         None => base,
-        Some(offset) => read_user(base.wrapping_add(u64::from(offset))),
+        Some(offset) => read_user_u64(base.wrapping_add(u64::from(offset))).unwrap_or(0),
     }
-}
-
-#[inline(always)]
-fn read_user(address: u64) -> u64 {
-    // SAFETY: reads user memory through the helper, which handles faults.
-    unsafe { bpf_probe_read_user(address as *const u64) }.unwrap_or(0)
 }
 
 /// Register `register`, or the 8 bytes at it + `slot` (unless [`NO_SLOT`]); 0 for `loc::NONE`.
@@ -164,7 +158,7 @@ fn read_arg(ctx: &ProbeContext, register: u8, slot: i32) -> u64 {
     if slot == NO_SLOT {
         base
     } else {
-        read_user(base.wrapping_add(slot as u64))
+        read_user_u64(base.wrapping_add(slot as u64)).unwrap_or(0)
     }
 }
 

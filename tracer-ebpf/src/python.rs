@@ -16,15 +16,11 @@ use tracer_common::{
 use crate::{
     emit::{bump, emit_now, header},
     maps::{PYTHON_STACKS, is_traced},
+    regs::read_user_u64,
 };
 
 const PREFIX_WORDS: usize = FRAME_PREFIX / 8;
 const READ_WORDS: usize = FRAME_READ / 8;
-
-fn read_u64(addr: u64) -> Option<u64> {
-    // SAFETY: reads user memory through the helper, which handles faults.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
-}
 
 /// Fills `scratch.py_frames` with the current thread's Python frames, innermost first, and
 /// returns how many there are: 0 when the process has no configuration, the interpreter is
@@ -44,7 +40,7 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
     let Some(cfg) = (unsafe { PYTHON_STACKS.get(&tgid) }).copied() else {
         return 0;
     };
-    let Some(tstate) = read_u64(cfg.tstate_current) else {
+    let Some(tstate) = read_user_u64(cfg.tstate_current) else {
         bump(Counter::PyFrameUnreadable);
         return 0;
     };
@@ -52,8 +48,8 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
         return 0;
     }
     let (Some(thread), Some(cframe)) = (
-        read_u64(tstate + u64::from(cfg.tstate_native_thread_id)),
-        read_u64(tstate + u64::from(cfg.tstate_cframe)),
+        read_user_u64(tstate + u64::from(cfg.tstate_native_thread_id)),
+        read_user_u64(tstate + u64::from(cfg.tstate_cframe)),
     ) else {
         bump(Counter::PyFrameUnreadable);
         return 0;
@@ -64,7 +60,7 @@ pub fn walk(scratch: &mut StackValue) -> u32 {
     // 3.11 and 3.12 keep the current frame in a `_PyCFrame`; 3.13 in the thread state itself.
     let mut frame = cframe;
     if cfg.cframe_current_frame != NO_CFRAME {
-        let Some(current) = read_u64(cframe + u64::from(cfg.cframe_current_frame)) else {
+        let Some(current) = read_user_u64(cframe + u64::from(cfg.cframe_current_frame)) else {
             bump(Counter::PyFrameUnreadable);
             return 0;
         };

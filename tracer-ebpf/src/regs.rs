@@ -115,6 +115,13 @@ pub fn read(ctx: &ProbeContext, location: u8) -> Option<u64> {
     })
 }
 
+/// The 8 bytes of user memory at `addr`, `None` if they cannot be read.
+#[inline(always)]
+pub fn read_user_u64(addr: u64) -> Option<u64> {
+    // SAFETY: reads user memory through the helper, which handles faults.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
 pub fn stack_pointer(ctx: &ProbeContext) -> u64 {
     // SAFETY: as in `read`.
     unsafe { (*ctx.regs).rsp }
