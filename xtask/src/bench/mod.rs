@@ -188,6 +188,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !util::is_root() {
         bail!("the benchmark loads eBPF programs: run it as root");
     }
+    refuse_bpf_stats()?;
     util::build_release()?;
     fs::create_dir_all(bench_dir())?;
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
@@ -208,6 +209,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     if wanted("analysis") {
         analysis(args)?;
+    }
+    Ok(())
+}
+
+/// With `kernel.bpf_stats_enabled` set, the kernel reads the clock twice around every eBPF
+/// program run: a probe hit cost ~180–260 ns more here (docs/benchmarks.md, "Where the time goes"), which
+/// would be counted as alloctrace's cost. A profiling session easily leaves it set.
+fn refuse_bpf_stats() -> anyhow::Result<()> {
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    if fs::read_to_string(STATS).is_ok_and(|value| value.trim() != "0") {
+        bail!(
+            "kernel.bpf_stats_enabled is on: it adds to every probe hit and would inflate every \
+             figure; run `sysctl kernel.bpf_stats_enabled=0` first"
+        );
     }
     Ok(())
 }
