@@ -111,7 +111,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
     };
     if !quiet {
         eprintln!(
-            "alloctrace: {} events ({} alloc, {} free, {} realloc, {} other) from {} in {secs:.2} s, {} lost; peak live {}; {} in {} blocks live at the end; trace {} ({}, {per_event:.1} B/event)",
+            "alloctrace: {} events ({} alloc, {} free, {} realloc, {} other) from {} in {secs:.2} s, {} lost; peak live {}; {} in {} blocks live at the end{}; trace {} ({}, {per_event:.1} B/event)",
             thousands(run.events_written),
             thousands(s.allocs),
             thousands(s.frees),
@@ -126,6 +126,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
             bytes(s.peak_live_bytes),
             bytes(s.live_bytes),
             thousands(s.live_blocks() as u64),
+            collected_note(s.collected_allocs),
             output.display(),
             bytes(outcome.bytes_on_disk),
         );
@@ -139,4 +140,16 @@ pub fn run(args: RecordArgs, quiet: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(outcome.exit.shell_code())
+}
+
+/// Go's allocations are left out of the live figures: its garbage collector frees them unseen.
+fn collected_note(collected: u64) -> String {
+    if collected == 0 {
+        String::new()
+    } else {
+        format!(
+            " (without {} Go allocations, freed by its GC: its heap is in the gc_end rows)",
+            thousands(collected)
+        )
+    }
 }

@@ -23,7 +23,7 @@ use super::{
     attach::Attacher,
     decode,
     error::io_err,
-    live::{LiveLine, Stats},
+    live::{Frees, LiveLine, Stats},
     process, rows, rss, stacks,
     tree::ProcessTable,
 };
@@ -144,7 +144,6 @@ impl Recording<'_> {
                 }
                 continue;
             }
-            self.stats.observe(&event);
             if let Some(n) = self.probe_events.get_mut(event.header().probe as usize) {
                 *n += 1;
             }
@@ -169,6 +168,12 @@ impl Recording<'_> {
                 Some(id)
             });
             let mut row = rows::to_row(&event, &self.attacher.table, &self.types, stack_id);
+            let frees = if row.runtime == Runtime::Go {
+                Frees::Unseen
+            } else {
+                Frees::Seen
+            };
+            self.stats.observe(&event, frees);
             // A collection's end row carries the generation its start row announced (CPython's
             // end probes cannot read it; a thread runs one collection at a time), or none when
             // the start had none (3.13's automatic collections).
