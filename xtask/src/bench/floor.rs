@@ -12,8 +12,7 @@ use std::{path::Path, process::Command};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use super::{Args, bench_dir, median, range};
-use crate::util;
+use super::{Args, bench_dir, build_c, median, range};
 
 const CALLS: &str = "1000000";
 
@@ -27,13 +26,11 @@ const CONFIGS: [(&str, &str); 5] = [
 ];
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let src = util::workspace().join("xtask/src/bench/probe_floor.c");
-    let bin = bench_dir().join("probe_floor");
-    util::run(
-        Command::new("gcc")
-            .args(["-O2", "-fcf-protection=none", "-o"])
-            .arg(&bin)
-            .arg(&src),
+    // Without CET's `endbr64` at the functions' entries, which the kernel single-steps.
+    let bin = build_c(
+        "xtask/src/bench/probe_floor.c",
+        "probe_floor",
+        &["-fcf-protection=none"],
     )?;
     let mut runs: Vec<Vec<f64>> = CONFIGS.iter().map(|_| Vec::new()).collect();
     for round in 1..=args.rounds {

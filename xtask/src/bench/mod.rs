@@ -15,6 +15,8 @@ use serde_json::Value;
 
 use crate::{setup, util};
 
+mod floor;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// malloc/free pairs per churn run.
@@ -23,8 +25,8 @@ pub struct Args {
     /// Interleaved rounds of each configuration.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Only these benchmarks, comma-separated: native, go, python, cheap, analysis.
-    #[arg(long, value_delimiter = ',')]
+    /// Only these benchmarks, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = ["native", "go", "python", "cheap", "analysis", "floor"])]
     pub only: Vec<String>,
     /// Events in the synthetic trace of the analysis benchmark.
     #[arg(long, default_value_t = 50_000_000)]
@@ -42,16 +44,27 @@ fn bench_dir() -> PathBuf {
 
 const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
 
-fn build_churn() -> anyhow::Result<PathBuf> {
-    let src = util::workspace().join("tracer/tests/programs/churn.c");
-    let bin = bench_dir().join("churn");
+/// Compiles the workspace's C file `src` (a path from the workspace root) with `-O2` and
+/// `flags` into the bench directory as `name`.
+fn build_c(src: &str, name: &str, flags: &[&str]) -> anyhow::Result<PathBuf> {
+    let bin = bench_dir().join(name);
     util::run(
         Command::new("gcc")
-            .args(["-O2", "-fno-omit-frame-pointer", "-o"])
+            .arg("-O2")
+            .args(flags)
+            .arg("-o")
             .arg(&bin)
-            .arg(&src),
+            .arg(util::workspace().join(src)),
     )?;
     Ok(bin)
+}
+
+fn build_churn() -> anyhow::Result<PathBuf> {
+    build_c(
+        "tracer/tests/programs/churn.c",
+        "churn",
+        &["-fno-omit-frame-pointer"],
+    )
 }
 
 /// The churn program's own JSON line.
@@ -209,6 +222,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     if wanted("analysis") {
         analysis(args)?;
+    }
+    if wanted("floor") {
+        floor::run(args)?;
     }
     Ok(())
 }
