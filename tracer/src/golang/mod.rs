@@ -488,6 +488,10 @@ impl GoBinary {
             .filter(|f| f.entry != dispatcher.entry)
             .map(|f| (f.entry, f.end))
             .collect();
+        // Go ≤ 1.25 has no leaves: no pass over the whole binary at attach for nothing.
+        if ends.is_empty() {
+            return HashSet::new();
+        }
         let mut referenced = HashSet::new();
         for seg in &self.file.segments {
             let Some(bytes) = self.file.read(seg.address, seg.file_size) else {
