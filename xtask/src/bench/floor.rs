@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for (c, (attach, insn)) in CONFIGS.iter().enumerate() {
         let ns = median(&mut runs[c].clone());
         let (lo, hi) = range(&runs[c]);
-        let added = if c == 0 { 0.0 } else { ns - base };
+        let added = ns - base;
         println!("  {attach:5} {insn:4}: {ns:7.1} ns [{lo:.1}–{hi:.1}] → {added:5.0} ns per hit");
         results.insert(
             format!("{attach}_{insn}"),

@@ -230,8 +230,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// With `kernel.bpf_stats_enabled` set, the kernel reads the clock twice around every eBPF
-/// program run: a probe hit cost ~180–260 ns more here (docs/benchmarks.md, "Where the time goes"), which
-/// would be counted as alloctrace's cost. A profiling session easily leaves it set.
+/// program run: a probe hit cost ~180–260 ns more here (docs/benchmarks.md, "Where the time
+/// goes"), which would be counted as alloctrace's cost. A profiling session easily leaves it set.
 fn refuse_bpf_stats() -> anyhow::Result<()> {
     const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
     if fs::read_to_string(STATS).is_ok_and(|value| value.trim() != "0") {
