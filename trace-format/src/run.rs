@@ -103,13 +103,19 @@ pub struct Module {
     pub build_id: String,
 }
 
-/// What recording cost the tracer itself (not the target).
+/// CPU time and peak resident set size of a process, as the kernel accounted them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TracerUsage {
+pub struct Usage {
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
-    /// Peak resident set size of the tracer process.
     pub max_rss_bytes: u64,
+}
+
+impl Usage {
+    /// User plus system CPU seconds.
+    pub fn cpu_s(&self) -> f64 {
+        self.cpu_user_s + self.cpu_system_s
+    }
 }
 
 /// The event categories `alloctrace record --events` chooses from, as run.json's `events`
@@ -190,9 +196,17 @@ pub struct RunInfo {
     /// The workload's own counters, when it printed them (see the targets' JSON line).
     #[serde(default)]
     pub workload: Option<serde_json::Value>,
-    /// The tracer's own CPU time and memory, filled in at the end.
+    /// The tracer's own CPU time and memory, filled in at the end (its work after writing
+    /// run.json, such as printing the summary and exiting, is not in it).
     #[serde(default)]
-    pub tracer: Option<TracerUsage>,
+    pub tracer: Option<Usage>,
+    /// The started command's own CPU time and peak RSS, from `wait4` when the tracer reaped it
+    /// (spawn mode): what the kernel charged to it and to the descendants it reaped, the
+    /// probes' breakpoints and eBPF programs included, the tracer's work not. Absent in attach
+    /// mode (the process is not the tracer's child) and when the command was not reaped (it
+    /// still ran when the recording stopped, or ended before its probes were attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Usage>,
     /// Things the user should know about this trace (fallback probe placements, ...).
     #[serde(default)]
     pub warnings: Vec<String>,

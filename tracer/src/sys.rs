@@ -20,6 +20,22 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `wait4(2)`: waits for child `pid` to change state, with the resources it used if it ended
+/// (its own and those of the descendants it reaped; zero otherwise). nix wraps `waitpid` only.
+pub fn wait4(pid: u32) -> io::Result<(nix::sys::wait::WaitStatus, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes only the two out-parameters, which live for the call.
+    let ret = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let status = nix::sys::wait::WaitStatus::from_raw(nix::unistd::Pid::from_raw(ret), status)
+        .map_err(io::Error::from)?;
+    Ok((status, usage))
+}
+
 /// Makes the child stop at its `exec` (`PTRACE_TRACEME` before exec), so probes can be attached
 /// before it runs any code of its own.
 pub fn stop_at_exec(cmd: &mut Command) {

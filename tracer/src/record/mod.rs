@@ -367,10 +367,9 @@ pub fn record(options: &RecordOptions) -> Result<Outcome, RecordError> {
                 // Like sudo and timeout: pass the stop signal on to the command we started.
                 let _ = kill(Pid::from_raw(pid as i32), Signal::try_from(sig).ok());
             }
-            match waitpid(Pid::from_raw(pid as i32), None) {
-                Ok(status) => process::wait_status_exit(status),
-                Err(_) => TargetExit::Running,
-            }
+            let (exit, usage) = process::reap(pid);
+            rec.run.target = usage;
+            exit
         }
         (None, None) if target_exited => TargetExit::Exited,
         (None, None) => TargetExit::Running,

@@ -218,3 +218,31 @@ fn rust_system_allocator() {
     );
     trace.replay(trace.run.pids[0]);
 }
+
+/// Check run.json's `target`: the started command's CPU time and peak RSS from `wait4` are its
+/// own, probes included. The program reads its own `getrusage` right before it exits; the
+/// tracer's figure may only add the exit itself.
+#[test]
+fn target_usage_is_the_commands_own() {
+    let bin = build("usage_self.c", "gcc", &[]);
+    let dir = tempdir();
+    let out = record(dir.path(), &[&bin, &"100000"]);
+    assert_success(&out);
+    let own = counters(&out.stdout);
+    let trace = Trace::load(dir.path());
+    assert_eq!(trace.run.lost_total, 0);
+    let mallocs = trace.per_func("alloc", |r| (16..272).contains(&r.size));
+    assert_eq!(
+        mallocs.get("malloc").map(|v| v.0),
+        Some(100_000),
+        "{mallocs:?}"
+    );
+    let target = trace.run.target.as_ref().expect("run.json has `target`");
+    let own_cpu_s = own["cpu_us"].as_f64().unwrap() / 1e6;
+    assert!(
+        target.cpu_s() >= own_cpu_s - 1e-3 && target.cpu_s() <= own_cpu_s + 0.05,
+        "wait4 {:.4} s against the program's own {own_cpu_s:.4} s",
+        target.cpu_s()
+    );
+    assert!(target.max_rss_bytes >= own["maxrss_kib"].as_u64().unwrap() * 1024);
+}
