@@ -99,6 +99,9 @@ struct Traced {
     bytes: u64,
     cpu_s: f64,
     rss: u64,
+    /// The traced command's own CPU seconds (run.json `target`, from `wait4`); `None` from
+    /// builds that predate it.
+    target_cpu_s: Option<f64>,
 }
 
 fn run_alloctrace(
@@ -161,6 +164,7 @@ fn record_traced(
         .map(|m| m.len())
         .sum();
     let tracer = &run["tracer"];
+    let cpu = |usage: &Value| Some(usage["cpu_user_s"].as_f64()? + usage["cpu_system_s"].as_f64()?);
     Ok((
         out.stdout,
         Traced {
@@ -168,9 +172,9 @@ fn record_traced(
             lost: run["lost_total"].as_u64().unwrap_or(0),
             events: run["events_written"].as_u64().unwrap_or(0),
             bytes,
-            cpu_s: tracer["cpu_user_s"].as_f64().unwrap_or(0.0)
-                + tracer["cpu_system_s"].as_f64().unwrap_or(0.0),
+            cpu_s: cpu(tracer).unwrap_or(0.0),
             rss: tracer["max_rss_bytes"].as_u64().unwrap_or(0),
+            target_cpu_s: cpu(&run["target"]),
         },
     ))
 }
@@ -441,6 +445,12 @@ fn children_cpu_s() -> f64 {
 struct GoRuns {
     wall_ms: Vec<f64>,
     cpu_ms: Vec<f64>,
+    /// Traced runs: the CPU figure the way it was taken before run.json had `target`: the
+    /// children's CPU minus the tracer's from run.json (which also charged the traced process
+    /// with the tracer's work after writing run.json).
+    cpu_by_subtraction_ms: Vec<f64>,
+    /// Some traced run's `cpu_ms` is by subtraction (a build without run.json `target`).
+    subtracted: bool,
     events: u64,
     lost: u64,
 }
@@ -449,6 +459,7 @@ impl GoRuns {
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "wall_ms_runs": self.wall_ms, "cpu_ms_runs": self.cpu_ms,
+            "cpu_by_subtraction_ms_runs": self.cpu_by_subtraction_ms,
             "events": self.events, "events_lost": self.lost,
         })
     }
@@ -467,10 +478,13 @@ fn range(values: &[f64]) -> (f64, f64) {
 ///
 /// Two figures per configuration. Wall: the program's own elapsed time of its loop. CPU: the
 /// program's process CPU time (user + system, where the kernel's breakpoint handling and the
-/// eBPF programs are charged), from `RUSAGE_CHILDREN` around each run minus, for traced runs,
-/// the tracer's own CPU time from run.json. On a host shared with other work the wall figure
-/// also grows with the time the traced run is preempted (it runs several times longer), the
-/// CPU figure much less.
+/// eBPF programs are charged): `RUSAGE_CHILDREN` around an untraced run, and for a traced run
+/// what `wait4` gave the tracer when it reaped the program (run.json `target`). Older builds
+/// (a `--baseline`) do not record that: theirs is `RUSAGE_CHILDREN` around the recording minus
+/// the tracer's CPU in run.json, which also charges the program with the tracer's work after
+/// writing run.json; that figure is printed for every traced run, for comparison. On a host
+/// shared with other work the wall figure also grows with the time the traced run is preempted
+/// (it runs several times longer), the CPU figure much less.
 fn go(args: &Args) -> anyhow::Result<()> {
     let alloctrace = util::alloctrace_bin();
     // (label, tracer binary, flags); no flags: untraced. `--baseline` adds an older build's
@@ -513,9 +527,12 @@ fn go(args: &Args) -> anyhow::Result<()> {
                     r.cpu_ms.push((children_cpu_s() - before) * 1e3);
                 } else {
                     let (wall, traced) = traced_target(tracer, &command, flags, &[])?;
+                    let by_subtraction = (children_cpu_s() - before - traced.cpu_s).max(0.0);
                     r.wall_ms.push(wall);
                     r.cpu_ms
-                        .push((children_cpu_s() - before - traced.cpu_s).max(0.0) * 1e3);
+                        .push(traced.target_cpu_s.unwrap_or(by_subtraction) * 1e3);
+                    r.cpu_by_subtraction_ms.push(by_subtraction * 1e3);
+                    r.subtracted |= traced.target_cpu_s.is_none();
                     r.events = traced.events;
                     r.lost += traced.lost;
                 }
@@ -548,13 +565,22 @@ fn go(args: &Args) -> anyhow::Result<()> {
             let (wall_added, cpu_added) =
                 ((wall - base_wall) * 1e6 / n, (cpu - base_cpu) * 1e6 / n);
             let ((wlo, whi), (clo, chi)) = (range(&r.wall_ms), range(&r.cpu_ms));
+            let subtracted_added =
+                (median(&mut r.cpu_by_subtraction_ms.clone()) - base_cpu) * 1e6 / n;
             let mut json = r.json();
             json["wall_ns_added_per_allocation"] = wall_added.into();
             json["cpu_ns_added_per_allocation"] = cpu_added.into();
+            json["cpu_by_subtraction_ns_added_per_allocation"] = subtracted_added.into();
             entry[mode.replace(' ', "_")] = json;
+            let source = if r.subtracted {
+                "by subtraction"
+            } else {
+                "wait4"
+            };
             println!(
                 "    {mode:18}: {wall:7.1} ms wall [{wlo:.1}–{whi:.1}] → {wall_added:5.0} ns added per allocation; \
-                 {cpu:7.1} ms CPU [{clo:.1}–{chi:.1}] → {cpu_added:5.0} ns; {} events, {} lost",
+                 {cpu:7.1} ms CPU ({source}) [{clo:.1}–{chi:.1}] → {cpu_added:5.0} ns \
+                 ({subtracted_added:.0} by subtraction); {} events, {} lost",
                 r.events, r.lost
             );
         }
@@ -563,9 +589,13 @@ fn go(args: &Args) -> anyhow::Result<()> {
             .filter(|&(_, b)| b < modes.len())
         {
             let paired = Paired::of(&runs[v][ours], &runs[v][theirs]);
+            let source = match runs[v][ours].subtracted || runs[v][theirs].subtracted {
+                true => "by subtraction",
+                false => "wait4",
+            };
             println!(
                 "    {} against the baseline, round by round: {:.0} ns less per allocation \
-                 (CPU, median), fewer in {} of {} rounds",
+                 (CPU {source}, median), fewer in {} of {} rounds",
                 modes[ours].0, paired.median_ns_less, paired.rounds_less, paired.rounds
             );
             entry[format!("{}_against_baseline", modes[ours].0.replace(' ', "_"))] = serde_json::json!({
@@ -592,12 +622,16 @@ struct Paired {
 }
 
 impl Paired {
+    /// Like is compared with like: by subtraction when either build measured that way.
     fn of(ours: &GoRuns, theirs: &GoRuns) -> Paired {
         let n = ours.events.max(1) as f64;
-        let mut less: Vec<f64> = ours
-            .cpu_ms
+        let cpu = |runs: &GoRuns| match ours.subtracted || theirs.subtracted {
+            true => runs.cpu_by_subtraction_ms.clone(),
+            false => runs.cpu_ms.clone(),
+        };
+        let mut less: Vec<f64> = cpu(ours)
             .iter()
-            .zip(&theirs.cpu_ms)
+            .zip(&cpu(theirs))
             .map(|(o, t)| (t - o) * 1e6 / n)
             .collect();
         Paired {
