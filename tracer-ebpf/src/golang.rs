@@ -23,7 +23,7 @@ use crate::{
     emit::{bump, emit, header},
     maps::{GO_CALLS, is_traced},
     regs::{full_cookie, read, read_user_u64, traced_hit},
-    stack::{NO_PICK, Pick, capture_go_stack},
+    stack::{NO_PICK, Pick, capture_go_stack, capture_go_stack_last_bounds, read_stack_bounds},
 };
 
 fn key(ctx: &ProbeContext, pid_tgid: u64) -> GoKey {
@@ -194,7 +194,7 @@ pub fn go_alloc_site(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let (pid_tgid, probe, cfg) = (hit.pid_tgid, hit.probe, hit.cfg);
-    let addr = read_result(&ctx, full_cookie(&ctx));
+    let addr = read_result(&ctx, hit.cookie);
     let (size, type_ptr, stack) = if cfg.stack & STACK_CAPTURE == 0 {
         let (size, type_ptr) = read_args(&ctx, cfg);
         (size, type_ptr, 0)
@@ -207,7 +207,13 @@ pub fn go_alloc_site(ctx: ProbeContext) -> u32 {
             ],
             ..Pick::NONE
         };
-        let stack = stack_with_cached_bounds(&ctx, cfg.stack, key(&ctx, pid_tgid), &mut pick);
+        let key = key(&ctx, pid_tgid);
+        let stack = capture_go_stack_last_bounds(
+            &ctx,
+            cfg.stack,
+            |sp| goroutine_bounds(key, sp),
+            &mut pick,
+        );
         let (size, type_ptr) = match pick.found {
             3 => (pick.values[0], pick.values[1]),
             1 => (
@@ -239,28 +245,30 @@ fn rsp_slot(register: u8, slot: i32) -> u64 {
     }
 }
 
-/// The stack at a `go_alloc_site` probe, with the goroutine's stack bounds kept in its (idle)
-/// `GO_CALLS` entry between calls, as the entry probe keeps them.
+/// The bounds of goroutine `key`'s stack, which holds `sp`: kept in its (idle) `GO_CALLS` entry
+/// between calls, as the entry probe keeps them, and read again from its `g` when the stack
+/// moved.
 #[inline(always)]
-fn stack_with_cached_bounds(ctx: &ProbeContext, stack: u8, key: GoKey, pick: &mut Pick) -> u64 {
+fn goroutine_bounds(key: GoKey, sp: u64) -> GoStackBounds {
     match GO_CALLS.get_ptr_mut(key) {
         Some(call) => {
             // SAFETY: map value pointer from a successful lookup; the goroutine runs on one CPU
             // at a time, so nothing else writes it.
             let bounds = unsafe { &mut (*call).bounds };
-            capture_go_stack(ctx, stack, key.g, bounds, pick)
+            if !bounds.holds(sp) {
+                *bounds = read_stack_bounds(key.g);
+            }
+            *bounds
         }
         None => {
-            let mut bounds = GoStackBounds::default();
-            let id = capture_go_stack(ctx, stack, key.g, &mut bounds, pick);
             let idle = GoCall {
-                bounds,
+                bounds: read_stack_bounds(key.g),
                 ..GoCall::default()
             };
             if GO_CALLS.insert(key, idle, 0).is_err() {
                 bump(Counter::GoMapFull);
             }
-            id
+            idle.bounds
         }
     }
 }

@@ -9,6 +9,8 @@ use crate::maps::{PROBES, is_traced};
 pub struct Hit {
     pub pid_tgid: u64,
     pub probe: u32,
+    /// The link's whole cookie: `probe` in its low half (a helper call, made once per hit).
+    pub cookie: u64,
     pub cfg: &'static ProbeConfig,
 }
 
@@ -20,7 +22,8 @@ pub fn traced_hit<C: EbpfContext>(ctx: &C) -> Option<Hit> {
     if !is_traced(pid_tgid) {
         return None;
     }
-    let probe = cookie(ctx);
+    let cookie = full_cookie(ctx);
+    let probe = cookie as u32;
     let Some(cfg) = config(probe) else {
         crate::emit::bump(tracer_common::counter::Counter::NoConfig);
         return None;
@@ -28,13 +31,9 @@ pub fn traced_hit<C: EbpfContext>(ctx: &C) -> Option<Hit> {
     Some(Hit {
         pid_tgid,
         probe,
+        cookie,
         cfg,
     })
-}
-
-/// The probe id carried by the link's BPF cookie.
-pub fn cookie<C: EbpfContext>(ctx: &C) -> u32 {
-    full_cookie(ctx) as u32
 }
 
 /// The whole 64-bit cookie (Go result probes carry the result's place above the probe id).
