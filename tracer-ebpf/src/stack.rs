@@ -220,10 +220,9 @@ fn capture(
     ctx: &ProbeContext,
     stack: u8,
     scratch: &mut StackValue,
-    window: Option<&mut StackWindow>,
+    mut window: Option<&mut StackWindow>,
 ) -> u64 {
     let wants_caller = stack & STACK_CALLER_FIXUP != 0;
-    let mut window = window;
     let go = window.is_some();
     let own_walk = go && stack & STACK_OWN_WALK != 0;
     let len = match window.as_deref_mut() {

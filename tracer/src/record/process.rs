@@ -57,28 +57,30 @@ pub(super) fn start_brk(pid: u32) -> u64 {
 pub(super) fn own_usage() -> Option<Usage> {
     use nix::sys::resource::{UsageWho, getrusage};
     let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    Some(Usage {
-        cpu_user_s: secs(usage.user_time()),
-        cpu_system_s: secs(usage.system_time()),
-        max_rss_bytes: u64::try_from(usage.max_rss()).unwrap_or(0) * 1024,
-    })
+    Some(usage_of(usage.as_ref()))
 }
 
 /// Reaps the started command `pid`: how it ended and, if it did, what it used.
 pub(super) fn reap(pid: u32) -> (TargetExit, Option<Usage>) {
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     match crate::sys::wait4(pid) {
         Ok((status, usage)) => {
             let exit = wait_status_exit(status);
-            let usage = (exit != TargetExit::Running).then(|| Usage {
-                cpu_user_s: secs(usage.ru_utime),
-                cpu_system_s: secs(usage.ru_stime),
-                max_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
-            });
-            (exit, usage)
+            (
+                exit,
+                (exit != TargetExit::Running).then(|| usage_of(&usage)),
+            )
         }
         Err(_) => (TargetExit::Running, None),
+    }
+}
+
+fn usage_of(usage: &libc::rusage) -> Usage {
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Usage {
+        cpu_user_s: secs(usage.ru_utime),
+        cpu_system_s: secs(usage.ru_stime),
+        // Kilobytes on Linux.
+        max_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
     }
 }
 
